@@ -1,0 +1,84 @@
+//! Batched matrix multiply through the `gemm` crate, which picks AVX-512 /
+//! AVX2 / scalar micro-kernels at run time. Operands are passed with their
+//! own row and column strides, so transposed views need no copy.
+
+use crate::layout::Layout;
+
+/// Row and column strides of the last two dims (as gemm wants them).
+fn mat_strides(l: &Layout) -> (isize, isize) {
+    let r = l.rank();
+    (l.strides()[r - 2] as isize, l.strides()[r - 1] as isize)
+}
+
+/// `a @ b` where `la` is `[batch..., m, k]` and `lb` is `[batch..., k, n]`,
+/// both already broadcast to the same batch dims. Returns a contiguous
+/// `[batch..., m, n]` buffer.
+pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
+    let r = la.rank();
+    let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
+    let batch_shape = &la.shape()[..r - 2];
+    let batch: usize = batch_shape.iter().product();
+    let mut out = vec![0f32; batch * m * n];
+    if m == 0 || n == 0 || k == 0 {
+        return out;
+    }
+    let (a_rs, a_cs) = mat_strides(la);
+    let (b_rs, b_cs) = mat_strides(lb);
+    // Offset of each batch's matrix in a and b (stride 0 on broadcast dims).
+    let offsets: Vec<(usize, usize)> = (0..batch)
+        .map(|bi| {
+            let (mut rem, mut oa, mut ob) = (bi, la.offset(), lb.offset());
+            for d in (0..r - 2).rev() {
+                let i = rem % batch_shape[d];
+                rem /= batch_shape[d];
+                oa += i * la.strides()[d];
+                ob += i * lb.strides()[d];
+            }
+            (oa, ob)
+        })
+        .collect();
+    let threads = rayon::current_num_threads();
+    // Many small matrices: one thread per matrix. Few large ones: gemm's own threads.
+    let small = m * n * k < 48 * 48 * 48;
+    let run = |dst: &mut [f32], (oa, ob): (usize, usize), par: gemm::Parallelism| unsafe {
+        // SAFETY: offsets and strides come from layouts validated against the
+        // buffers' lengths; dst is a distinct m*n contiguous block.
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr().add(oa),
+            a_cs,
+            a_rs,
+            b.as_ptr().add(ob),
+            b_cs,
+            b_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    };
+    if batch > 1 && small && threads > 1 {
+        use rayon::prelude::*;
+        out.par_chunks_mut(m * n)
+            .zip(offsets.par_iter())
+            .for_each(|(dst, &o)| run(dst, o, gemm::Parallelism::None));
+    } else {
+        let par = if threads > 1 && m * n * k >= 32 * 32 * 32 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        for (dst, &o) in out.chunks_mut(m * n).zip(&offsets) {
+            run(dst, o, par);
+        }
+    }
+    out
+}

@@ -1,0 +1,13 @@
+//! The CPU backend: a short list of primitive kernels over `CpuStorage`.
+//! Composite ops and every backward rule live above, in `ops/`, written with
+//! tensor ops, so another backend only has to provide these primitives.
+
+pub mod copy;
+pub mod elementwise;
+pub mod index;
+pub mod matmul;
+pub mod reduce;
+pub mod softmax;
+
+/// Below this many elements a kernel runs on one thread: spawning costs more.
+pub const PARALLEL_MIN_ELEMS: usize = 1 << 15;

@@ -1,0 +1,45 @@
+//! Kindling's tensor crate: n-d tensors over a backend storage, define-by-run
+//! autograd, and the CPU kernels.
+//!
+//! ```
+//! use kindling_tensor::Tensor;
+//! let x = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).unwrap().requires_grad_(true);
+//! let y = x.sqr().unwrap().sum_all().unwrap();
+//! y.backward().unwrap();
+//! assert_eq!(x.grad().unwrap().to_vec_f32().unwrap(), vec![2.0, 4.0, 6.0]);
+//! ```
+
+mod autograd;
+pub mod cpu;
+mod dtype;
+mod error;
+pub mod gradcheck;
+pub mod layout;
+mod ops;
+mod rng;
+pub mod safetensors_io;
+mod storage;
+mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use layout::Layout;
+pub use ops::elementwise::where_cond;
+pub use ops::shape_ops::{cat, stack};
+pub use rng::Rng;
+pub use storage::{CpuStorage, Device, Storage};
+pub use tensor::Tensor;
+
+/// Sets the number of CPU threads kernels use (rayon's global pool). Call
+/// once, before the first op; later calls are ignored with an error.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| Error::msg(format!("--threads {n}: {e}")))
+}
+
+pub fn num_threads() -> usize {
+    rayon::current_num_threads()
+}

@@ -1,0 +1,43 @@
+//! Differentiable ops. Each forward calls a backend primitive; each backward,
+//! right beside it, is written with tensor ops.
+
+pub mod elementwise;
+pub mod indexing;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
+pub mod shape_ops;
+pub mod softmax;
+
+use crate::autograd::{BackwardFn, Node};
+use crate::layout::Layout;
+use crate::{CpuStorage, Result, Storage, Tensor};
+use std::sync::{Arc, RwLock};
+
+impl Tensor {
+    /// Like `from_op`, for backward rules that need the op's own output
+    /// (exp, tanh, softmax...). The closure gets `(grad_out, output)`; the
+    /// output it sees is detached so the graph holds no cycle.
+    pub(crate) fn from_op_with_output(
+        storage: CpuStorage,
+        shape: &[usize],
+        op: &'static str,
+        inputs: &[&Tensor],
+        backward: impl Fn(&Tensor, &Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
+    ) -> Tensor {
+        let arc = Arc::new(RwLock::new(Storage::Cpu(storage)));
+        let layout = Layout::contiguous(shape);
+        let wants_grad =
+            crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
+        let node = wants_grad.then(|| {
+            let out = Tensor::from_parts(arc.clone(), layout.clone(), None);
+            Node {
+                op,
+                inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+                backward: Box::new(move |g: &Tensor| backward(g, &out)) as BackwardFn,
+            }
+        });
+        Tensor::from_parts(arc, layout, node)
+    }
+}

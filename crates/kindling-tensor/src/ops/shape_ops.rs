@@ -1,0 +1,88 @@
+//! Ops that build a new layout of data: cat, stack, and the zero-padding that
+//! is the gradient of `narrow`.
+
+use crate::cpu::{copy::copy_into_slot, reduce::split_at_axis};
+use crate::layout::resolve_dim;
+use crate::{CpuStorage, Error, Result, Tensor};
+
+/// Concatenates along `dim`; all other dims must agree.
+pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+    let first = tensors
+        .first()
+        .ok_or_else(|| Error::shape("cat", "needs at least one tensor"))?;
+    let d = resolve_dim("cat", dim, first.rank())?;
+    for t in tensors {
+        let ok = t.rank() == first.rank()
+            && (0..t.rank()).all(|i| i == d || t.shape()[i] == first.shape()[i]);
+        if !ok {
+            return Err(Error::shape(
+                "cat",
+                format!(
+                    "{:?} and {:?} differ outside dim {d}",
+                    first.shape(),
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
+    let total: usize = sizes.iter().sum();
+    let mut shape = first.shape().to_vec();
+    shape[d] = total;
+    let (outer, _, inner) = split_at_axis(&shape, d);
+    let mut out = vec![0f32; outer * total * inner];
+    let mut start = 0;
+    for (t, &n) in tensors.iter().zip(&sizes) {
+        copy_into_slot(&mut out, total, &t.to_vec_f32()?, n, start, inner);
+        start += n;
+    }
+    Ok(Tensor::from_op(
+        CpuStorage::F32(out),
+        &shape,
+        "cat",
+        tensors,
+        move |g| {
+            let mut grads = Vec::with_capacity(sizes.len());
+            let mut start = 0;
+            for &n in &sizes {
+                grads.push(Some(g.narrow(d as isize, start, n)?));
+                start += n;
+            }
+            Ok(grads)
+        },
+    ))
+}
+
+/// Stacks same-shaped tensors along a new dim.
+pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+    let first = tensors
+        .first()
+        .ok_or_else(|| Error::shape("stack", "needs at least one tensor"))?;
+    if tensors.iter().any(|t| t.shape() != first.shape()) {
+        return Err(Error::shape(
+            "stack",
+            "all tensors must have the same shape",
+        ));
+    }
+    let d = resolve_dim("stack", dim, first.rank() + 1)? as isize;
+    let expanded: Vec<Tensor> = tensors
+        .iter()
+        .map(|t| t.unsqueeze(d))
+        .collect::<Result<_>>()?;
+    cat(&expanded.iter().collect::<Vec<_>>(), d)
+}
+
+/// Zeros of `shape` with `g` written at `start..` along `dim`.
+pub(crate) fn pad_into(g: &Tensor, shape: &[usize], dim: usize, start: usize) -> Result<Tensor> {
+    let (outer, total, inner) = split_at_axis(shape, dim);
+    let mut out = vec![0f32; outer * total * inner];
+    copy_into_slot(
+        &mut out,
+        total,
+        &g.to_vec_f32()?,
+        g.shape()[dim],
+        start,
+        inner,
+    );
+    Tensor::from_vec(out, shape)
+}

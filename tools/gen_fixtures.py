@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Generate Kindling's golden test fixtures with PyTorch.
+
+Regenerate (from the repo root):
+    python3 -m venv .venv && .venv/bin/pip install torch safetensors numpy
+    .venv/bin/python tools/gen_fixtures.py
+
+The generated .safetensors files are committed, so CI and the Rust tests never
+need PyTorch or Python; this script is only rerun when a fixture changes.
+Generated with torch 2.15.0 (PyPI wheel 2.15.0+cu132, run on CPU),
+safetensors 0.8.0, numpy 2.4.6.
+
+Outputs:
+  crates/kindling-tensor/tests/fixtures/ops.safetensors  per-op forward/backward
+  crates/kindling-nn/tests/fixtures/mlp_step.safetensors tiny MLP + optimizers
+
+Conventions (ops.safetensors), for each case:
+  {case}.x0, .x1, ...   float32 inputs
+  {case}.idx            int64 index/target tensor (only where the case has one)
+  {case}.mask           float32 0.0/1.0 mask (only where the case has one)
+  {case}.out            output
+  {case}.gout           upstream gradient, same shape as out (0-dim 1.0 for scalars)
+  {case}.grad0, ...     d sum(out * gout) / d x_i, for each float input
+"""
+
+import os
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPS_PATH = os.path.join(ROOT, "crates/kindling-tensor/tests/fixtures/ops.safetensors")
+MLP_PATH = os.path.join(ROOT, "crates/kindling-nn/tests/fixtures/mlp_step.safetensors")
+# A single metadata key: safetensors writes this map in hash order, so two
+# keys would make the file bytes differ from run to run.
+META = {"generator": f"tools/gen_fixtures.py, torch {torch.__version__}"}
+
+
+def randn(*shape):
+    return torch.randn(*shape, dtype=torch.float32)
+
+
+def uniform(lo, hi, *shape):
+    return torch.empty(*shape, dtype=torch.float32).uniform_(lo, hi)
+
+
+def away_from_zero(*shape):
+    # |x| >= 0.1 keeps abs/relu away from their kink, where the derivative
+    # is a convention rather than a fact.
+    sign = torch.randint(0, 2, shape).to(torch.float32) * 2 - 1
+    return sign * uniform(0.1, 2.0, *shape)
+
+
+def rand_mask(*shape):
+    return torch.randint(0, 2, shape).to(torch.float32)
+
+
+def run_case(tensors, name, xs, fn, idx=None, mask=None):
+    """Evaluate fn in float64 on the float32 inputs and record everything.
+
+    Computing in float64 from the exact f32 values makes the stored out/grads
+    the correctly rounded answer, so the Rust side can use tight tolerances.
+    fn receives (list of f64 leaf tensors, idx, mask_bool) and returns out, or
+    (out, {suffix: extra_tensor}) for cases with additional outputs.
+    """
+    xs64 = [x.to(torch.float64).requires_grad_(True) for x in xs]
+    mask_b = mask.bool() if mask is not None else None
+    res = fn(xs64, idx, mask_b)
+    extra = {}
+    if isinstance(res, tuple):
+        res, extra = res
+    out = res
+    if out.dim() == 0:
+        gout = torch.tensor(1.0, dtype=torch.float32)
+    else:
+        gout = randn(*out.shape)
+    grads = torch.autograd.grad(
+        (out * gout.to(torch.float64)).sum(), xs64, allow_unused=True
+    )
+
+    for i, x in enumerate(xs):
+        tensors[f"{name}.x{i}"] = x
+    if idx is not None:
+        tensors[f"{name}.idx"] = idx.to(torch.int64)
+    if mask is not None:
+        tensors[f"{name}.mask"] = mask
+    tensors[f"{name}.out"] = out.detach().to(torch.float32)
+    tensors[f"{name}.gout"] = gout
+    for i, (x, g) in enumerate(zip(xs64, grads)):
+        # An input the output doesn't depend on has a zero gradient.
+        g = torch.zeros_like(x) if g is None else g
+        tensors[f"{name}.grad{i}"] = g.to(torch.float32)
+    for k, v in extra.items():
+        tensors[f"{name}.{k}"] = v
+
+
+def gen_ops():
+    t = {}
+
+    # Elementwise binary ops, including broadcasting on either side.
+    run_case(t, "add", [randn(3, 4), randn(4)], lambda x, i, m: x[0] + x[1])
+    run_case(t, "sub", [randn(2, 3, 4), randn(3, 1)], lambda x, i, m: x[0] - x[1])
+    run_case(t, "mul", [randn(3, 4), randn(3, 4)], lambda x, i, m: x[0] * x[1])
+    # Divisor kept in [0.5, 2] so the quotient and its gradient stay tame.
+    run_case(t, "div", [randn(3, 4), uniform(0.5, 2.0, 1, 4)], lambda x, i, m: x[0] / x[1])
+
+    # Elementwise unary ops; domains restricted where the op needs it.
+    run_case(t, "neg", [randn(5)], lambda x, i, m: -x[0])
+    run_case(t, "powf", [uniform(0.5, 2.0, 3, 4)], lambda x, i, m: x[0] ** 2.5)
+    run_case(t, "exp", [randn(3, 5)], lambda x, i, m: x[0].exp())
+    run_case(t, "log", [uniform(0.5, 2.0, 3, 5)], lambda x, i, m: x[0].log())
+    run_case(t, "sqrt", [uniform(0.5, 2.0, 3, 5)], lambda x, i, m: x[0].sqrt())
+    run_case(t, "abs", [away_from_zero(3, 5)], lambda x, i, m: x[0].abs())
+    run_case(t, "tanh", [randn(3, 5)], lambda x, i, m: x[0].tanh())
+    run_case(t, "sigmoid", [randn(3, 5)], lambda x, i, m: x[0].sigmoid())
+    run_case(t, "relu", [away_from_zero(3, 5)], lambda x, i, m: F.relu(x[0]))
+    run_case(t, "gelu_tanh", [randn(3, 5)], lambda x, i, m: F.gelu(x[0], approximate="tanh"))
+    run_case(t, "gelu_erf", [randn(3, 5)], lambda x, i, m: F.gelu(x[0], approximate="none"))
+
+    # Reductions.
+    run_case(t, "sum_axis", [randn(3, 4, 5)], lambda x, i, m: x[0].sum(dim=1))
+    run_case(t, "sum_all", [randn(3, 4)], lambda x, i, m: x[0].sum())
+    run_case(t, "mean_axes", [randn(3, 4, 5)], lambda x, i, m: x[0].mean(dim=(0, 2)))
+
+    def max_axis(x, i, m):
+        r = x[0].max(dim=1)
+        return r.values, {"argmax": r.indices.to(torch.int64)}
+
+    run_case(t, "max_axis", [randn(4, 6)], max_axis)
+
+    # Matrix products: plain, batched, broadcast batch, transposed operand.
+    run_case(t, "matmul", [randn(3, 4), randn(4, 5)], lambda x, i, m: x[0] @ x[1])
+    run_case(t, "bmm", [randn(2, 3, 4), randn(2, 4, 5)], lambda x, i, m: x[0] @ x[1])
+    run_case(t, "matmul_bcast", [randn(2, 3, 4), randn(4, 5)], lambda x, i, m: x[0] @ x[1])
+    # x0 is stored as [4,3]; the Rust test transposes it to get a
+    # non-contiguous view, so grad0 has x0's stored [4,3] shape.
+    run_case(t, "matmul_t", [randn(4, 3), randn(4, 5)], lambda x, i, m: x[0].T @ x[1])
+
+    # Softmax family and losses.
+    run_case(t, "softmax", [randn(3, 7)], lambda x, i, m: F.softmax(x[0], dim=-1))
+    run_case(t, "log_softmax", [randn(3, 7)], lambda x, i, m: F.log_softmax(x[0], dim=-1))
+    targets = torch.randint(0, 5, (6,), dtype=torch.int64)
+    targets[2] = -100  # one ignored row: mean must be over the 5 others
+    run_case(
+        t, "cross_entropy", [randn(6, 5)],
+        lambda x, i, m: F.cross_entropy(x[0], i, ignore_index=-100),
+        idx=targets,
+    )
+    run_case(t, "mse", [randn(4, 3), randn(4, 3)], lambda x, i, m: F.mse_loss(x[0], x[1]))
+
+    # Selection by mask.
+    run_case(
+        t, "where", [randn(3, 4), randn(3, 4)],
+        lambda x, i, m: torch.where(m, x[0], x[1]),
+        mask=rand_mask(3, 4),
+    )
+    run_case(
+        t, "masked_fill", [randn(3, 4)],
+        lambda x, i, m: x[0].masked_fill(m, -2.0),
+        mask=rand_mask(3, 4),
+    )
+
+    # Shape ops.
+    run_case(t, "cat", [randn(2, 3), randn(2, 4)], lambda x, i, m: torch.cat([x[0], x[1]], dim=1))
+    run_case(t, "stack", [randn(2, 3), randn(2, 3)], lambda x, i, m: torch.stack([x[0], x[1]], dim=0))
+
+    # Indexing; repeated indices check that backward accumulates, not overwrites.
+    run_case(
+        t, "index_select", [randn(5, 3)],
+        lambda x, i, m: x[0].index_select(0, i),
+        idx=torch.tensor([4, 0, 4, 2], dtype=torch.int64),
+    )
+    gidx = torch.randint(0, 5, (3, 2), dtype=torch.int64)
+    gidx[0, 1] = gidx[0, 0]  # guarantee a repeat within a row
+    run_case(t, "gather", [randn(3, 5)], lambda x, i, m: x[0].gather(1, i), idx=gidx)
+    ids = torch.randint(0, 10, (2, 3), dtype=torch.int64)
+    ids[1, 2] = ids[0, 0]  # guarantee a repeated id
+    run_case(t, "embedding", [randn(10, 4)], lambda x, i, m: F.embedding(i, x[0]), idx=ids)
+
+    run_case(
+        t, "layer_norm", [randn(3, 8), randn(8), randn(8)],
+        lambda x, i, m: F.layer_norm(x[0], (8,), x[1], x[2], eps=1e-5),
+    )
+    return t
+
+
+def gen_mlp():
+    # float32 end to end, as a real training step runs, so the Rust side is
+    # compared against what PyTorch's f32 optimizers actually produce.
+    t = {}
+    x = randn(8, 3)
+    y = torch.randint(0, 2, (8,), dtype=torch.int64)
+    init = {
+        "w1": randn(4, 3) * 0.5,  # nn.Linear layout: weight is [out, in]
+        "b1": randn(4) * 0.5,
+        "w2": randn(2, 4) * 0.5,
+        "b2": randn(2) * 0.5,
+    }
+    names = ["w1", "b1", "w2", "b2"]
+
+    def fresh():
+        return {k: init[k].clone().requires_grad_(True) for k in names}
+
+    def loss_fn(p):
+        h = torch.tanh(x @ p["w1"].T + p["b1"])
+        logits = h @ p["w2"].T + p["b2"]
+        return F.cross_entropy(logits, y)
+
+    t["x"] = x
+    t["y"] = y
+    for k in names:
+        t[k] = init[k]
+
+    p = fresh()
+    loss = loss_fn(p)
+    loss.backward()
+    t["loss"] = loss.detach()
+    for k in names:
+        t[f"grad.{k}"] = p[k].grad.clone()
+
+    optimizers = {
+        "sgd": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+        "nesterov": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+        "adam": lambda ps: torch.optim.Adam(ps, lr=0.01),
+        "adamw": lambda ps: torch.optim.AdamW(
+            ps, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1
+        ),
+    }
+    for prefix, make in optimizers.items():
+        # Each optimizer starts from the same initial params, same batch.
+        p = fresh()
+        opt = make([p[k] for k in names])
+        for _ in range(3):
+            opt.zero_grad()
+            loss_fn(p).backward()
+            opt.step()
+        for k in names:
+            t[f"{prefix}.{k}"] = p[k].detach().clone()
+    return t
+
+
+def write(path, tensors):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # save_file needs contiguous tensors that don't share storage.
+    tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
+    save_file(tensors, path, metadata=META)
+    back = load_file(path)
+    assert set(back) == set(tensors), "key mismatch on reload"
+    for k, v in tensors.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+    print(f"wrote {os.path.relpath(path, ROOT)} ({len(tensors)} tensors)")
+    for k in tensors:
+        v = tensors[k]
+        print(f"  {k:28s} {str(v.dtype).replace('torch.', ''):8s} {list(v.shape)}")
+
+
+def main():
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}")
+    write(OPS_PATH, gen_ops())
+    write(MLP_PATH, gen_mlp())
+
+
+if __name__ == "__main__":
+    main()
