@@ -1,1 +1,20 @@
+//! Building blocks for networks: the `Module` trait with named parameters,
+//! layers, initializers, optimizers, learning-rate schedules, gradient
+//! clipping and safetensors checkpoints.
 
+pub mod activation;
+pub mod checkpoint;
+pub mod clip;
+pub mod init;
+pub mod linear;
+pub mod module;
+pub mod optim;
+pub mod schedule;
+pub mod sequential;
+
+pub use activation::{Activation, ActivationKind};
+pub use linear::Linear;
+pub use module::Module;
+pub use sequential::Sequential;
+
+pub use kindling_tensor::{Error, Result, Tensor};

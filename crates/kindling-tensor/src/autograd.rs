@@ -93,7 +93,9 @@ impl Tensor {
                 None => {
                     let acc = match t.grad() {
                         Some(prev) => prev.add(&g)?,
-                        None => g.contiguous()?,
+                        // An owned copy: the same gradient tensor may flow to
+                        // several leaves, and optimizers may scale it in place.
+                        None => g.copy()?,
                     };
                     t.set_grad(Some(acc));
                 }

@@ -399,6 +399,14 @@ impl Tensor {
         ))
     }
 
+    /// A contiguous copy that shares nothing with `self` (no graph).
+    pub fn copy(&self) -> Result<Tensor> {
+        let s = self.storage();
+        let out = cpu::copy::gather_any(s.cpu(), self.layout());
+        drop(s);
+        Tensor::from_storage(out, self.shape())
+    }
+
     /// Reshape; a view when the data is contiguous, a copy otherwise. One
     /// dimension may be `usize::MAX` to mean "whatever is left" (like -1).
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {

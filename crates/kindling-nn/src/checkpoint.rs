@@ -1,0 +1,70 @@
+//! Model checkpoints: a module's named parameters in one safetensors file,
+//! with a JSON config in the header metadata, written atomically.
+
+use crate::Module;
+use kindling_tensor::{safetensors_io, Error, Result, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const CONFIG_KEY: &str = "kindling.config";
+
+/// Saves the parameters of `module` (plus `extra` tensors, e.g. optimizer
+/// state) with `config` as JSON metadata.
+pub fn save(
+    path: &Path,
+    module: &dyn Module,
+    config: &serde_json::Value,
+    extra: &[(String, Tensor)],
+) -> Result<()> {
+    let mut tensors = module.named_parameters();
+    tensors.extend(extra.iter().cloned());
+    let mut meta = HashMap::new();
+    meta.insert(CONFIG_KEY.to_string(), config.to_string());
+    safetensors_io::save(path, &tensors, &meta)
+}
+
+/// Everything in a checkpoint: the tensors and the stored config.
+pub struct Checkpoint {
+    pub tensors: HashMap<String, Tensor>,
+    pub config: serde_json::Value,
+}
+
+pub fn read(path: &Path) -> Result<Checkpoint> {
+    let (tensors, meta) = safetensors_io::load(path)?;
+    let config = match meta.get(CONFIG_KEY) {
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            Error::msg(format!(
+                "{}: metadata `{CONFIG_KEY}` is not valid JSON: {e}",
+                path.display()
+            ))
+        })?,
+        None => serde_json::Value::Null,
+    };
+    Ok(Checkpoint { tensors, config })
+}
+
+impl Checkpoint {
+    /// Copies the stored values into `module`'s parameters. Every parameter
+    /// must be present with its exact shape; the error names the first that
+    /// is missing or differs.
+    pub fn load_into(&self, module: &dyn Module, path: &Path) -> Result<()> {
+        for (name, p) in module.named_parameters() {
+            let t = self.tensors.get(&name).ok_or_else(|| {
+                Error::msg(format!(
+                    "{}: checkpoint has no tensor `{name}`",
+                    path.display()
+                ))
+            })?;
+            if t.shape() != p.shape() {
+                return Err(Error::msg(format!(
+                    "{}: tensor `{name}` has shape {:?}, the model expects {:?}",
+                    path.display(),
+                    t.shape(),
+                    p.shape()
+                )));
+            }
+            p.assign(t)?;
+        }
+        Ok(())
+    }
+}
