@@ -62,11 +62,27 @@ pub enum Demo {
 
 pub fn run(demo: Demo) -> CliResult<()> {
     match demo {
-        Demo::Perceptron { lr, max_epochs, json } => perceptron_demo(lr, max_epochs, json),
-        Demo::Xor { hidden, lr, max_steps, seed, json } => xor_demo(hidden, lr, max_steps, seed, json),
-        Demo::Polyfit { samples, noise, steps, lr, seed, plot, json } => {
-            polyfit_demo(samples, noise, steps, lr, seed, plot, json)
-        }
+        Demo::Perceptron {
+            lr,
+            max_epochs,
+            json,
+        } => perceptron_demo(lr, max_epochs, json),
+        Demo::Xor {
+            hidden,
+            lr,
+            max_steps,
+            seed,
+            json,
+        } => xor_demo(hidden, lr, max_steps, seed, json),
+        Demo::Polyfit {
+            samples,
+            noise,
+            steps,
+            lr,
+            seed,
+            plot,
+            json,
+        } => polyfit_demo(samples, noise, steps, lr, seed, plot, json),
     }
 }
 
@@ -87,21 +103,41 @@ fn perceptron_demo(lr: f32, max_epochs: usize, json: bool) -> CliResult<()> {
     out.line("Part 1: is it an apple? A single threshold neuron, y = step(w·x + b).");
     out.line(format!(
         "  {} after {} epoch(s); mistakes per epoch: {:?}",
-        if run.converged { "Converged" } else { "Did not converge" },
+        if run.converged {
+            "Converged"
+        } else {
+            "Did not converge"
+        },
         run.epochs,
         run.errors_per_epoch
     ));
     let w = p.weights.to_vec_f32()?;
     for (name, wi) in perceptron::FRUIT_FEATURES.iter().zip(&w) {
-        let says = if *wi > 0.0 { "for apple" } else if *wi < 0.0 { "against apple" } else { "ignored" };
+        let says = if *wi > 0.0 {
+            "for apple"
+        } else if *wi < 0.0 {
+            "against apple"
+        } else {
+            "ignored"
+        };
         out.line(format!("  weight of {name:<12} {wi:+.3}  ({says})"));
     }
     out.line(format!("  bias {:+.3}", p.bias));
     let pred = p.predict(&x)?.to_vec_f32()?;
     for (i, name) in names.iter().enumerate() {
-        out.line(format!("  {name:<12} → {}", if pred[i] > 0.5 { "apple" } else { "not an apple" }));
+        out.line(format!(
+            "  {name:<12} → {}",
+            if pred[i] > 0.5 {
+                "apple"
+            } else {
+                "not an apple"
+            }
+        ));
     }
-    out.line(format!("  accuracy on the table: {:.0}%", apple_accuracy * 100.0));
+    out.line(format!(
+        "  accuracy on the table: {:.0}%",
+        apple_accuracy * 100.0
+    ));
 
     let (xx, xt) = perceptron::xor_dataset()?;
     let mut px = perceptron::Perceptron::new(2);
@@ -135,7 +171,9 @@ fn xor_demo(hidden: usize, lr: f32, max_steps: usize, seed: u64, json: bool) -> 
     }
     let out = Report::new(json);
     let run = mlp::train_xor(hidden, lr, max_steps, 0.01, seed)?;
-    out.line(format!("A 2-{hidden}-2 network (tanh hidden units, softmax output) trained by backpropagation."));
+    out.line(format!(
+        "A 2-{hidden}-2 network (tanh hidden units, softmax output) trained by backpropagation."
+    ));
     out.line(format!(
         "  {} steps of gradient descent (momentum 0.9, lr {lr}); final loss {:.4}; accuracy {:.0}%",
         run.steps,
@@ -143,17 +181,29 @@ fn xor_demo(hidden: usize, lr: f32, max_steps: usize, seed: u64, json: bool) -> 
         run.accuracy * 100.0
     ));
     if run.accuracy < 1.0 {
-        out.line("  Stuck in a local minimum: with so few hidden units some starting weights never");
+        out.line(
+            "  Stuck in a local minimum: with so few hidden units some starting weights never",
+        );
         out.line("  find the solution. Try another --seed or more --hidden units.");
     }
     let (x, _) = perceptron::xor_dataset()?;
     let h = run.model.hidden_activations(&x)?.to_vec_f32()?;
     let w = run.model.hidden.weight.to_vec_f32()?;
-    let b = run.model.hidden.bias.as_ref().map(|b| b.to_vec_f32()).transpose()?.unwrap_or_default();
+    let b = run
+        .model
+        .hidden
+        .bias
+        .as_ref()
+        .map(|b| b.to_vec_f32())
+        .transpose()?
+        .unwrap_or_default();
     let cases = ["(0,0)", "(0,1)", "(1,0)", "(1,1)"];
     out.line("  What each hidden unit learned (it fires when its output is > 0):");
     for j in 0..hidden {
-        let fires: Vec<&str> = (0..4).filter(|&i| h[i * hidden + j] > 0.0).map(|i| cases[i]).collect();
+        let fires: Vec<&str> = (0..4)
+            .filter(|&i| h[i * hidden + j] > 0.0)
+            .map(|i| cases[i])
+            .collect();
         let gate = match fires.as_slice() {
             ["(0,1)", "(1,0)", "(1,1)"] => " — an OR gate",
             ["(0,0)", "(0,1)", "(1,0)"] => " — a NAND gate",
@@ -168,12 +218,20 @@ fn xor_demo(hidden: usize, lr: f32, max_steps: usize, seed: u64, json: bool) -> 
             w[j * 2],
             w[j * 2 + 1],
             b[j],
-            if fires.is_empty() { "none".to_string() } else { fires.join(" ") }
+            if fires.is_empty() {
+                "none".to_string()
+            } else {
+                fires.join(" ")
+            }
         ));
     }
     let probs = run.model.forward(&x)?.softmax(-1)?.to_vec_f32()?;
     for (i, c) in cases.iter().enumerate() {
-        out.line(format!("  XOR{c} → {} (p = {:.3})", (probs[i * 2 + 1] > 0.5) as u8, probs[i * 2 + 1]));
+        out.line(format!(
+            "  XOR{c} → {} (p = {:.3})",
+            (probs[i * 2 + 1] > 0.5) as u8,
+            probs[i * 2 + 1]
+        ));
     }
     out.line(format!("  parameters: {}", run.model.num_parameters()));
     out.finish(json!({
@@ -185,10 +243,22 @@ fn xor_demo(hidden: usize, lr: f32, max_steps: usize, seed: u64, json: bool) -> 
     Ok(())
 }
 
-fn polyfit_demo(samples: usize, noise: f32, steps: usize, lr: f32, seed: u64, plot: Option<PathBuf>, json: bool) -> CliResult<()> {
+fn polyfit_demo(
+    samples: usize,
+    noise: f32,
+    steps: usize,
+    lr: f32,
+    seed: u64,
+    plot: Option<PathBuf>,
+    json: bool,
+) -> CliResult<()> {
     check_positive("--lr", lr)?;
     if samples < polyfit::DEGREE + 1 {
-        return Err(format!("--samples must be at least {} to pin down six coefficients", polyfit::DEGREE + 1).into());
+        return Err(format!(
+            "--samples must be at least {} to pin down six coefficients",
+            polyfit::DEGREE + 1
+        )
+        .into());
     }
     if !(noise.is_finite() && noise >= 0.0) {
         return Err(format!("--noise must be zero or positive, got {noise}").into());
@@ -198,15 +268,28 @@ fn polyfit_demo(samples: usize, noise: f32, steps: usize, lr: f32, seed: u64, pl
     let exact = polyfit::least_squares(&data);
     let gd = polyfit::fit_by_gradient_descent(&data, steps, lr)?;
     let (gd_loss, lstsq_loss) = (polyfit::mse(&gd.coefs, &data), polyfit::mse(&exact, &data));
-    let max_abs_coef_diff = gd.coefs.iter().zip(&exact).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    out.line(format!("Six knobs: y = c0 + c1·x + … + c5·x⁵ fitted to {samples} noisy samples of sin(πx)."));
-    out.line(format!("  gradient descent ({steps} Adam steps): mean squared error {gd_loss:.6}"));
-    out.line(format!("  closed-form least squares:          mean squared error {lstsq_loss:.6}"));
+    let max_abs_coef_diff = gd
+        .coefs
+        .iter()
+        .zip(&exact)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    out.line(format!(
+        "Six knobs: y = c0 + c1·x + … + c5·x⁵ fitted to {samples} noisy samples of sin(πx)."
+    ));
+    out.line(format!(
+        "  gradient descent ({steps} Adam steps): mean squared error {gd_loss:.6}"
+    ));
+    out.line(format!(
+        "  closed-form least squares:          mean squared error {lstsq_loss:.6}"
+    ));
     out.line("  knob   gradient descent   least squares");
     for (i, (a, b)) in gd.coefs.iter().zip(&exact).enumerate() {
         out.line(format!("  c{i}     {a:+12.5}      {b:+12.5}"));
     }
-    out.line(format!("  largest difference between the knobs: {max_abs_coef_diff:.5}"));
+    out.line(format!(
+        "  largest difference between the knobs: {max_abs_coef_diff:.5}"
+    ));
     if let Some(path) = &plot {
         let xs: Vec<f32> = (0..=200).map(|i| -1.0 + i as f32 / 100.0).collect();
         let fit = Panel {
@@ -214,9 +297,27 @@ fn polyfit_demo(samples: usize, noise: f32, steps: usize, lr: f32, seed: u64, pl
             x_label: "x",
             y_label: "y",
             series: vec![
-                Series { label: "samples", points: data.x.iter().copied().zip(data.y.iter().copied()).collect(), color: BLUE, dots: true },
-                Series { label: "sin(πx)", points: xs.iter().map(|&x| (x, polyfit::true_curve(x))).collect(), color: GREEN, dots: false },
-                Series { label: "fitted", points: xs.iter().map(|&x| (x, polyfit::eval_poly(&gd.coefs, x))).collect(), color: RED, dots: false },
+                Series {
+                    label: "samples",
+                    points: data.x.iter().copied().zip(data.y.iter().copied()).collect(),
+                    color: BLUE,
+                    dots: true,
+                },
+                Series {
+                    label: "sin(πx)",
+                    points: xs.iter().map(|&x| (x, polyfit::true_curve(x))).collect(),
+                    color: GREEN,
+                    dots: false,
+                },
+                Series {
+                    label: "fitted",
+                    points: xs
+                        .iter()
+                        .map(|&x| (x, polyfit::eval_poly(&gd.coefs, x)))
+                        .collect(),
+                    color: RED,
+                    dots: false,
+                },
             ],
             log_y: false,
         };
@@ -224,7 +325,17 @@ fn polyfit_demo(samples: usize, noise: f32, steps: usize, lr: f32, seed: u64, pl
             title: "Training loss",
             x_label: "step",
             y_label: "mean squared error",
-            series: vec![Series { label: "loss", points: gd.losses.iter().enumerate().map(|(i, &l)| (i as f32, l)).collect(), color: RED, dots: false }],
+            series: vec![Series {
+                label: "loss",
+                points: gd
+                    .losses
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (i as f32, l))
+                    .collect(),
+                color: RED,
+                dots: false,
+            }],
             log_y: true,
         };
         save_panels(path, &[fit, loss])?;

@@ -54,29 +54,58 @@ fn bounds(panel: &Panel) -> (f32, f32, f32, f32) {
     (x0, x1, y0 - pad, y1 + pad)
 }
 
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, panel: &Panel) -> CliResult<()>
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    panel: &Panel,
+) -> CliResult<()>
 where
     DB::ErrorType: 'static,
 {
     let (x0, x1, y0, y1) = bounds(panel);
     let mut builder = ChartBuilder::on(area);
-    builder.caption(panel.title, ("sans-serif", 22)).margin(12).x_label_area_size(40).y_label_area_size(60);
+    builder
+        .caption(panel.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60);
     if panel.log_y {
-        let lo = panel.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).filter(|v| *v > 0.0).fold(f32::MAX, f32::min);
+        let lo = panel
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|v| *v > 0.0)
+            .fold(f32::MAX, f32::min);
         let lo = if lo == f32::MAX { 1e-6 } else { lo * 0.8 };
         let mut chart = builder.build_cartesian_2d(x0..x1, (lo..y1.max(lo * 10.0)).log_scale())?;
-        chart.configure_mesh().x_desc(panel.x_label).y_desc(panel.y_label).label_style(("sans-serif", 14)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(panel.x_label)
+            .y_desc(panel.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()?;
         for s in &panel.series {
             let pts: Vec<(f32, f32)> = s.points.iter().copied().filter(|p| p.1 > 0.0).collect();
             chart
                 .draw_series(LineSeries::new(pts, s.color.stroke_width(2)))?
                 .label(s.label)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s.color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], s.color.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
     } else {
         let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
-        chart.configure_mesh().x_desc(panel.x_label).y_desc(panel.y_label).label_style(("sans-serif", 14)).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc(panel.x_label)
+            .y_desc(panel.y_label)
+            .label_style(("sans-serif", 14))
+            .draw()?;
         for s in &panel.series {
             let color = s.color;
             if s.dots {
@@ -88,10 +117,17 @@ where
                 chart
                     .draw_series(LineSeries::new(s.points.clone(), color.stroke_width(2)))?
                     .label(s.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
             }
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
     }
     Ok(())
 }

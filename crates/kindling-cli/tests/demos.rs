@@ -3,14 +3,25 @@
 use std::process::Command;
 
 fn kindling(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kindling")).args(args).output().expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(args)
+        .output()
+        .expect("binary runs")
 }
 
 fn last_json(out: &std::process::Output) -> serde_json::Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let last = stdout.lines().last().expect("some stdout");
-    assert_eq!(stdout.lines().count(), 1, "with --json, stdout holds only the JSON object");
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "with --json, stdout holds only the JSON object"
+    );
     serde_json::from_str(last).expect("last line is JSON")
 }
 
@@ -32,8 +43,17 @@ fn mlp_solves_xor() {
 #[test]
 fn polyfit_matches_least_squares_and_draws_a_png() {
     let png = std::env::temp_dir().join(format!("kindling-polyfit-{}.png", std::process::id()));
-    let v = last_json(&kindling(&["demo", "polyfit", "--json", "--plot", png.to_str().unwrap()]));
-    let (gd, ls) = (v["gd_loss"].as_f64().unwrap(), v["lstsq_loss"].as_f64().unwrap());
+    let v = last_json(&kindling(&[
+        "demo",
+        "polyfit",
+        "--json",
+        "--plot",
+        png.to_str().unwrap(),
+    ]));
+    let (gd, ls) = (
+        v["gd_loss"].as_f64().unwrap(),
+        v["lstsq_loss"].as_f64().unwrap(),
+    );
     assert!(gd <= ls * 1.01, "gd {gd} vs lstsq {ls}");
     assert!(v["max_abs_coef_diff"].as_f64().unwrap() < 0.01);
     let bytes = std::fs::read(&png).unwrap();
@@ -55,15 +75,27 @@ fn bad_flags_and_values_give_one_line_errors() {
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8(out.stderr).unwrap();
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.starts_with("error: ") && !err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
     }
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [&["--help"][..], &["demo", "--help"], &["demo", "perceptron", "--help"], &["demo", "xor", "--help"], &["demo", "polyfit", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["demo", "--help"],
+        &["demo", "perceptron", "--help"],
+        &["demo", "xor", "--help"],
+        &["demo", "polyfit", "--help"],
+    ] {
         let out = kindling(args);
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8(out.stdout).unwrap().contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8(out.stdout).unwrap().contains("Usage"),
+            "{args:?}"
+        );
     }
 }

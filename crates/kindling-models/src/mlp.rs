@@ -13,7 +13,10 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(inputs: usize, hidden: usize, outputs: usize, rng: &mut Rng) -> Self {
-        Mlp { hidden: Linear::new(inputs, hidden, true, rng), output: Linear::new(hidden, outputs, true, rng) }
+        Mlp {
+            hidden: Linear::new(inputs, hidden, true, rng),
+            output: Linear::new(hidden, outputs, true, rng),
+        }
     }
 
     pub fn hidden_activations(&self, x: &Tensor) -> Result<Tensor> {
@@ -26,8 +29,10 @@ impl Module for Mlp {
         self.output.forward(&self.hidden_activations(x)?)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
-        self.hidden.visit_parameters(&kindling_nn::module::join_name(prefix, "hidden"), f);
-        self.output.visit_parameters(&kindling_nn::module::join_name(prefix, "output"), f);
+        self.hidden
+            .visit_parameters(&kindling_nn::module::join_name(prefix, "hidden"), f);
+        self.output
+            .visit_parameters(&kindling_nn::module::join_name(prefix, "output"), f);
     }
 }
 
@@ -41,12 +46,25 @@ pub struct XorRun {
 
 /// Full-batch gradient descent (with momentum) until every case is right
 /// and the loss is below `target_loss`, or `max_steps` pass.
-pub fn train_xor(hidden: usize, lr: f32, max_steps: usize, target_loss: f32, seed: u64) -> Result<XorRun> {
+pub fn train_xor(
+    hidden: usize,
+    lr: f32,
+    max_steps: usize,
+    target_loss: f32,
+    seed: u64,
+) -> Result<XorRun> {
     let mut rng = Rng::new(seed);
     let model = Mlp::new(2, hidden, 2, &mut rng);
     let (x, t) = crate::perceptron::xor_dataset()?;
     let labels = Tensor::from_vec_i64(t.iter().map(|&v| v as i64).collect(), &[4])?;
-    let mut opt = Sgd::new(model.parameters(), SgdConfig { lr, momentum: 0.9, ..Default::default() });
+    let mut opt = Sgd::new(
+        model.parameters(),
+        SgdConfig {
+            lr,
+            momentum: 0.9,
+            ..Default::default()
+        },
+    );
     let mut losses = Vec::new();
     let mut steps = 0;
     while steps < max_steps {
@@ -65,14 +83,27 @@ pub fn train_xor(hidden: usize, lr: f32, max_steps: usize, target_loss: f32, see
     let (final_loss, accuracy) = {
         let _g = no_grad();
         let logits = model.forward(&x)?;
-        (logits.cross_entropy(&labels, None)?.item()?, accuracy_of(&logits, &t)?)
+        (
+            logits.cross_entropy(&labels, None)?.item()?,
+            accuracy_of(&logits, &t)?,
+        )
     };
-    Ok(XorRun { model, steps, final_loss, accuracy, losses })
+    Ok(XorRun {
+        model,
+        steps,
+        final_loss,
+        accuracy,
+        losses,
+    })
 }
 
 fn accuracy_of(logits: &Tensor, targets: &[f32]) -> Result<f32> {
     let pred = logits.argmax(-1, false)?.to_vec_i64()?;
-    let right = pred.iter().zip(targets).filter(|(p, t)| **p as f32 == **t).count();
+    let right = pred
+        .iter()
+        .zip(targets)
+        .filter(|(p, t)| **p as f32 == **t)
+        .count();
     Ok(right as f32 / targets.len() as f32)
 }
 

@@ -20,7 +20,10 @@ pub struct PerceptronRun {
 
 impl Perceptron {
     pub fn new(inputs: usize) -> Self {
-        Perceptron { weights: Tensor::zeros(&[inputs]), bias: 0.0 }
+        Perceptron {
+            weights: Tensor::zeros(&[inputs]),
+            bias: 0.0,
+        }
     }
 
     /// 0/1 outputs for each row of `x` `[n, inputs]`.
@@ -30,7 +33,13 @@ impl Perceptron {
 
     /// Sweeps the examples in order, updating after each mistake, until an
     /// epoch makes none or `max_epochs` pass.
-    pub fn train(&mut self, x: &Tensor, targets: &[f32], lr: f32, max_epochs: usize) -> Result<PerceptronRun> {
+    pub fn train(
+        &mut self,
+        x: &Tensor,
+        targets: &[f32],
+        lr: f32,
+        max_epochs: usize,
+    ) -> Result<PerceptronRun> {
         let _g = no_grad();
         let n = targets.len();
         let mut errors_per_epoch = Vec::new();
@@ -53,7 +62,11 @@ impl Perceptron {
             }
         }
         let converged = errors_per_epoch.last() == Some(&0);
-        Ok(PerceptronRun { epochs: errors_per_epoch.len(), converged, errors_per_epoch })
+        Ok(PerceptronRun {
+            epochs: errors_per_epoch.len(),
+            converged,
+            errors_per_epoch,
+        })
     }
 
     pub fn accuracy(&self, x: &Tensor, targets: &[f32]) -> Result<f32> {
@@ -65,7 +78,8 @@ impl Perceptron {
 
 /// A small fruit table: is it an apple? Features are size (cm), redness
 /// (0-1), sweetness (0-10), sourness (0-10) and crunchiness (0-10).
-pub const FRUIT_FEATURES: [&str; 5] = ["size_cm", "redness", "sweetness", "sourness", "crunchiness"];
+pub const FRUIT_FEATURES: [&str; 5] =
+    ["size_cm", "redness", "sweetness", "sourness", "crunchiness"];
 
 pub struct Fruit {
     pub name: &'static str,
@@ -74,7 +88,11 @@ pub struct Fruit {
 }
 
 pub fn fruit_table() -> Vec<Fruit> {
-    let f = |name, features, is_apple| Fruit { name, features, is_apple };
+    let f = |name, features, is_apple| Fruit {
+        name,
+        features,
+        is_apple,
+    };
     vec![
         f("red apple", [8.0, 0.9, 7.0, 4.0, 9.0], true),
         f("green apple", [7.5, 0.2, 5.0, 7.0, 9.0], true),
@@ -102,7 +120,10 @@ pub fn fruit_dataset() -> Result<(Tensor, Vec<f32>, Vec<&'static str>)> {
             *m = m.max(v);
         }
     }
-    let data: Vec<f32> = table.iter().flat_map(|fr| fr.features.iter().zip(&max).map(|(v, m)| v / m)).collect();
+    let data: Vec<f32> = table
+        .iter()
+        .flat_map(|fr| fr.features.iter().zip(&max).map(|(v, m)| v / m))
+        .collect();
     let x = Tensor::from_vec(data, &[table.len(), 5])?;
     let t = table.iter().map(|fr| fr.is_apple as u8 as f32).collect();
     Ok((x, t, table.iter().map(|fr| fr.name).collect()))

@@ -20,14 +20,21 @@ pub fn true_curve(x: f32) -> f32 {
 /// `n` points evenly spread over [-1, 1] with Gaussian noise.
 pub fn noisy_samples(n: usize, noise: f32, seed: u64) -> PolyData {
     let mut rng = Rng::new(seed);
-    let x: Vec<f32> = (0..n).map(|i| -1.0 + 2.0 * i as f32 / (n - 1) as f32).collect();
-    let y = x.iter().map(|&v| true_curve(v) + noise * rng.normal()).collect();
+    let x: Vec<f32> = (0..n)
+        .map(|i| -1.0 + 2.0 * i as f32 / (n - 1) as f32)
+        .collect();
+    let y = x
+        .iter()
+        .map(|&v| true_curve(v) + noise * rng.normal())
+        .collect();
     PolyData { x, y }
 }
 
 /// Design matrix `[n, DEGREE+1]` with columns x^0..x^DEGREE.
 pub fn design(x: &[f32]) -> Vec<f64> {
-    x.iter().flat_map(|&v| (0..=DEGREE).map(move |p| (v as f64).powi(p as i32))).collect()
+    x.iter()
+        .flat_map(|&v| (0..=DEGREE).map(move |p| (v as f64).powi(p as i32)))
+        .collect()
 }
 
 pub fn eval_poly(c: &[f32], x: f32) -> f32 {
@@ -35,7 +42,11 @@ pub fn eval_poly(c: &[f32], x: f32) -> f32 {
 }
 
 pub fn mse(c: &[f32], d: &PolyData) -> f32 {
-    let s: f64 = d.x.iter().zip(&d.y).map(|(&x, &y)| ((eval_poly(c, x) - y) as f64).powi(2)).sum();
+    let s: f64 =
+        d.x.iter()
+            .zip(&d.y)
+            .map(|(&x, &y)| ((eval_poly(c, x) - y) as f64).powi(2))
+            .sum();
     (s / d.x.len() as f64) as f32
 }
 
@@ -54,7 +65,13 @@ pub fn least_squares(d: &PolyData) -> Vec<f32> {
         }
     }
     for col in 0..k {
-        let pivot = (col..k).max_by(|&p, &q| a[p * (k + 1) + col].abs().total_cmp(&a[q * (k + 1) + col].abs())).expect("non-empty");
+        let pivot = (col..k)
+            .max_by(|&p, &q| {
+                a[p * (k + 1) + col]
+                    .abs()
+                    .total_cmp(&a[q * (k + 1) + col].abs())
+            })
+            .expect("non-empty");
         for j in 0..=k {
             a.swap(col * (k + 1) + j, pivot * (k + 1) + j);
         }
@@ -67,7 +84,9 @@ pub fn least_squares(d: &PolyData) -> Vec<f32> {
             }
         }
     }
-    (0..k).map(|i| (a[i * (k + 1) + k] / a[i * (k + 1) + i]) as f32).collect()
+    (0..k)
+        .map(|i| (a[i * (k + 1) + k] / a[i * (k + 1) + i]) as f32)
+        .collect()
 }
 
 pub struct GdFit {
@@ -80,11 +99,19 @@ pub struct GdFit {
 /// the flat directions; Adam's per-coefficient step sizes fix most of that.
 pub fn fit_by_gradient_descent(d: &PolyData, steps: usize, lr: f32) -> Result<GdFit> {
     let k = DEGREE + 1;
-    let x = Tensor::from_vec(design(&d.x).iter().map(|&v| v as f32).collect(), &[d.x.len(), k])?;
+    let x = Tensor::from_vec(
+        design(&d.x).iter().map(|&v| v as f32).collect(),
+        &[d.x.len(), k],
+    )?;
     let y = Tensor::from_slice(&d.y, &[d.y.len()])?;
     let c = Tensor::zeros(&[k]).requires_grad_(true);
     let mut opt = Adam::new(vec![c.clone()], AdamConfig::adam(lr));
-    let schedule = kindling_nn::schedule::LrSchedule::WarmupCosine { lr, min_lr: lr * 0.01, warmup: 0, total: steps };
+    let schedule = kindling_nn::schedule::LrSchedule::WarmupCosine {
+        lr,
+        min_lr: lr * 0.01,
+        warmup: 0,
+        total: steps,
+    };
     let mut losses = Vec::with_capacity(steps);
     for step in 0..steps {
         opt.set_lr(schedule.lr_at(step));
@@ -94,7 +121,10 @@ pub fn fit_by_gradient_descent(d: &PolyData, steps: usize, lr: f32) -> Result<Gd
         opt.step()?;
         losses.push(loss.item()?);
     }
-    Ok(GdFit { coefs: c.to_vec_f32()?, losses })
+    Ok(GdFit {
+        coefs: c.to_vec_f32()?,
+        losses,
+    })
 }
 
 #[cfg(test)]
