@@ -13,6 +13,7 @@ safetensors 0.8.0, numpy 2.4.6.
 Outputs:
   crates/kindling-tensor/tests/fixtures/ops.safetensors  per-op forward/backward
   crates/kindling-nn/tests/fixtures/mlp_step.safetensors tiny MLP + optimizers
+  crates/kindling-tensor/tests/fixtures/conv.safetensors conv/pool ops + LeNet-5
 
 Conventions (ops.safetensors), for each case:
   {case}.x0, .x1, ...   float32 inputs
@@ -21,6 +22,8 @@ Conventions (ops.safetensors), for each case:
   {case}.out            output
   {case}.gout           upstream gradient, same shape as out (0-dim 1.0 for scalars)
   {case}.grad0, ...     d sum(out * gout) / d x_i, for each float input
+conv.safetensors uses the same conventions, from its own seed (1), so adding
+cases there never disturbs ops.safetensors or mlp_step.safetensors.
 """
 
 import os
@@ -32,6 +35,7 @@ from safetensors.torch import load_file, save_file
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPS_PATH = os.path.join(ROOT, "crates/kindling-tensor/tests/fixtures/ops.safetensors")
 MLP_PATH = os.path.join(ROOT, "crates/kindling-nn/tests/fixtures/mlp_step.safetensors")
+CONV_PATH = os.path.join(ROOT, "crates/kindling-tensor/tests/fixtures/conv.safetensors")
 # A single metadata key: safetensors writes this map in hash order, so two
 # keys would make the file bytes differ from run to run.
 META = {"generator": f"tools/gen_fixtures.py, torch {torch.__version__}"}
@@ -240,6 +244,87 @@ def gen_mlp():
     return t
 
 
+def distinct(*shape):
+    # A shuffled arange, scaled by a power of two so every value is exact in
+    # f32: no ties, so max-pool's argmax (and its gradient) is unambiguous.
+    n = 1
+    for d in shape:
+        n *= d
+    perm = torch.randperm(n).to(torch.float32)
+    return ((perm - n / 2) / 32.0).reshape(*shape)
+
+
+def gen_conv():
+    t = {}
+
+    # 2-D convolution, NCHW input, weight [out_c, in_c, kh, kw].
+    run_case(
+        t, "conv2d_pad", [randn(2, 3, 7, 7), randn(4, 3, 3, 3), randn(4)],
+        lambda x, i, m: F.conv2d(x[0], x[1], x[2], stride=1, padding=1),
+    )
+    # Non-square kernel, H != W, stride 2 with a leftover row/column.
+    run_case(
+        t, "conv2d_stride", [randn(2, 2, 9, 8), randn(3, 2, 3, 2), randn(3)],
+        lambda x, i, m: F.conv2d(x[0], x[1], x[2], stride=2, padding=0),
+    )
+    run_case(
+        t, "conv2d_lenet_c1", [randn(2, 1, 12, 12), randn(6, 1, 5, 5), randn(6)],
+        lambda x, i, m: F.conv2d(x[0], x[1], x[2], stride=1, padding=2),
+    )
+    run_case(
+        t, "conv2d_nobias", [randn(1, 2, 6, 6), randn(2, 2, 3, 3)],
+        lambda x, i, m: F.conv2d(x[0], x[1], None, stride=1, padding=0),
+    )
+
+    # Pooling. Max-pool inputs have distinct values (no ties); k3s2 windows
+    # overlap, so backward must accumulate.
+    run_case(
+        t, "max_pool2d", [distinct(2, 3, 8, 8)],
+        lambda x, i, m: F.max_pool2d(x[0], kernel_size=2, stride=2),
+    )
+    run_case(
+        t, "max_pool2d_k3s2", [distinct(1, 2, 7, 7)],
+        lambda x, i, m: F.max_pool2d(x[0], kernel_size=3, stride=2),
+    )
+    run_case(
+        t, "avg_pool2d", [randn(2, 3, 8, 8)],
+        lambda x, i, m: F.avg_pool2d(x[0], kernel_size=2, stride=2),
+    )
+    run_case(
+        t, "avg_pool2d_k3s2", [randn(1, 2, 7, 7)],
+        lambda x, i, m: F.avg_pool2d(x[0], kernel_size=3, stride=2),
+    )
+
+    # Whole LeNet-5 forward + backward on a batch, parameters initialised by
+    # PyTorch's default Conv2d/Linear init (built in this order from the seed).
+    mods = [
+        torch.nn.Conv2d(1, 6, 5),  # c1 (padding 2 applied below)
+        torch.nn.Conv2d(6, 16, 5),  # c3
+        torch.nn.Conv2d(16, 120, 5),  # c5
+        torch.nn.Linear(120, 84),  # f6
+        torch.nn.Linear(84, 10),  # out
+    ]
+    params = []
+    for mod in mods:
+        params += [mod.weight.detach().clone(), mod.bias.detach().clone()]
+    images = randn(4, 1, 28, 28)
+    labels = torch.randint(0, 10, (4,), dtype=torch.int64)
+
+    def lenet5(x, i, m):
+        h = F.relu(F.conv2d(x[0], x[1], x[2], padding=2))  # [4,6,28,28]
+        h = F.max_pool2d(h, 2, 2)  # [4,6,14,14]
+        h = F.relu(F.conv2d(h, x[3], x[4]))  # [4,16,10,10]
+        h = F.max_pool2d(h, 2, 2)  # [4,16,5,5]
+        h = F.relu(F.conv2d(h, x[5], x[6]))  # [4,120,1,1]
+        h = h.flatten(1)  # [4,120]
+        h = F.relu(F.linear(h, x[7], x[8]))  # [4,84]
+        logits = F.linear(h, x[9], x[10])  # [4,10]
+        return F.cross_entropy(logits, i)
+
+    run_case(t, "lenet5", [images] + params, lenet5, idx=labels)
+    return t
+
+
 def write(path, tensors):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # save_file needs contiguous tensors that don't share storage.
@@ -260,6 +345,9 @@ def main():
     print(f"torch {torch.__version__}")
     write(OPS_PATH, gen_ops())
     write(MLP_PATH, gen_mlp())
+    # Its own seed: conv cases draw from a fresh stream, after the others.
+    torch.manual_seed(1)
+    write(CONV_PATH, gen_conv())
 
 
 if __name__ == "__main__":

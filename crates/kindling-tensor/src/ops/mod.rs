@@ -1,11 +1,14 @@
 //! Differentiable ops. Each forward calls a backend primitive; each backward,
 //! right beside it, is written with tensor ops.
 
+pub mod conv;
+pub mod dropout;
 pub mod elementwise;
 pub mod indexing;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod reduce;
 pub mod shape_ops;
 pub mod softmax;
