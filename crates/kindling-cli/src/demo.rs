@@ -1,11 +1,11 @@
 //! `kindling demo ...`: the first chapter of the story, each demo telling in
 //! words what the model learned.
 
-use crate::plot::{save_panels, Panel, Series};
 use crate::report::{CliResult, Report};
 use clap::Subcommand;
 use kindling_models::{mlp, perceptron, polyfit};
 use kindling_nn::Module;
+use kindling_train::plot::{save_panels, Panel, Series};
 use plotters::style::{BLUE, GREEN, RED};
 use serde_json::json;
 use std::path::PathBuf;

@@ -2,8 +2,9 @@
 //! Progress and logs go to stderr; with `--json` the last line of stdout is
 //! exactly one JSON object.
 
+mod confusion_plot;
 mod demo;
-mod plot;
+mod lenet;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,32 @@ enum Command {
         #[command(subcommand)]
         demo: demo::Demo,
     },
+    /// Train a model.
+    Train {
+        #[command(subcommand)]
+        model: TrainModel,
+    },
+    /// Test accuracy, per-class accuracy and confusion matrix of a checkpoint.
+    Eval(lenet::Eval),
+    /// Read handwritten digits from PNG/JPEG files with a trained LeNet-5.
+    Predict(lenet::Predict),
+    /// Measure training speed (compare with bench/pytorch in the same run).
+    Bench {
+        #[command(subcommand)]
+        model: BenchModel,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainModel {
+    /// LeNet-5 on MNIST (55,000 train / 5,000 validation / 10,000 test).
+    Lenet5(lenet::TrainLenet5),
+}
+
+#[derive(Subcommand)]
+enum BenchModel {
+    /// LeNet-5 training steps on MNIST batches.
+    Lenet5(lenet::BenchLenet5),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +82,14 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Demo { demo } => demo::run(demo),
+        Command::Train {
+            model: TrainModel::Lenet5(a),
+        } => lenet::train(a),
+        Command::Eval(a) => lenet::eval(a),
+        Command::Predict(a) => lenet::predict(a),
+        Command::Bench {
+            model: BenchModel::Lenet5(a),
+        } => lenet::bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod checkpoint;
 pub mod clip;
+pub mod conv2d;
 pub mod init;
 pub mod linear;
 pub mod module;
@@ -13,6 +14,7 @@ pub mod schedule;
 pub mod sequential;
 
 pub use activation::{Activation, ActivationKind};
+pub use conv2d::Conv2d;
 pub use linear::Linear;
 pub use module::Module;
 pub use sequential::Sequential;

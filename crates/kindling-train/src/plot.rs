@@ -1,7 +1,7 @@
 //! Pictures: line charts drawn with plotters into PNG files. The font is
 //! compiled in (DejaVu Sans, in assets/fonts) so no system font library is needed.
 
-use crate::report::CliResult;
+pub type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -57,7 +57,7 @@ fn bounds(panel: &Panel) -> (f32, f32, f32, f32) {
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     panel: &Panel,
-) -> CliResult<()>
+) -> PlotResult<()>
 where
     DB::ErrorType: 'static,
 {
@@ -133,7 +133,7 @@ where
 }
 
 /// Panels side by side in one PNG, written atomically.
-pub fn save_panels(path: &Path, panels: &[Panel]) -> CliResult<()> {
+pub fn save_panels(path: &Path, panels: &[Panel]) -> PlotResult<()> {
     register_font();
     let tmp = path.with_extension("tmp.png");
     {

@@ -1,0 +1,11 @@
+//! Training: run directories, progress bars, metrics, evaluation, pictures,
+//! and the trainers of Kindling's models.
+
+pub mod classify;
+pub mod lenet5_run;
+pub mod plot;
+pub mod progress;
+pub mod run_dir;
+
+/// Errors from training: any library error, boxed, printed on one line.
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
