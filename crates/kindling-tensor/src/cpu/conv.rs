@@ -35,6 +35,14 @@ impl ConvGeometry {
     }
 }
 
+/// For stride 1: the output columns `lo..hi` whose input column
+/// `xo + j - padding` lies inside `0..width`.
+fn valid_run(out_w: usize, width: usize, j: usize, padding: usize) -> (usize, usize) {
+    let lo = padding.saturating_sub(j);
+    let hi = (width + padding).saturating_sub(j).min(out_w);
+    (lo, hi.max(lo))
+}
+
 /// Patch matrix `[K, B*OH*OW]` of input `x [B, C, H, W]` (contiguous).
 pub fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (oh, ow, plane) = (g.out_h(), g.out_w(), g.out_plane());
@@ -55,6 +63,15 @@ pub fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
                     continue; // stays zero: padding
                 }
                 let src_row = &src[h as usize * g.width..(h as usize + 1) * g.width];
+                if s == 1 {
+                    // Stride 1: the in-bounds outputs are one contiguous run.
+                    let (lo, hi) = valid_run(ow, g.width, j, g.padding);
+                    if lo < hi {
+                        let w0 = lo + j - g.padding;
+                        out_row[lo..hi].copy_from_slice(&src_row[w0..w0 + (hi - lo)]);
+                    }
+                    continue;
+                }
                 for (xo, o) in out_row.iter_mut().enumerate() {
                     let w = xo as isize * s + j as isize - p;
                     if w >= 0 && w < g.width as isize {
@@ -88,6 +105,19 @@ pub fn col2im(dcols: &[f32], g: &ConvGeometry) -> Vec<f32> {
                         continue;
                     }
                     let drow = &mut dst[h as usize * g.width..(h as usize + 1) * g.width];
+                    if s == 1 {
+                        let (lo, hi) = valid_run(ow, g.width, j, g.padding);
+                        if lo < hi {
+                            let w0 = lo + j - g.padding;
+                            for (d, &v) in drow[w0..w0 + (hi - lo)]
+                                .iter_mut()
+                                .zip(&src[y * ow + lo..y * ow + hi])
+                            {
+                                *d += v;
+                            }
+                        }
+                        continue;
+                    }
                     for xo in 0..ow {
                         let w = xo as isize * s + j as isize - p;
                         if w >= 0 && w < g.width as isize {
