@@ -47,7 +47,12 @@ fn valid_run(out_w: usize, width: usize, j: usize, padding: usize) -> (usize, us
 pub fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (oh, ow, plane) = (g.out_h(), g.out_w(), g.out_plane());
     let ncols = g.batch * plane;
-    let mut cols = vec![0f32; g.patch_len() * ncols];
+    // Every entry is written except padding holes, which must be zero.
+    let mut cols = if g.padding == 0 {
+        super::matmul::gemm_output(g.patch_len() * ncols)
+    } else {
+        vec![0f32; g.patch_len() * ncols]
+    };
     let (s, p) = (g.stride as isize, g.padding as isize);
     cols.par_chunks_mut(ncols).enumerate().for_each(|(k, row)| {
         let c = k / (g.kernel_h * g.kernel_w);
@@ -142,10 +147,10 @@ pub fn conv2d_forward(
     let (k, plane, o) = (g.patch_len(), g.out_plane(), g.out_channels);
     let ncols = g.batch * plane;
     // tmp [O, B*plane] = W [O, K] @ cols [K, B*plane]
-    let mut tmp = vec![0f32; o * ncols];
+    let mut tmp = super::matmul::gemm_output(o * ncols);
     gemm_strided(&mut tmp, o, ncols, k, w, k, 1, &cols, ncols, 1, false);
     // Reorder to NCHW and add the bias.
-    let mut out = vec![0f32; g.batch * o * plane];
+    let mut out = super::matmul::gemm_output(g.batch * o * plane);
     out.par_chunks_mut(plane).enumerate().for_each(|(bo, dst)| {
         let (b, oc) = (bo / o, bo % o);
         let src = &tmp[oc * ncols + b * plane..][..plane];
@@ -174,18 +179,18 @@ pub fn conv2d_backward(
 ) -> ConvGrads {
     let (k, plane, o) = (g.patch_len(), g.out_plane(), g.out_channels);
     let ncols = g.batch * plane;
-    let mut d = vec![0f32; o * ncols];
+    let mut d = super::matmul::gemm_output(o * ncols);
     d.par_chunks_mut(ncols).enumerate().for_each(|(oc, row)| {
         for b in 0..g.batch {
             row[b * plane..(b + 1) * plane].copy_from_slice(&dout[(b * o + oc) * plane..][..plane]);
         }
     });
     let db: Vec<f32> = d.par_chunks(ncols).map(super::reduce::sum_slice).collect();
-    let mut dw = vec![0f32; o * k];
+    let mut dw = super::matmul::gemm_output(o * k);
     // dW [O, K] = d [O, ncols] @ cols^T: cols read with swapped strides.
     gemm_strided(&mut dw, o, k, ncols, &d, ncols, 1, cols, 1, ncols, false);
     let dx = need_dx.then(|| {
-        let mut dcols = vec![0f32; k * ncols];
+        let mut dcols = super::matmul::gemm_output(k * ncols);
         // dcols [K, ncols] = W^T [K, O] @ d [O, ncols]
         gemm_strided(&mut dcols, k, ncols, o, w, 1, k, &d, ncols, 1, false);
         col2im(&dcols, g)

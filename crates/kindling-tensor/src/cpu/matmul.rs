@@ -18,10 +18,10 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
     let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
     let batch_shape = &la.shape()[..r - 2];
     let batch: usize = batch_shape.iter().product();
-    let mut out = vec![0f32; batch * m * n];
     if m == 0 || n == 0 || k == 0 {
-        return out;
+        return vec![0f32; batch * m * n];
     }
+    let mut out = gemm_output(batch * m * n);
     let (a_rs, a_cs) = mat_strides(la);
     let (b_rs, b_cs) = mat_strides(lb);
     // Offset of each batch's matrix in a and b (stride 0 on broadcast dims).
@@ -81,6 +81,17 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
         }
     }
     out
+}
+
+/// A buffer that the caller overwrites completely before reading (a GEMM
+/// output with `read_dst = false`, a permutation target). Skipping the
+/// zero-fill saves a full memory pass per op.
+pub fn gemm_output(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: f32 has no invalid bit patterns, and every caller writes all
+    // n elements before any is read (see the call sites).
+    unsafe { v.set_len(n) };
+    v
 }
 
 /// `dst [m, n] (+)= a [m, k] @ b [k, n]` for row-major `dst`, with `a` and

@@ -32,6 +32,10 @@ pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
         .enumerate()
         .for_each(|(pl, (o, a))| {
             let src = &x[pl * hw..(pl + 1) * hw];
+            if g.kernel == 2 && g.stride == 2 {
+                max_pool_2x2_plane(src, g.width, oh, ow, o, a);
+                return;
+            }
             for y in 0..oh {
                 for xo in 0..ow {
                     let (mut best, mut at) = (f32::NEG_INFINITY, 0usize);
@@ -51,6 +55,43 @@ pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
             }
         });
     (out, arg)
+}
+
+/// The common 2×2 / stride 2 case (LeNet's S2 and S4), unrolled: two input
+/// rows per output row, no inner window loops.
+fn max_pool_2x2_plane(
+    src: &[f32],
+    width: usize,
+    oh: usize,
+    ow: usize,
+    out: &mut [f32],
+    arg: &mut [u32],
+) {
+    for y in 0..oh {
+        let (r0, r1) = (2 * y * width, (2 * y + 1) * width);
+        let (top, bottom) = (&src[r0..r0 + 2 * ow], &src[r1..r1 + 2 * ow]);
+        let (o, a) = (
+            &mut out[y * ow..(y + 1) * ow],
+            &mut arg[y * ow..(y + 1) * ow],
+        );
+        for xo in 0..ow {
+            let c = 2 * xo;
+            // First maximum in row-major window order wins ties, as in PyTorch.
+            let (mut best, mut at) = (top[c], r0 + c);
+            for (v, i) in [
+                (top[c + 1], r0 + c + 1),
+                (bottom[c], r1 + c),
+                (bottom[c + 1], r1 + c + 1),
+            ] {
+                if v > best || (v.is_nan() && !best.is_nan()) {
+                    best = v;
+                    at = i;
+                }
+            }
+            o[xo] = best;
+            a[xo] = at as u32;
+        }
+    }
 }
 
 pub fn max_pool_backward(dout: &[f32], arg: &[u32], g: &PoolGeometry) -> Vec<f32> {
