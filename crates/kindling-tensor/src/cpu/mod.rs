@@ -2,10 +2,12 @@
 //! Composite ops and every backward rule live above, in `ops/`, written with
 //! tensor ops, so another backend only has to provide these primitives.
 
+pub mod attention;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
 pub mod index;
+pub mod layer_norm;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;

@@ -1,6 +1,7 @@
 //! Differentiable ops. Each forward calls a backend primitive; each backward,
 //! right beside it, is written with tensor ops.
 
+pub mod attention;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;

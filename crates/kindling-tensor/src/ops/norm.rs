@@ -1,30 +1,45 @@
-//! Layer normalization (Ba et al. 2016) over the last dim, composed from
-//! differentiable ops; a fused kernel can replace it where a benchmark shows
-//! it pays.
+//! Layer normalization (Ba et al. 2016) over the last dim, with a fused CPU
+//! kernel for forward and backward.
 
-use crate::{Error, Result, Tensor};
+use crate::cpu::layer_norm;
+use crate::{CpuStorage, Error, Result, Tensor};
 
 impl Tensor {
     /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dim, with
     /// the biased variance, as in PyTorch.
     pub fn layer_norm(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
-        let d = *self
+        let n = *self
             .shape()
             .last()
             .ok_or_else(|| Error::shape("layer_norm", "input needs a last dim"))?;
-        if weight.shape() != [d] || bias.shape() != [d] {
+        if weight.shape() != [n] || bias.shape() != [n] {
             return Err(Error::shape(
                 "layer_norm",
                 format!(
-                    "weight {:?} and bias {:?} must be [{d}]",
+                    "weight {:?} and bias {:?} must be [{n}]",
                     weight.shape(),
                     bias.shape()
                 ),
             ));
         }
-        let centered = self.sub(&self.mean(&[-1], true)?)?;
-        let var = centered.sqr()?.mean(&[-1], true)?;
-        let normed = centered.div(&var.add_scalar(eps)?.sqrt()?)?;
-        normed.mul(weight)?.add(bias)
+        let x = self.detach().contiguous()?;
+        let (xv, wv, bv) = (x.to_vec_f32()?, weight.to_vec_f32()?, bias.to_vec_f32()?);
+        let (y, mean, rstd) = layer_norm::forward(&xv, &wv, &bv, n, eps);
+        let shape = self.shape().to_vec();
+        Ok(Tensor::from_op(
+            CpuStorage::F32(y),
+            &shape.clone(),
+            "layer_norm",
+            &[self, weight, bias],
+            move |g| {
+                let (dx, dw, db) =
+                    g.with_f32(|dy| layer_norm::backward(dy, &xv, &wv, &mean, &rstd, n))?;
+                Ok(vec![
+                    Some(Tensor::from_vec(dx, &shape)?),
+                    Some(Tensor::from_vec(dw, &[n])?),
+                    Some(Tensor::from_vec(db, &[n])?),
+                ])
+            },
+        ))
     }
 }

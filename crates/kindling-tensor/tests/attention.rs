@@ -1,0 +1,85 @@
+//! Fused causal attention: finite differences, and agreement with the same
+//! math composed from matmul, masked_fill and softmax.
+
+use kindling_tensor::gradcheck::gradcheck;
+use kindling_tensor::{Result, Rng, Tensor};
+
+fn composite(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let t = q.shape()[2];
+    let d = q.shape()[3] as f32;
+    let mask: Vec<f32> = (0..t * t)
+        .map(|i| ((i % t) > (i / t)) as u8 as f32)
+        .collect();
+    let mask = Tensor::from_vec(mask, &[t, t])?;
+    q.matmul(&k.t()?)?
+        .mul_scalar(1.0 / d.sqrt())?
+        .masked_fill(&mask, f32::NEG_INFINITY)?
+        .softmax(-1)?
+        .matmul(v)
+}
+
+#[test]
+fn causal_attention_matches_finite_differences() {
+    let mut rng = Rng::new(31);
+    let shape = [2, 2, 5, 3];
+    let qkv: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::randn(&shape, 0.0, 1.0, &mut rng))
+        .collect();
+    gradcheck(&qkv, |t| t[0].causal_attention(&t[1], &t[2])).unwrap();
+    // Non-contiguous inputs (heads split by a transpose, as in GPT).
+    let x: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::randn(&[2, 5, 2, 3], 0.0, 1.0, &mut rng))
+        .collect();
+    gradcheck(&x, |t| {
+        t[0].transpose(1, 2)?
+            .causal_attention(&t[1].transpose(1, 2)?, &t[2].transpose(1, 2)?)
+    })
+    .unwrap();
+}
+
+#[test]
+fn fused_attention_equals_the_composed_ops() {
+    let mut rng = Rng::new(32);
+    let shape = [2, 3, 7, 4];
+    let leaves: Vec<Tensor> = (0..3)
+        .map(|_| Tensor::randn(&shape, 0.0, 1.0, &mut rng).requires_grad_(true))
+        .collect();
+    let copies: Vec<Tensor> = leaves
+        .iter()
+        .map(|t| t.copy().unwrap().requires_grad_(true))
+        .collect();
+    let gout = Tensor::randn(&shape, 0.0, 1.0, &mut rng);
+    let (fused, probs) = leaves[0]
+        .causal_attention_with_probs(&leaves[1], &leaves[2])
+        .unwrap();
+    let reference = composite(&copies[0], &copies[1], &copies[2]).unwrap();
+    let close = |a: &Tensor, b: &Tensor| {
+        for (x, y) in a.to_vec_f32().unwrap().iter().zip(b.to_vec_f32().unwrap()) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    };
+    close(&fused, &reference);
+    fused
+        .mul(&gout)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    reference
+        .mul(&gout)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (a, b) in leaves.iter().zip(&copies) {
+        close(&a.grad().unwrap(), &b.grad().unwrap());
+    }
+    // Probabilities: rows sum to one, nothing above the diagonal.
+    let p = probs.to_vec_f32().unwrap();
+    for row in p.chunks(7).take(7) {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+    assert_eq!(p[1], 0.0);
+}
