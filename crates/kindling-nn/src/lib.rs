@@ -6,7 +6,9 @@ pub mod activation;
 pub mod checkpoint;
 pub mod clip;
 pub mod conv2d;
+pub mod embedding;
 pub mod init;
+pub mod layer_norm;
 pub mod linear;
 pub mod module;
 pub mod optim;
@@ -15,6 +17,8 @@ pub mod sequential;
 
 pub use activation::{Activation, ActivationKind};
 pub use conv2d::Conv2d;
+pub use embedding::Embedding;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use module::Module;
 pub use sequential::Sequential;

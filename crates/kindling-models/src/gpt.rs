@@ -1,0 +1,263 @@
+//! GPT: the decoder-only Transformer (Radford et al. 2018/2019), as in
+//! nanoGPT: learned positional embeddings, pre-LayerNorm blocks of causal
+//! multi-head self-attention and a 4× GELU MLP, a final LayerNorm and an
+//! output head optionally tied to the token embedding. Parameter names
+//! follow nanoGPT/GPT-2 (`wte`, `h.0.attn.c_attn`, ...).
+
+use kindling_nn::module::join_name;
+use kindling_nn::{Embedding, LayerNorm, Linear, Module};
+use kindling_tensor::{no_grad, Error, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GptConfig {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    pub block_size: usize,
+    pub vocab_size: usize,
+    pub dropout: f32,
+    /// Share the output head with the token embedding (Press & Wolf 2017).
+    pub tie_weights: bool,
+}
+
+impl GptConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::msg(m));
+        if self.n_layer == 0
+            || self.n_head == 0
+            || self.n_embd == 0
+            || self.block_size == 0
+            || self.vocab_size == 0
+        {
+            return bad(format!("GPT sizes must be positive: {self:?}"));
+        }
+        if self.n_embd % self.n_head != 0 {
+            return bad(format!(
+                "--n-embd {} must be divisible by --n-head {}",
+                self.n_embd, self.n_head
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad(format!("--dropout {} must be in [0, 1)", self.dropout));
+        }
+        Ok(())
+    }
+}
+
+/// Random state for dropout during training; `None` means evaluation.
+pub type Train<'a> = Option<&'a mut Rng>;
+
+fn dropout(x: Tensor, p: f32, train: &mut Train) -> Result<Tensor> {
+    match train {
+        Some(rng) if p > 0.0 => x.dropout(p, true, rng),
+        _ => Ok(x),
+    }
+}
+
+pub struct Attention {
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    n_head: usize,
+}
+
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: Attention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+pub struct Gpt {
+    pub config: GptConfig,
+    pub wte: Embedding,
+    pub wpe: Embedding,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+    /// `None` when tied to `wte`.
+    pub lm_head: Option<Linear>,
+}
+
+/// nanoGPT's init: N(0, 0.02) weights, zero biases, and the residual
+/// projections scaled by 1/sqrt(2 n_layer) so the residual stream's variance
+/// does not grow with depth (GPT-2 paper, sec. 2.3).
+fn linear(inp: usize, out: usize, std: f32, rng: &mut Rng) -> Linear {
+    let weight = kindling_nn::init::normal(&[out, inp], std, rng);
+    Linear::from_tensors(weight, Some(kindling_nn::init::zeros(&[out]))).expect("shapes built here")
+}
+
+impl Attention {
+    /// `x [B, T, C]` → `[B, T, C]`, and the attention probabilities when asked.
+    fn forward(&self, x: &Tensor, keep_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let (h, d) = (self.n_head, c / self.n_head);
+        let qkv = self.c_attn.forward(x)?;
+        let head = |i: usize| -> Result<Tensor> {
+            qkv.narrow(-1, i * c, c)?
+                .reshape(&[b, t, h, d])?
+                .transpose(1, 2)
+        };
+        let (q, k, v) = (head(0)?, head(1)?, head(2)?);
+        let (y, probs) = if keep_probs {
+            let (y, p) = q.causal_attention_with_probs(&k, &v)?;
+            (y, Some(p))
+        } else {
+            (q.causal_attention(&k, &v)?, None)
+        };
+        let y = y.transpose(1, 2)?.reshape(&[b, t, c])?;
+        Ok((self.c_proj.forward(&y)?, probs))
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: &Tensor,
+        p: f32,
+        train: &mut Train,
+        keep_probs: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (a, probs) = self.attn.forward(&self.ln_1.forward(x)?, keep_probs)?;
+        let x = x.add(&dropout(a, p, train)?)?;
+        let m = self
+            .mlp
+            .c_proj
+            .forward(&self.mlp.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu_erf()?)?;
+        Ok((x.add(&dropout(m, p, train)?)?, probs))
+    }
+}
+
+impl Gpt {
+    pub fn new(config: GptConfig, rng: &mut Rng) -> Result<Gpt> {
+        config.validate()?;
+        let (c, std) = (config.n_embd, 0.02);
+        let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
+        let wte = Embedding::new(config.vocab_size, c, std, rng);
+        let wpe = Embedding::new(config.block_size, c, std, rng);
+        let h = (0..config.n_layer)
+            .map(|_| Block {
+                ln_1: LayerNorm::new(c),
+                attn: Attention {
+                    c_attn: linear(c, 3 * c, std, rng),
+                    c_proj: linear(c, c, proj_std, rng),
+                    n_head: config.n_head,
+                },
+                ln_2: LayerNorm::new(c),
+                mlp: Mlp {
+                    c_fc: linear(c, 4 * c, std, rng),
+                    c_proj: linear(4 * c, c, proj_std, rng),
+                },
+            })
+            .collect();
+        let lm_head = (!config.tie_weights).then(|| {
+            let w = kindling_nn::init::normal(&[config.vocab_size, c], std, rng);
+            Linear::from_tensors(w, None).expect("shape built here")
+        });
+        Ok(Gpt {
+            wte,
+            wpe,
+            h,
+            ln_f: LayerNorm::new(c),
+            lm_head,
+            config,
+        })
+    }
+
+    /// Logits `[B, T, V]` for token ids `[B, T]` (T <= block_size).
+    pub fn forward_ids(&self, idx: &Tensor, train: Train) -> Result<Tensor> {
+        Ok(self.forward_inner(idx, train, false)?.0)
+    }
+
+    /// Logits and every layer's attention probabilities `[B, H, T, T]`.
+    pub fn forward_with_attention(&self, idx: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+        let _g = no_grad();
+        self.forward_inner(idx, None, true)
+    }
+
+    fn forward_inner(
+        &self,
+        idx: &Tensor,
+        mut train: Train,
+        keep_probs: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        if idx.rank() != 2 {
+            return Err(Error::shape(
+                "gpt",
+                format!("token ids must be [B, T], got {:?}", idx.shape()),
+            ));
+        }
+        let t = idx.shape()[1];
+        if t > self.config.block_size {
+            return Err(Error::msg(format!(
+                "sequence of {t} tokens is longer than the model's block size {}",
+                self.config.block_size
+            )));
+        }
+        let pos = Tensor::from_vec_i64((0..t as i64).collect(), &[t])?;
+        let x = self
+            .wte
+            .forward_ids(idx)?
+            .add(&self.wpe.forward_ids(&pos)?)?;
+        let mut x = dropout(x, self.config.dropout, &mut train)?;
+        let mut maps = Vec::new();
+        for block in &self.h {
+            let (y, probs) = block.forward(&x, self.config.dropout, &mut train, keep_probs)?;
+            x = y;
+            maps.extend(probs);
+        }
+        let x = self.ln_f.forward(&x)?;
+        Ok((self.head(&x)?, maps))
+    }
+
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(l) => l.forward(x),
+            None => Linear::from_tensors(self.wte.weight.clone(), None)?.forward(x),
+        }
+    }
+
+    /// Parameters that get weight decay: matrices of the linear layers, not
+    /// biases, LayerNorm gains or embeddings (a tied head counts as embedding).
+    pub fn decay_parameter_names(&self) -> Vec<String> {
+        self.named_parameters()
+            .into_iter()
+            .filter(|(n, t)| t.rank() >= 2 && !n.starts_with("wte") && !n.starts_with("wpe"))
+            .map(|(n, _)| n)
+            .collect()
+    }
+}
+
+impl Module for Gpt {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_ids(x, None)
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.wte.visit_parameters(&join_name(prefix, "wte"), f);
+        self.wpe.visit_parameters(&join_name(prefix, "wpe"), f);
+        for (i, b) in self.h.iter().enumerate() {
+            let p = join_name(prefix, &format!("h.{i}"));
+            b.ln_1.visit_parameters(&join_name(&p, "ln_1"), f);
+            b.attn
+                .c_attn
+                .visit_parameters(&join_name(&p, "attn.c_attn"), f);
+            b.attn
+                .c_proj
+                .visit_parameters(&join_name(&p, "attn.c_proj"), f);
+            b.ln_2.visit_parameters(&join_name(&p, "ln_2"), f);
+            b.mlp.c_fc.visit_parameters(&join_name(&p, "mlp.c_fc"), f);
+            b.mlp
+                .c_proj
+                .visit_parameters(&join_name(&p, "mlp.c_proj"), f);
+        }
+        self.ln_f.visit_parameters(&join_name(prefix, "ln_f"), f);
+        if let Some(l) = &self.lm_head {
+            l.visit_parameters(&join_name(prefix, "lm_head"), f);
+        }
+    }
+}
