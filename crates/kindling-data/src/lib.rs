@@ -1,7 +1,9 @@
 //! Datasets for Kindling: a reader for IDX files (the format of MNIST,
 //! Fashion-MNIST and our USPS copy), SHA-256 verification of data files,
 //! MNIST from the repository's `data/mnist` with the classic
-//! 55,000 / 5,000 / 10,000 split, and a seeded mini-batch loader that yields
+//! 55,000 / 5,000 / 10,000 split, USPS and its conversion to MNIST's 28x28
+//! layout, a registry of named datasets with pinned digests that
+//! `kindling data fetch` fills in, and a seeded mini-batch loader that yields
 //! tensors.
 //!
 //! ```no_run
@@ -23,12 +25,14 @@ mod error;
 pub mod idx;
 pub mod loader;
 pub mod mnist;
+pub mod registry;
 pub mod sha256;
+pub mod usps;
 
 #[cfg(test)]
 mod scratch_dir;
 
-pub use data_dir::default_data_dir;
+pub use data_dir::{default_data_dir, default_data_root};
 pub use digit_image::{load_digit, preprocess_grey, DigitImage, DigitImageError};
 pub use digit_set::DigitSet;
 pub use error::{Error, Result};
@@ -36,3 +40,4 @@ pub use idx::{IdxImages, IdxLabels};
 pub use loader::{Batches, Normalize, Order};
 pub use mnist::Mnist;
 pub use sha256::{sha256_hex, verify_sha256};
+pub use usps::Usps;
