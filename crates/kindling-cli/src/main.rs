@@ -3,6 +3,7 @@
 //! exactly one JSON object.
 
 mod confusion_plot;
+mod data_cmd;
 mod demo;
 mod lenet;
 mod report;
@@ -41,6 +42,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         model: BenchModel,
+    },
+    /// Datasets: list them, fetch one into the data root (SHA-256 checked).
+    Data {
+        #[command(subcommand)]
+        cmd: data_cmd::DataCmd,
     },
 }
 
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
         Command::Bench {
             model: BenchModel::Lenet5(a),
         } => lenet::bench(a),
+        Command::Data { cmd } => data_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
