@@ -5,6 +5,7 @@
 mod confusion_plot;
 mod data_cmd;
 mod demo;
+mod gpt;
 mod lenet;
 mod report;
 
@@ -38,6 +39,10 @@ enum Command {
     Eval(lenet::Eval),
     /// Read handwritten digits from PNG/JPEG files with a trained LeNet-5.
     Predict(lenet::Predict),
+    /// Continue a text with a trained GPT, streaming characters as they are sampled.
+    Generate(gpt::Generate),
+    /// Draw a GPT's attention matrix for a text as a heatmap.
+    Attention(gpt::Attention),
     /// Measure training speed (compare with bench/pytorch in the same run).
     Bench {
         #[command(subcommand)]
@@ -54,12 +59,16 @@ enum Command {
 enum TrainModel {
     /// LeNet-5 on MNIST (55,000 train / 5,000 validation / 10,000 test).
     Lenet5(lenet::TrainLenet5),
+    /// A character-level GPT (decoder-only Transformer) on a text corpus.
+    Gpt(gpt::TrainGpt),
 }
 
 #[derive(Subcommand)]
 enum BenchModel {
     /// LeNet-5 training steps on MNIST batches.
     Lenet5(lenet::BenchLenet5),
+    /// GPT training iterations and KV-cache generation.
+    Gpt(gpt::BenchGpt),
 }
 
 /// Training allocates and frees the same large activation buffers every
@@ -107,6 +116,14 @@ fn main() -> ExitCode {
         } => lenet::train(a),
         Command::Eval(a) => lenet::eval(a),
         Command::Predict(a) => lenet::predict(a),
+        Command::Train {
+            model: TrainModel::Gpt(a),
+        } => gpt::train(a),
+        Command::Generate(a) => gpt::generate(a),
+        Command::Attention(a) => gpt::attention(a),
+        Command::Bench {
+            model: BenchModel::Gpt(a),
+        } => gpt::bench(a),
         Command::Bench {
             model: BenchModel::Lenet5(a),
         } => lenet::bench(a),

@@ -18,6 +18,7 @@
 //! # Ok::<(), kindling_data::Error>(())
 //! ```
 
+pub mod char_tokenizer;
 pub mod data_dir;
 pub mod digit_image;
 pub mod digit_set;

@@ -1,7 +1,10 @@
 //! Training: run directories, progress bars, metrics, evaluation, pictures,
 //! and the trainers of Kindling's models.
 
+pub mod attention_map;
 pub mod classify;
+pub mod corpus;
+pub mod gpt_run;
 pub mod lenet5_run;
 pub mod plot;
 pub mod progress;

@@ -1,0 +1,447 @@
+//! `kindling train gpt`, `kindling generate`, `kindling attention`,
+//! `kindling bench gpt`.
+
+use crate::lenet::set_threads;
+use crate::report::{CliResult, Report};
+use clap::Args;
+use kindling_models::kv_cache::KvCache;
+use kindling_models::sampling::Sampling;
+use kindling_nn::Module;
+use kindling_tensor::{Rng, Tensor};
+use kindling_train::gpt_run::{self, GptTrainOptions, CHECKPOINT};
+use serde_json::json;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct TrainGpt {
+    /// Start from a named preset (shakespeare-cpu = nanoGPT's CPU run, val loss 1.88; tang-cpu); flags below override it.
+    #[arg(long, default_value = "shakespeare-cpu")]
+    pub preset: String,
+    /// Corpus: shakespeare, tang-poems (after `kindling data fetch tang-poems`), or a UTF-8 text file.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long)]
+    pub n_layer: Option<usize>,
+    #[arg(long)]
+    pub n_head: Option<usize>,
+    #[arg(long)]
+    pub n_embd: Option<usize>,
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub max_iters: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f32>,
+    #[arg(long)]
+    pub min_lr: Option<f32>,
+    #[arg(long)]
+    pub warmup_iters: Option<usize>,
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    #[arg(long)]
+    pub eval_interval: Option<usize>,
+    #[arg(long)]
+    pub eval_iters: Option<usize>,
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Give the output head its own weights instead of sharing the token embedding.
+    #[arg(long)]
+    pub untied: bool,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value = "runs/gpt")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after N iterations of this invocation, resumable (a stand-in for an interruption).
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainGpt {
+    pub fn options(&self) -> CliResult<GptTrainOptions> {
+        let mut o = GptTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { o.$f = v; } )* };
+        }
+        set!(
+            data,
+            n_layer,
+            n_head,
+            n_embd,
+            block_size,
+            batch_size,
+            max_iters,
+            lr,
+            min_lr,
+            warmup_iters,
+            weight_decay,
+            grad_clip,
+            eval_interval,
+            eval_iters,
+            dropout,
+            seed
+        );
+        if self.untied {
+            o.tie_weights = false;
+        }
+        o.validate().map_err(|e| e.to_string())?;
+        Ok(o)
+    }
+}
+
+pub fn train(args: TrainGpt) -> CliResult<()> {
+    let opts = args.options()?;
+    set_threads(args.threads)?;
+    let out = Report::new(args.json);
+    let text = kindling_train::corpus::load(&opts.data).map_err(|e| e.to_string())?;
+    eprintln!(
+        "training GPT on `{}` with {} threads; run directory {}",
+        opts.data,
+        kindling_tensor::num_threads(),
+        args.out.display()
+    );
+    let o = gpt_run::train(
+        &opts,
+        &text,
+        &args.out,
+        args.resume,
+        args.interrupt_after,
+        &|l| eprintln!("{l}"),
+    )
+    .map_err(|e| e.to_string())?;
+    out.line(format!(
+        "GPT ({} parameters), {} iterations: train loss {:.4}, val loss {:.4}; {:.1} ms/iter, {:.0} tokens/s",
+        o.params, o.iters, o.train_loss, o.val_loss, o.ms_per_iter, o.tokens_per_sec
+    ));
+    out.line(format!(
+        "  checkpoint {}",
+        args.out.join(CHECKPOINT).display()
+    ));
+    out.finish(json!({
+        "params": o.params,
+        "iters": o.iters,
+        "train_loss": o.train_loss,
+        "val_loss": o.val_loss,
+        "ms_per_iter": o.ms_per_iter,
+        "tokens_per_sec": o.tokens_per_sec,
+        "run_dir": args.out,
+    }));
+    Ok(())
+}
+
+fn checkpoint_path(ckpt: &Path) -> CliResult<PathBuf> {
+    let path = if ckpt.is_dir() {
+        ckpt.join(CHECKPOINT)
+    } else {
+        ckpt.to_path_buf()
+    };
+    if !path.exists() {
+        return Err(format!(
+            "--ckpt {}: no checkpoint found (expected a run directory or a .safetensors file)",
+            ckpt.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+#[derive(Args)]
+pub struct Generate {
+    /// Run directory (or model.safetensors) of a trained GPT.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// Text to continue (default: a newline).
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 500)]
+    pub max_new_tokens: usize,
+    /// 0 = always the most likely next character (argmax); higher = more adventurous.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Samples `n` tokens after `prompt`, calling `emit` with each as it is drawn.
+/// When the KV cache reaches the block size, the last half of the context is
+/// re-read into a fresh cache (positions are learned, so they cannot slide).
+pub fn sample(
+    model: &kindling_models::gpt::Gpt,
+    prompt: &[u32],
+    n: usize,
+    sampling: &Sampling,
+    rng: &mut Rng,
+    mut emit: impl FnMut(u32),
+) -> CliResult<Vec<u32>> {
+    let block = model.config.block_size;
+    let mut context: Vec<u32> = prompt
+        .iter()
+        .copied()
+        .skip(prompt.len().saturating_sub(block))
+        .collect();
+    let mut cache = KvCache::new(model);
+    let mut logits = Vec::new();
+    for &t in &context {
+        logits = model.decode_step(t as i64, &mut cache)?;
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let next = sampling.sample(&logits, rng) as u32;
+        emit(next);
+        out.push(next);
+        context.push(next);
+        if cache.len() == block {
+            cache = KvCache::new(model);
+            let keep = context.len() - block / 2;
+            for &t in &context[keep..context.len() - 1] {
+                model.decode_step(t as i64, &mut cache)?;
+            }
+        }
+        logits = model.decode_step(next as i64, &mut cache)?;
+    }
+    Ok(out)
+}
+
+pub fn generate(args: Generate) -> CliResult<()> {
+    set_threads(args.threads)?;
+    let sampling = Sampling {
+        temperature: args.temperature,
+        top_k: args.top_k,
+        top_p: args.top_p,
+    };
+    sampling.validate()?;
+    let path = checkpoint_path(&args.ckpt)?;
+    let loaded = gpt_run::load(&path).map_err(|e| e.to_string())?;
+    let prompt = loaded
+        .tokenizer
+        .encode(&args.prompt)
+        .map_err(|e| format!("--prompt: {e}"))?;
+    if prompt.is_empty() {
+        return Err("--prompt must not be empty".into());
+    }
+    let mut rng = Rng::new(args.seed);
+    let stdout = std::io::stdout();
+    if !args.json {
+        print!("{}", args.prompt);
+    }
+    let t0 = Instant::now();
+    let ids = sample(
+        &loaded.model,
+        &prompt,
+        args.max_new_tokens,
+        &sampling,
+        &mut rng,
+        |id| {
+            if !args.json {
+                let mut lock = stdout.lock();
+                let _ = write!(lock, "{}", loaded.tokenizer.decode_one(id).unwrap_or('?'));
+                let _ = lock.flush();
+            }
+        },
+    )?;
+    let secs = t0.elapsed().as_secs_f64();
+    let tokens_per_sec = ids.len() as f64 / secs.max(1e-9);
+    let text = loaded.tokenizer.decode(&ids);
+    if !args.json {
+        println!();
+    }
+    eprintln!(
+        "{} tokens in {:.2} s: {:.0} tokens/s",
+        ids.len(),
+        secs,
+        tokens_per_sec
+    );
+    Report::new(args.json)
+        .finish(json!({ "prompt": args.prompt, "text": text, "tokens_per_sec": tokens_per_sec }));
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct Attention {
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// The text whose attention is drawn (at most the model's block size).
+    #[arg(long)]
+    pub text: String,
+    /// Layer (0 = first).
+    #[arg(long, default_value_t = 0)]
+    pub layer: usize,
+    /// One head; all heads as a grid when omitted.
+    #[arg(long)]
+    pub head: Option<usize>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn attention(args: Attention) -> CliResult<()> {
+    let path = checkpoint_path(&args.ckpt)?;
+    let loaded = gpt_run::load(&path).map_err(|e| e.to_string())?;
+    let cfg = &loaded.model.config;
+    let ids = loaded
+        .tokenizer
+        .encode(&args.text)
+        .map_err(|e| format!("--text: {e}"))?;
+    if ids.is_empty() || ids.len() > cfg.block_size {
+        return Err(format!(
+            "--text has {} characters; it must have 1 to {} (the model's block size)",
+            ids.len(),
+            cfg.block_size
+        )
+        .into());
+    }
+    if args.layer >= cfg.n_layer {
+        return Err(format!(
+            "--layer {} out of range: the model has {} layers (0..{})",
+            args.layer,
+            cfg.n_layer,
+            cfg.n_layer - 1
+        )
+        .into());
+    }
+    if let Some(h) = args.head {
+        if h >= cfg.n_head {
+            return Err(format!(
+                "--head {h} out of range: the model has {} heads (0..{})",
+                cfg.n_head,
+                cfg.n_head - 1
+            )
+            .into());
+        }
+    }
+    let idx = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
+    let (_, maps) = loaded.model.forward_with_attention(&idx)?;
+    let t = ids.len();
+    let probs = maps[args.layer].to_vec_f32()?; // [1, H, T, T]
+    let heads: Vec<usize> = match args.head {
+        Some(h) => vec![h],
+        None => (0..cfg.n_head).collect(),
+    };
+    let matrices: Vec<(String, Vec<f32>)> = heads
+        .iter()
+        .map(|&h| {
+            (
+                format!("layer {} head {h}", args.layer),
+                probs[h * t * t..(h + 1) * t * t].to_vec(),
+            )
+        })
+        .collect();
+    let chars: Vec<String> = args
+        .text
+        .chars()
+        .map(|c| {
+            if c == '\n' {
+                "⏎".to_string()
+            } else if c == ' ' {
+                "␣".to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    kindling_train::attention_map::draw(&args.out, &chars, &matrices)?;
+    let out = Report::new(args.json);
+    out.line(format!(
+        "wrote {} ({} head(s), {t}×{t})",
+        args.out.display(),
+        matrices.len()
+    ));
+    out.finish(json!({ "out": args.out, "layer": args.layer, "heads": heads, "tokens": t }));
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchGpt {
+    #[arg(long, default_value = "shakespeare-cpu")]
+    pub preset: String,
+    /// Timed training iterations (after 10 untimed warm-up iterations).
+    #[arg(long, default_value_t = 50)]
+    pub iters: usize,
+    /// Also time generation of this many tokens with the KV cache.
+    #[arg(long, default_value_t = 500)]
+    pub generate: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn bench(args: BenchGpt) -> CliResult<()> {
+    if args.iters == 0 {
+        return Err("--iters must be at least 1".into());
+    }
+    set_threads(args.threads)?;
+    let opts = GptTrainOptions::preset(&args.preset).map_err(|e| e.to_string())?;
+    let text = kindling_train::corpus::load(&opts.data).map_err(|e| e.to_string())?;
+    let data = gpt_run::TokenData::from_text(&text, &opts.data).map_err(|e| e.to_string())?;
+    let model = kindling_models::gpt::Gpt::new(
+        opts.model_config(data.tokenizer.vocab_size()),
+        &mut Rng::new(opts.seed),
+    )?;
+    let params = model.parameters();
+    let mut opt = gpt_run::make_optimizer(&model, &opts);
+    for i in 0..10 {
+        gpt_run::train_step(&model, &mut opt, &opts, &data.train, i, &params)
+            .map_err(|e| e.to_string())?;
+    }
+    let t0 = Instant::now();
+    for i in 0..args.iters {
+        gpt_run::train_step(&model, &mut opt, &opts, &data.train, 10 + i, &params)
+            .map_err(|e| e.to_string())?;
+    }
+    let ms_per_iter = t0.elapsed().as_secs_f64() * 1000.0 / args.iters as f64;
+    let sampling = Sampling {
+        temperature: 1.0,
+        top_k: None,
+        top_p: None,
+    };
+    let t1 = Instant::now();
+    let n = sample(
+        &model,
+        &[0],
+        args.generate,
+        &sampling,
+        &mut Rng::new(1),
+        |_| {},
+    )?
+    .len();
+    let tokens_per_sec = n as f64 / t1.elapsed().as_secs_f64().max(1e-9);
+    let out = Report::new(args.json);
+    out.line(format!(
+        "kindling gpt ({}), {} params, {} threads: {ms_per_iter:.2} ms/iter training; {tokens_per_sec:.0} tokens/s generating with KV cache",
+        args.preset,
+        model.num_parameters(),
+        kindling_tensor::num_threads()
+    ));
+    out.finish(json!({
+        "framework": "kindling",
+        "preset": args.preset,
+        "threads": kindling_tensor::num_threads(),
+        "params": model.num_parameters(),
+        "iters": args.iters,
+        "ms_per_iter": ms_per_iter,
+        "tokens_per_sec": tokens_per_sec,
+        "peak_rss_mb": kindling_train::lenet5_run::peak_rss_mb(),
+    }));
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Attention matrices as heatmaps: row = query position, column = key
+//! position, the characters written along both axes; several heads side by
+//! side in a grid.
+
+use crate::plot::{register_font, PlotResult};
+use plotters::prelude::*;
+use std::path::Path;
+
+pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> PlotResult<()> {
+    register_font();
+    let t = chars.len();
+    let cols = (matrices.len() as f64).sqrt().ceil() as usize;
+    let rows = matrices.len().div_ceil(cols.max(1));
+    let cell = (480 / t.max(1)).clamp(8, 28) as u32;
+    let side = cell * t as u32 + 90;
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (side * cols as u32, (side + 10) * rows as u32))
+            .into_drawing_area();
+        root.fill(&WHITE)?;
+        for (area, (title, m)) in root.split_evenly((rows, cols)).iter().zip(matrices) {
+            let font = ("sans-serif", (cell as f64 * 0.7).clamp(9.0, 16.0));
+            let mut chart = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 16))
+                .margin(6)
+                .x_label_area_size(30)
+                .y_label_area_size(30)
+                .build_cartesian_2d(0..t as i32, 0..t as i32)?;
+            let label = |v: &i32| -> String { chars.get(*v as usize).cloned().unwrap_or_default() };
+            let flip =
+                |v: &i32| -> String { chars.get(t - 1 - *v as usize).cloned().unwrap_or_default() };
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(t)
+                .y_labels(t)
+                .x_label_formatter(&label)
+                .y_label_formatter(&flip)
+                .x_label_style(font)
+                .y_label_style(font)
+                .draw()?;
+            chart.draw_series(
+                (0..t)
+                    .flat_map(|i| (0..t).map(move |j| (i, j)))
+                    .map(|(i, j)| {
+                        // Darker = more attention; the upper triangle is masked (white).
+                        let p = m[i * t + j].clamp(0.0, 1.0).sqrt();
+                        let shade = (255.0 * (1.0 - p)) as u8;
+                        let y = (t - 1 - i) as i32;
+                        Rectangle::new(
+                            [(j as i32, y), (j as i32 + 1, y + 1)],
+                            RGBColor(shade, shade, 255 - (p * 80.0) as u8).filled(),
+                        )
+                    }),
+            )?;
+        }
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}

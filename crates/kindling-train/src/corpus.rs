@@ -1,0 +1,81 @@
+//! Text corpora for character-level language models, by name
+//! (`shakespeare`, `tang-poems`) or as a path to a UTF-8 text file.
+
+use crate::Result;
+use std::io::Read;
+use std::path::Path;
+
+pub const KNOWN: [&str; 2] = ["shakespeare", "tang-poems"];
+
+/// The corpus text. Named corpora come from the data directory
+/// (`kindling data fetch NAME` puts them there; Shakespeare ships in the repo).
+pub fn load(name: &str) -> Result<String> {
+    let text = match name {
+        "shakespeare" => {
+            let dir = kindling_data::registry::dataset_dir("shakespeare")?;
+            read_utf8(&dir.join("input.txt"))?
+        }
+        "tang-poems" => {
+            let dir = kindling_data::registry::dataset_dir("tang-poems")?;
+            tang_poems_text(&dir.join("tang.jsonl.gz"))?
+        }
+        path if Path::new(path).is_file() => read_utf8(Path::new(path))?,
+        other => return Err(format!(
+            "--data `{other}`: unknown corpus (known: {}; or give the path of a UTF-8 text file)",
+            KNOWN.join(", ")
+        )
+        .into()),
+    };
+    if text.chars().count() < 2 {
+        return Err(format!("--data `{name}`: the corpus is empty").into());
+    }
+    Ok(text)
+}
+
+fn read_utf8(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{}: not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
+        .into()
+    })
+}
+
+/// One poem per record `{title, author, paragraphs}`, written as the title
+/// on its own line, then the lines of the poem, then a blank line, so a
+/// model can be prompted with a title.
+fn tang_poems_text(path: &Path) -> Result<String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut raw = String::new();
+    flate2::read::MultiGzDecoder::new(file)
+        .read_to_string(&mut raw)
+        .map_err(|e| format!("{}: cannot decompress: {e}", path.display()))?;
+    let mut text = String::with_capacity(raw.len() / 2);
+    for (i, line) in raw
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let poem: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
+        let title = poem["title"].as_str().unwrap_or("");
+        let lines: Vec<&str> = poem["paragraphs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p.as_str()).collect())
+            .unwrap_or_default();
+        if lines.is_empty() {
+            continue;
+        }
+        text.push_str(title);
+        text.push('\n');
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    Ok(text)
+}
