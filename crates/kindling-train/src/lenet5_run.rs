@@ -4,6 +4,7 @@
 //! picks up after the last finished epoch and ends at the same result.
 
 use crate::classify::evaluate;
+use crate::fgsm;
 use crate::plot::{save_panels, Panel, Series};
 use crate::progress::bar;
 use crate::run_dir::RunDir;
@@ -32,6 +33,10 @@ pub struct TrainOptions {
     pub optimizer: String,
     pub seed: u64,
     pub model: LeNet5Config,
+    /// Adversarial training: each batch is followed by its FGSM copy at this
+    /// ε (pixel units of [0, 1]), crafted against the current model.
+    #[serde(default)]
+    pub adversarial_eps: Option<f32>,
 }
 
 impl Default for TrainOptions {
@@ -43,6 +48,7 @@ impl Default for TrainOptions {
             optimizer: "adam".into(),
             seed: 0,
             model: LeNet5Config::default(),
+            adversarial_eps: None,
         }
     }
 }
@@ -62,6 +68,9 @@ impl TrainOptions {
             return Err(
                 format!("--optimizer must be adam or sgd, got `{}`", self.optimizer).into(),
             );
+        }
+        if let Some(eps) = self.adversarial_eps {
+            fgsm::check_eps(eps).map_err(|e| format!("--adversarial: {e}"))?;
         }
         Ok(())
     }
@@ -210,8 +219,12 @@ pub fn train(
             Batches::new(data.train, opts.batch_size, order, false, normalize)?.enumerate()
         {
             opt.set_lr(sched.lr_at(epoch * steps_per_epoch + step));
+            let (images, targets) = match opts.adversarial_eps {
+                Some(eps) => fgsm::clean_and_adversarial(&model, &images, &labels, eps, normalize)?,
+                None => (images, labels.clone()),
+            };
             opt.zero_grad();
-            let loss = model.forward(&images)?.cross_entropy(&labels, None)?;
+            let loss = model.forward(&images)?.cross_entropy(&targets, None)?;
             loss.backward()?;
             opt.step()?;
             let b = labels.numel();

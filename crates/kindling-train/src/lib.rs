@@ -4,6 +4,8 @@
 pub mod attention_map;
 pub mod classify;
 pub mod corpus;
+pub mod feature_maps;
+pub mod fgsm;
 pub mod gpt_run;
 pub mod lenet5_run;
 pub mod plot;
