@@ -45,6 +45,10 @@ pub struct TrainLenet5 {
     /// images): for quick experiments and tests.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Adversarial training: train on each batch and its FGSM copy at this
+    /// epsilon (pixel units of the [0, 1] image, in (0, 1]).
+    #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
+    pub adversarial: Option<f32>,
     /// Stop after K epochs of this invocation, resumable (a stand-in for an interruption).
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
@@ -90,6 +94,7 @@ impl TrainLenet5 {
                 pooling,
                 ..Default::default()
             },
+            adversarial_eps: self.adversarial,
         };
         opts.validate().map_err(|e| e.to_string())?;
         Ok(opts)

@@ -6,6 +6,7 @@ mod confusion_plot;
 mod data_cmd;
 mod demo;
 mod gpt;
+mod lab_attack;
 mod lenet;
 mod report;
 
@@ -52,6 +53,16 @@ enum Command {
     Data {
         #[command(subcommand)]
         cmd: data_cmd::DataCmd,
+    },
+    /// Adversarial examples against a trained LeNet-5.
+    Attack {
+        #[command(subcommand)]
+        attack: lab_attack::Attack,
+    },
+    /// Look inside a trained model: every layer's activations for one image.
+    Inspect {
+        #[command(subcommand)]
+        model: lab_attack::Inspect,
     },
 }
 
@@ -128,6 +139,8 @@ fn main() -> ExitCode {
             model: BenchModel::Lenet5(a),
         } => lenet::bench(a),
         Command::Data { cmd } => data_cmd::run(cmd),
+        Command::Attack { attack } => lab_attack::attack(attack),
+        Command::Inspect { model } => lab_attack::inspect(model),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,239 @@
+//! `kindling attack fgsm` (adversarial examples against a trained LeNet-5)
+//! and `kindling inspect lenet5` (what every layer sees for one image).
+
+use crate::lenet::{checkpoint_path, set_threads};
+use crate::report::{CliResult, Report};
+use clap::{Args, Subcommand};
+use kindling_data::{Mnist, Normalize};
+use kindling_tensor::{no_grad, Tensor};
+use kindling_train::lenet5_run;
+use kindling_train::run_dir::RunDir;
+use kindling_train::{feature_maps, fgsm};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum Attack {
+    /// Fast gradient sign method (Goodfellow et al. 2015) on the MNIST test
+    /// set: x_adv = clamp(x + eps * sign(grad_x loss), 0, 1), accuracy at
+    /// each epsilon, and a PNG of examples.
+    Fgsm(Fgsm),
+}
+
+#[derive(Args)]
+pub struct Fgsm {
+    /// Run directory (or model.safetensors) of a trained LeNet-5.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// Epsilons in pixel units of the [0, 1] image, each in (0, 1], comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0.05,0.1,0.2,0.3",
+        allow_negative_numbers = true
+    )]
+    pub eps: Vec<f32>,
+    /// Run directory for results.json and examples.png.
+    #[arg(long, default_value = "runs/fgsm")]
+    pub out: PathBuf,
+    /// Attack only the first N test images (quick runs and tests).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Directory with the four MNIST .gz files (default: the repo's data/mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn attack(cmd: Attack) -> CliResult<()> {
+    match cmd {
+        Attack::Fgsm(a) => fgsm_cmd(a),
+    }
+}
+
+fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
+    for &e in &args.eps {
+        fgsm::check_eps(e).map_err(|err| format!("--eps: {err}"))?;
+    }
+    if args.eps.is_empty() {
+        return Err("--eps: give at least one epsilon".into());
+    }
+    set_threads(args.threads)?;
+    let path = checkpoint_path(&args.ckpt)?;
+    let (model, ck) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
+    let dir = args.data.clone().unwrap_or_else(Mnist::default_dir);
+    let (_, _, mut test) = Mnist::load(&dir)?.split();
+    if let Some(n) = args.limit {
+        if n == 0 {
+            return Err("--limit must be at least 1".into());
+        }
+        test = test.slice(0..n.min(test.len()))?;
+    }
+    let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    eprintln!(
+        "FGSM against {} on {} test images, eps {:?}, {} threads",
+        path.display(),
+        test.len(),
+        args.eps,
+        kindling_tensor::num_threads()
+    );
+    let started = Instant::now();
+    let r = fgsm::attack(&model, &test, &args.eps, Normalize::MNIST).map_err(|e| e.to_string())?;
+    let png = run.file("examples.png");
+    fgsm::draw_examples(&png, &args.eps, &r.examples, test.rows())
+        .map_err(|e| format!("{}: {e}", png.display()))?;
+
+    let mut by_eps = Map::new();
+    for (e, a) in &r.accuracy_by_eps {
+        by_eps.insert(e.to_string(), json!(a));
+    }
+    let examples: Vec<Value> = r
+        .examples
+        .iter()
+        .map(|ex| {
+            json!({
+                "label": ex.label,
+                "clean": { "digit": ex.clean.0, "confidence": ex.clean.1 },
+                "adversarial": args.eps.iter().zip(&ex.attacked).map(|(e, (_, (d, p)))| {
+                    json!({ "eps": e, "digit": d, "confidence": p })
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let result = json!({
+        "checkpoint": path,
+        "trained_adversarial_eps": ck.config["options"].get("adversarial_eps").cloned().unwrap_or(Value::Null),
+        "test_images": r.images,
+        "clean_accuracy": r.clean_accuracy,
+        "accuracy_by_eps": by_eps,
+        "examples": examples,
+        "seconds": started.elapsed().as_secs_f32(),
+        "run_dir": args.out,
+    });
+    run.write_json("results.json", &result)
+        .map_err(|e| e.to_string())?;
+
+    let out = Report::new(args.json);
+    out.line(format!(
+        "FGSM on {} MNIST test images ({}):",
+        r.images,
+        path.display()
+    ));
+    out.line(format!(
+        "  clean          accuracy {:6.2}%",
+        r.clean_accuracy * 100.0
+    ));
+    for (e, a) in &r.accuracy_by_eps {
+        out.line(format!("  eps = {e:<6}   accuracy {:6.2}%", a * 100.0));
+    }
+    out.line(format!(
+        "wrote {} and {}",
+        run.file("results.json").display(),
+        png.display()
+    ));
+    out.finish(result);
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum Inspect {
+    /// Every layer's activations for one image as a labelled grid (input, C1
+    /// kernels and maps, S2, C3, S4, bar charts of C5, F6 and the output).
+    Lenet5(InspectLenet5),
+}
+
+#[derive(Args)]
+pub struct InspectLenet5 {
+    /// Run directory (or model.safetensors) of a trained LeNet-5.
+    #[arg(long)]
+    pub ckpt: PathBuf,
+    /// A PNG or JPEG of one digit (any size, colour or polarity; prepared as `predict` does).
+    pub image: PathBuf,
+    /// The PNG to write (a directory gets maps.png inside).
+    #[arg(long, default_value = "runs/inspect/maps.png")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn inspect(cmd: Inspect) -> CliResult<()> {
+    let Inspect::Lenet5(args) = cmd;
+    let path = checkpoint_path(&args.ckpt)?;
+    let (model, _) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
+    let digit = kindling_data::load_digit(&args.image)?;
+    let mut out_path = args.out.clone();
+    if out_path.is_dir() {
+        out_path = out_path.join("maps.png");
+    }
+    if out_path.extension().and_then(|e| e.to_str()) != Some("png") {
+        return Err(format!("--out {}: must be a .png file", args.out.display()).into());
+    }
+    if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    let norm = Normalize::MNIST;
+    let x: Vec<f32> = digit
+        .pixels
+        .iter()
+        .map(|&p| (p - norm.mean) / norm.std)
+        .collect();
+    let x = Tensor::from_vec(x, &[1, 1, 28, 28])?;
+    let acts = {
+        let _g = no_grad();
+        model.forward_all(&x)?
+    };
+    let probs = acts.logits.softmax(-1)?.to_vec_f32()?;
+    let best = probs
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+        .unwrap_or(0);
+    let name = args
+        .image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = format!(
+        "LeNet-5 on {name}: predicted {best} ({:.1}%)",
+        probs[best] * 100.0
+    );
+    feature_maps::draw(&out_path, &title, &model, &digit.pixels, &acts)
+        .map_err(|e| format!("{}: {e}", out_path.display()))?;
+    let layers: Vec<Value> = [
+        ("C1", &acts.c1),
+        ("S2", &acts.s2),
+        ("C3", &acts.c3),
+        ("S4", &acts.s4),
+        ("C5", &acts.c5),
+        ("F6", &acts.f6),
+    ]
+    .iter()
+    .map(|(n, t)| -> CliResult<Value> {
+        let v = t.to_vec_f32()?;
+        let max = v.iter().fold(f32::MIN, |a, &b| a.max(b));
+        let active = v.iter().filter(|&&b| b > 0.0).count() as f32 / v.len().max(1) as f32;
+        Ok(json!({ "layer": n, "shape": t.shape(), "max": max, "fraction_active": active }))
+    })
+    .collect::<CliResult<_>>()?;
+    let out = Report::new(args.json);
+    out.line(format!(
+        "{}: {best} ({:.1}%)",
+        args.image.display(),
+        probs[best] * 100.0
+    ));
+    out.line(format!("wrote {}", out_path.display()));
+    out.finish(json!({
+        "image": args.image,
+        "digit": best,
+        "probabilities": probs,
+        "layers": layers,
+        "out": out_path,
+    }));
+    Ok(())
+}
