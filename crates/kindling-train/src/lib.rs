@@ -6,11 +6,14 @@ pub mod classify;
 pub mod corpus;
 pub mod feature_maps;
 pub mod fgsm;
+pub mod finetune;
+pub mod fit;
 pub mod gpt_run;
 pub mod lenet5_run;
 pub mod plot;
 pub mod progress;
 pub mod run_dir;
+pub mod sweep;
 
 /// Errors from training: any library error, boxed, printed on one line.
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
