@@ -6,6 +6,7 @@ mod confusion_plot;
 mod data_cmd;
 mod demo;
 mod gpt;
+mod lab;
 mod lab_attack;
 mod lenet;
 mod report;
@@ -63,6 +64,16 @@ enum Command {
     Inspect {
         #[command(subcommand)]
         model: lab_attack::Inspect,
+    },
+    /// Fine-tune a trained model on new data, against zero-shot and from-scratch baselines.
+    Finetune {
+        #[command(subcommand)]
+        model: lab::FinetuneModel,
+    },
+    /// Choose layer sizes on the validation set; score the test set once, for the winner.
+    Sweep {
+        #[command(subcommand)]
+        model: lab::SweepModel,
     },
 }
 
@@ -141,6 +152,8 @@ fn main() -> ExitCode {
         Command::Data { cmd } => data_cmd::run(cmd),
         Command::Attack { attack } => lab_attack::attack(attack),
         Command::Inspect { model } => lab_attack::inspect(model),
+        Command::Finetune { model } => lab::finetune(model),
+        Command::Sweep { model } => lab::sweep(model),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,329 @@
+//! `kindling finetune lenet5` (an MNIST LeNet-5 adapted to USPS handwriting,
+//! against the zero-shot and from-scratch figures) and `kindling sweep
+//! lenet5` (layer sizes chosen on the validation set, the test set scored
+//! once for the winner).
+
+use crate::lenet::set_threads;
+use crate::report::{CliResult, Report};
+use clap::{Args, Subcommand};
+use kindling_data::usps::to_mnist_layout;
+use kindling_data::{registry, DigitSet, Mnist, Usps};
+use kindling_train::finetune::{self, FinetuneData, FinetuneOptions, Freeze};
+use kindling_train::lenet5_run::{self, Splits, CHECKPOINT};
+use kindling_train::run_dir::RunDir;
+use kindling_train::sweep::{self, Setting, SweepOptions};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum FinetuneModel {
+    /// A LeNet-5 trained on MNIST, fine-tuned on another handwriting (USPS).
+    Lenet5(FinetuneLenet5),
+}
+
+#[derive(Subcommand)]
+pub enum SweepModel {
+    /// LeNet-5 layer sizes (and learning rates) on MNIST's 55,000 / 5,000 split.
+    Lenet5(SweepLenet5),
+}
+
+#[derive(Args)]
+pub struct FinetuneLenet5 {
+    /// Run directory (or model.safetensors) of a LeNet-5 trained on MNIST.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new handwriting: usps (fetch it first: `kindling data fetch usps --from DIR`).
+    #[arg(long, default_value = "usps")]
+    pub data: String,
+    /// Fine-tune (and train from scratch) on this many training images, all if fewer.
+    #[arg(long, default_value_t = 5_000)]
+    pub samples: usize,
+    /// Fine-tuning epochs.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Fine-tuning peak learning rate (Adam, cosine-decayed to 1% of it).
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f32,
+    /// none (train every layer) or conv (keep C1 and C3 fixed; train C5, F6, output).
+    #[arg(long, default_value = "none")]
+    pub freeze: String,
+    /// Epochs of the from-scratch baseline (default: MNIST's recipe).
+    #[arg(long, default_value_t = 12)]
+    pub scratch_epochs: usize,
+    /// Peak learning rate of the from-scratch baseline.
+    #[arg(long, default_value_t = 2e-3)]
+    pub scratch_lr: f32,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Seeds the choice of images, batch order and the scratch model's weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Directory with the four MNIST .gz files, for MNIST accuracy before and
+    /// after (default: the data root's mnist).
+    #[arg(long)]
+    pub mnist: Option<PathBuf>,
+    /// Run directory: config.json, metrics.jsonl, results.json, the fine-tuned model.safetensors.
+    #[arg(long, default_value = "runs/finetune")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The run directory or checkpoint file given to `--from`, resolved to the file.
+fn checkpoint_from(from: &Path) -> CliResult<PathBuf> {
+    let path = if from.is_dir() {
+        from.join(CHECKPOINT)
+    } else {
+        from.to_path_buf()
+    };
+    if !path.is_file() {
+        return Err(format!(
+            "--from {}: no checkpoint found (expected a run directory or a .safetensors file; \
+             train one with `kindling train lenet5 --out DIR`)",
+            from.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+/// Fine-tuning goes from MNIST to another set of handwritten digits.
+fn check_target(name: &str) -> CliResult<()> {
+    if name == "usps" {
+        return Ok(());
+    }
+    // An unknown name gets the registry's list of known ones.
+    registry::find(name).map_err(|e| format!("--data: {e}"))?;
+    Err(format!(
+        "--data {name}: fine-tuning from MNIST needs another set of handwritten digits; supported: usps"
+    )
+    .into())
+}
+
+/// The named digit set's training and test images in MNIST's 28x28 layout.
+fn load_target(name: &str) -> CliResult<(DigitSet, DigitSet)> {
+    let dir = registry::dataset_dir(name)?;
+    let usps = Usps::load(&dir)?;
+    Ok((to_mnist_layout(&usps.train), to_mnist_layout(&usps.test)))
+}
+
+fn load_mnist(dir: Option<&Path>) -> CliResult<Mnist> {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(Mnist::default_dir);
+    Ok(Mnist::load(&dir)?)
+}
+
+pub fn finetune(model: FinetuneModel) -> CliResult<()> {
+    let FinetuneModel::Lenet5(args) = model;
+    let freeze: Freeze = args.freeze.parse()?;
+    let opts = FinetuneOptions {
+        samples: args.samples,
+        epochs: args.epochs,
+        lr: args.lr,
+        freeze,
+        scratch_epochs: args.scratch_epochs,
+        scratch_lr: args.scratch_lr,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    };
+    opts.validate().map_err(|e| e.to_string())?;
+    check_target(&args.data)?;
+    set_threads(args.threads)?;
+    let ckpt = checkpoint_from(&args.from)?;
+    let (model, _) = lenet5_run::load_model(&ckpt).map_err(|e| e.to_string())?;
+    let (target_train, target_test) = load_target(&args.data)?;
+    let mnist = load_mnist(args.mnist.as_deref())?;
+    let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    eprintln!(
+        "fine-tuning {} on {}: {} training images available, {} test images; run directory {}",
+        ckpt.display(),
+        args.data,
+        target_train.len(),
+        target_test.len(),
+        args.out.display()
+    );
+    let data = FinetuneData {
+        target_train: &target_train,
+        target_test: &target_test,
+        mnist_test: &mnist.test,
+    };
+    let o = finetune::finetune(&model, &ckpt, &args.data, &opts, &data, &run, &|l| {
+        eprintln!("{l}")
+    })
+    .map_err(|e| e.to_string())?;
+
+    let out = Report::new(args.json);
+    let pct = |a: f32| format!("{:6.2}%", a * 100.0);
+    out.line(format!(
+        "{} test accuracy ({} images):",
+        args.data.to_uppercase(),
+        target_test.len()
+    ));
+    out.line(format!(
+        "  MNIST model, no fine-tuning          {}",
+        pct(o.zero_shot_accuracy)
+    ));
+    out.line(format!(
+        "  fine-tuned on {:>5} images           {}  ({} of {} parameters trained)",
+        o.samples,
+        pct(o.finetuned_accuracy),
+        o.trainable_params,
+        o.params
+    ));
+    out.line(format!(
+        "  trained from scratch on the same     {}",
+        pct(o.scratch_accuracy)
+    ));
+    out.line(format!(
+        "MNIST test accuracy: {:.2}% before fine-tuning, {:.2}% after ({:+.2} points)",
+        o.mnist_accuracy_before * 100.0,
+        o.mnist_accuracy_after * 100.0,
+        (o.mnist_accuracy_after - o.mnist_accuracy_before) * 100.0
+    ));
+    out.line(format!(
+        "results in {}; fine-tuned model {}",
+        run.file("results.json").display(),
+        run.file(CHECKPOINT).display()
+    ));
+    let mut v = o.to_json();
+    v["run_dir"] = json!(args.out);
+    out.finish(v);
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct SweepLenet5 {
+    /// Values to try, as KEY=V1,V2,... terms (keys c1, c3, f6, lr); every
+    /// combination is trained.
+    #[arg(long, default_value = "c1=4,6,12 c3=8,16,32 f6=42,84,168")]
+    pub grid: String,
+    /// Epochs per setting (the same budget for all).
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// Learning rate of settings whose grid has no lr=.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// adam or sgd (momentum 0.9).
+    #[arg(long, default_value = "adam")]
+    pub optimizer: String,
+    /// The same seed for every setting (initial weights, batch order).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Directory with the four MNIST .gz files (default: the data root's mnist).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N training images (and N/10 validation and test
+    /// images), as `train lenet5 --limit`.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Run directory: config.json, metrics.jsonl (a line per setting), results.json, the winner's model.safetensors.
+    #[arg(long, default_value = "runs/sweep")]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn sweep(model: SweepModel) -> CliResult<()> {
+    let SweepModel::Lenet5(args) = model;
+    let base = Setting {
+        lr: args.lr,
+        ..Setting::default()
+    };
+    if !(args.lr.is_finite() && args.lr > 0.0) {
+        return Err(format!("--lr must be a positive number, got {}", args.lr).into());
+    }
+    let settings = sweep::parse_grid(&args.grid, &base).map_err(|e| e.to_string())?;
+    let opts = SweepOptions {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        optimizer: args.optimizer.clone(),
+        seed: args.seed,
+        ..Default::default()
+    };
+    kindling_train::fit::FitOptions {
+        epochs: opts.epochs,
+        batch_size: opts.batch_size,
+        lr: args.lr as f32,
+        optimizer: opts.optimizer.clone(),
+        seed: opts.seed,
+    }
+    .validate()
+    .map_err(|e| e.to_string())?;
+    set_threads(args.threads)?;
+    let mnist = load_mnist(args.data.as_deref())?;
+    let (mut train, mut val, mut test) = mnist.split();
+    if let Some(n) = args.limit {
+        if n < 10 {
+            return Err("--limit must be at least 10".into());
+        }
+        train = train.slice(0..n.min(train.len()))?;
+        val = val.slice(0..(n / 10).min(val.len()))?;
+        test = test.slice(0..(n / 10).min(test.len()))?;
+    }
+    let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    eprintln!(
+        "sweep over {} LeNet-5 settings on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
+        settings.len(),
+        train.len(),
+        val.len(),
+        test.len(),
+        kindling_tensor::num_threads(),
+        args.out.display()
+    );
+    let splits = Splits {
+        train: &train,
+        val: &val,
+        test: &test,
+    };
+    let o = sweep::sweep(&settings, &opts, &splits, &run, &|l| eprintln!("{l}"))
+        .map_err(|e| e.to_string())?;
+
+    let out = Report::new(args.json);
+    let width = o
+        .results
+        .iter()
+        .map(|r| r.setting.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max("setting".len());
+    out.line(format!(
+        "  {:<width$}  {:>9}  {:>12}",
+        "setting", "params", "val accuracy"
+    ));
+    for (i, r) in o.results.iter().enumerate() {
+        out.line(format!(
+            "{} {:<width$}  {:>9}  {:>11.2}%",
+            if i == o.best { "*" } else { " " },
+            r.setting.to_string(),
+            r.params,
+            r.val_accuracy * 100.0
+        ));
+    }
+    let best = &o.results[o.best];
+    out.line(format!(
+        "* best on validation: {} ({} parameters, {:.2}%); test accuracy {:.2}% on {} images, scored once",
+        best.setting,
+        best.params,
+        best.val_accuracy * 100.0,
+        o.test_accuracy * 100.0,
+        o.test_images
+    ));
+    out.line(format!(
+        "{} settings x {} epochs in {:.0} s; results in {}",
+        o.results.len(),
+        args.epochs,
+        o.seconds,
+        run.file("results.json").display()
+    ));
+    let mut v = o.to_json();
+    v["run_dir"] = json!(args.out);
+    out.finish(v);
+    Ok(())
+}
