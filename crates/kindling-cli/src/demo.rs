@@ -15,7 +15,7 @@ pub enum Demo {
     /// Rosenblatt's perceptron learns "is it an apple?", then fails at XOR.
     Perceptron {
         /// Learning rate of the perceptron rule.
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
         lr: f32,
         /// Passes over the examples at most.
         #[arg(long, default_value_t = 100)]
@@ -29,7 +29,7 @@ pub enum Demo {
         /// Hidden units (2 is the classic 2-2-1 network).
         #[arg(long, default_value_t = 4)]
         hidden: usize,
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
         lr: f32,
         #[arg(long, default_value_t = 5000)]
         max_steps: usize,

@@ -167,7 +167,7 @@ pub struct Generate {
     #[arg(long, default_value_t = 500)]
     pub max_new_tokens: usize,
     /// 0 = always the most likely next character (argmax); higher = more adventurous.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     #[arg(long)]
     pub top_k: Option<usize>,

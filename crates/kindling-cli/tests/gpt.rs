@@ -58,6 +58,8 @@ fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
         "60",
         "--warmup-iters",
         "5",
+        "--lr",
+        "3e-3",
         "--eval-interval",
         "20",
         "--eval-iters",
@@ -78,9 +80,15 @@ fn train_resume_generate_and_attention_work_end_to_end() {
     let data = corpus(&dir);
     let straight = dir.join("straight");
     let a = json_of(&train(&data, &straight, &[]));
+    let metrics = std::fs::read_to_string(straight.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let (before, after) = (
+        first["val_loss"].as_f64().unwrap(),
+        a["val_loss"].as_f64().unwrap(),
+    );
     assert!(
-        a["val_loss"].as_f64().unwrap() < 3.0,
-        "learned something: {a}"
+        after < before - 0.5,
+        "learned something: val loss {before} -> {after}"
     );
     for f in [
         "config.json",
@@ -244,7 +252,19 @@ fn bad_corpora_are_named() {
             "{data}: {err}"
         );
     }
-    let o = train(&corpus(&dir), &out, &["--n-head", "3"]);
+    let c = corpus(&dir);
+    let o = kindling(&[
+        "train",
+        "gpt",
+        "--data",
+        c.to_str().unwrap(),
+        "--n-head",
+        "3",
+        "--n-embd",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("divisible"));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -25,10 +25,27 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
                 .margin(6)
                 .x_label_area_size(30)
                 .y_label_area_size(30)
-                .build_cartesian_2d(0..t as i32, 0..t as i32)?;
-            let label = |v: &i32| -> String { chars.get(*v as usize).cloned().unwrap_or_default() };
-            let flip =
-                |v: &i32| -> String { chars.get(t - 1 - *v as usize).cloned().unwrap_or_default() };
+                .build_cartesian_2d(
+                    (0..t as i32).into_segmented(),
+                    (0..t as i32).into_segmented(),
+                )?;
+            // Segmented axes put each label at the centre of its cell.
+            let at = |v: &SegmentValue<i32>| -> Option<usize> {
+                match v {
+                    SegmentValue::CenterOf(i) if (*i as usize) < t => Some(*i as usize),
+                    _ => None,
+                }
+            };
+            let label = |v: &SegmentValue<i32>| {
+                at(v)
+                    .and_then(|i| chars.get(i).cloned())
+                    .unwrap_or_default()
+            };
+            let flip = |v: &SegmentValue<i32>| {
+                at(v)
+                    .and_then(|i| chars.get(t - 1 - i).cloned())
+                    .unwrap_or_default()
+            };
             chart
                 .configure_mesh()
                 .disable_mesh()
@@ -46,9 +63,12 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
                         // Darker = more attention; the upper triangle is masked (white).
                         let p = m[i * t + j].clamp(0.0, 1.0).sqrt();
                         let shade = (255.0 * (1.0 - p)) as u8;
-                        let y = (t - 1 - i) as i32;
+                        let (x, y) = (j as i32, (t - 1 - i) as i32);
                         Rectangle::new(
-                            [(j as i32, y), (j as i32 + 1, y + 1)],
+                            [
+                                (SegmentValue::Exact(x), SegmentValue::Exact(y)),
+                                (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
+                            ],
                             RGBColor(shade, shade, 255 - (p * 80.0) as u8).filled(),
                         )
                     }),
