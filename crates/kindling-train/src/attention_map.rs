@@ -19,15 +19,18 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
             .into_drawing_area();
         root.fill(&WHITE)?;
         for (area, (title, m)) in root.split_evenly((rows, cols)).iter().zip(matrices) {
-            let font = ("sans-serif", (cell as f64 * 0.7).clamp(9.0, 16.0));
+            // DejaVu has no CJK glyphs: switch the labels to the CJK font when needed.
+            let cjk = chars.iter().flat_map(|c| c.chars()).any(|c| !c.is_ascii() && c != '⏎' && c != '␣');
+            let family = if cjk { "cjk" } else { "sans-serif" };
+            let font = (family, (cell as f64 * 0.7).clamp(9.0, 16.0));
             let mut chart = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 16))
                 .margin(6)
                 .x_label_area_size(30)
                 .y_label_area_size(30)
                 .build_cartesian_2d(
-                    (0..t as i32).into_segmented(),
-                    (0..t as i32).into_segmented(),
+                    (0..t as i32 - 1).into_segmented(),
+                    (0..t as i32 - 1).into_segmented(),
                 )?;
             // Segmented axes put each label at the centre of its cell.
             let at = |v: &SegmentValue<i32>| -> Option<usize> {

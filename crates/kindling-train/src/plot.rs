@@ -7,12 +7,16 @@ use std::path::Path;
 use std::sync::Once;
 
 static FONT: &[u8] = include_bytes!("../../../assets/fonts/DejaVuSans.ttf");
+/// Droid Sans Fallback covers CJK (Tang poems on attention maps); it is the
+/// "cjk" family. Apache-2.0, see assets/fonts.
+static CJK_FONT: &[u8] = include_bytes!("../../../assets/fonts/DroidSansFallback.ttf");
 static REGISTER: Once = Once::new();
 
 pub fn register_font() {
     REGISTER.call_once(|| {
         // The font is a fixed, valid TTF compiled into the binary.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+        let _ = plotters::style::register_font("cjk", FontStyle::Normal, CJK_FONT);
     });
 }
 
