@@ -34,6 +34,11 @@ pub struct Fgsm {
         allow_negative_numbers = true
     )]
     pub eps: Vec<f32>,
+    /// Craft the examples on this other checkpoint's gradient and test them on
+    /// --ckpt (a transfer attack: does robustness survive when the attacker
+    /// cannot see the model?).
+    #[arg(long, value_name = "CKPT")]
+    pub craft_on: Option<PathBuf>,
     /// Run directory for results.json and examples.png.
     #[arg(long, default_value = "runs/fgsm")]
     pub out: PathBuf,
@@ -47,6 +52,11 @@ pub struct Fgsm {
     pub threads: Option<usize>,
     #[arg(long)]
     pub json: bool,
+}
+
+/// ε as written (0.05, not the f32's 0.05000000074505806).
+fn eps_json(eps: f32) -> f64 {
+    eps.to_string().parse().unwrap_or(eps as f64)
 }
 
 pub fn attack(cmd: Attack) -> CliResult<()> {
@@ -65,6 +75,16 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
     set_threads(args.threads)?;
     let path = checkpoint_path(&args.ckpt)?;
     let (model, ck) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
+    let source = match &args.craft_on {
+        Some(p) => {
+            // The message names the flag the path came from.
+            let p = checkpoint_path(p)
+                .map_err(|e| e.to_string().replacen("--ckpt", "--craft-on", 1))?;
+            let (m, _) = lenet5_run::load_model(&p).map_err(|e| format!("--craft-on: {e}"))?;
+            Some((p, m))
+        }
+        None => None,
+    };
     let dir = args.data.clone().unwrap_or_else(Mnist::default_dir);
     let (_, _, mut test) = Mnist::load(&dir)?.split();
     if let Some(n) = args.limit {
@@ -74,17 +94,30 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
         test = test.slice(0..n.min(test.len()))?;
     }
     let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    let crafted_on = source.as_ref().map_or(path.clone(), |(p, _)| p.clone());
     eprintln!(
-        "FGSM against {} on {} test images, eps {:?}, {} threads",
+        "FGSM against {} (gradient of {}) on {} test images, eps {:?}, {} threads",
         path.display(),
+        crafted_on.display(),
         test.len(),
         args.eps,
         kindling_tensor::num_threads()
     );
     let started = Instant::now();
-    let r = fgsm::attack(&model, &test, &args.eps, Normalize::MNIST).map_err(|e| e.to_string())?;
+    let source_model = source.as_ref().map(|(_, m)| m as &dyn kindling_nn::Module);
+    let r = fgsm::attack(&model, source_model, &test, &args.eps, Normalize::MNIST)
+        .map_err(|e| e.to_string())?;
     let png = run.file("examples.png");
-    fgsm::draw_examples(&png, &args.eps, &r.examples, test.rows())
+    let title = if crafted_on == path {
+        format!("FGSM against {}", path.display())
+    } else {
+        format!(
+            "FGSM transfer: examples crafted on {}, tested on {}",
+            crafted_on.display(),
+            path.display()
+        )
+    };
+    fgsm::draw_examples(&png, &title, &args.eps, &r.examples, test.rows())
         .map_err(|e| format!("{}: {e}", png.display()))?;
 
     let mut by_eps = Map::new();
@@ -99,13 +132,14 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
                 "label": ex.label,
                 "clean": { "digit": ex.clean.0, "confidence": ex.clean.1 },
                 "adversarial": args.eps.iter().zip(&ex.attacked).map(|(e, (_, (d, p)))| {
-                    json!({ "eps": e, "digit": d, "confidence": p })
+                    json!({ "eps": eps_json(*e), "digit": d, "confidence": p })
                 }).collect::<Vec<_>>(),
             })
         })
         .collect();
     let result = json!({
         "checkpoint": path,
+        "crafted_on": crafted_on,
         "trained_adversarial_eps": ck.config["options"].get("adversarial_eps").cloned().unwrap_or(Value::Null),
         "test_images": r.images,
         "clean_accuracy": r.clean_accuracy,
@@ -119,9 +153,10 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
 
     let out = Report::new(args.json);
     out.line(format!(
-        "FGSM on {} MNIST test images ({}):",
+        "FGSM on {} MNIST test images ({}, gradient of {}):",
         r.images,
-        path.display()
+        path.display(),
+        crafted_on.display()
     ));
     out.line(format!(
         "  clean          accuracy {:6.2}%",

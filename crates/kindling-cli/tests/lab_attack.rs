@@ -55,8 +55,8 @@ fn train_small(out: &Path, extra: &[&str]) -> serde_json::Value {
     json_of(&kindling(&args))
 }
 
-fn fgsm(ckpt: &Path, out: &Path, eps: &str) -> Output {
-    kindling(&[
+fn fgsm(ckpt: &Path, out: &Path, eps: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
         "attack",
         "fgsm",
         "--ckpt",
@@ -70,7 +70,9 @@ fn fgsm(ckpt: &Path, out: &Path, eps: &str) -> Output {
         "--json",
         "--out",
         out.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    kindling(&args)
 }
 
 #[test]
@@ -78,7 +80,7 @@ fn gradient_sign_attack_reduces_accuracy_and_adversarial_training_runs() {
     let plain = temp_dir("plain");
     train_small(&plain, &[]);
     let out = temp_dir("fgsm");
-    let r = json_of(&fgsm(&plain, &out, "0.1,0.3"));
+    let r = json_of(&fgsm(&plain, &out, "0.1,0.3", &[]));
     let clean = r["clean_accuracy"].as_f64().unwrap();
     let at_01 = r["accuracy_by_eps"]["0.1"].as_f64().unwrap();
     let at_03 = r["accuracy_by_eps"]["0.3"].as_f64().unwrap();
@@ -100,8 +102,32 @@ fn gradient_sign_attack_reduces_accuracy_and_adversarial_training_runs() {
     assert!(a["test_accuracy"].as_f64().unwrap() > 0.3, "{a}");
     let config = std::fs::read_to_string(adv.join("config.json")).unwrap();
     assert!(config.contains("\"adversarial_eps\": 0.2"), "{config}");
-    let r = json_of(&fgsm(&adv, &temp_dir("fgsm-adv"), "0.2"));
+    let r = json_of(&fgsm(&adv, &temp_dir("fgsm-adv"), "0.2", &[]));
     assert!((r["trained_adversarial_eps"].as_f64().unwrap() - 0.2).abs() < 1e-6);
+    // A transfer attack: crafted on the plain model, tested on the adversarial one.
+    let plain_str = plain.to_str().unwrap();
+    let t = json_of(&fgsm(
+        &adv,
+        &temp_dir("fgsm-adv"),
+        "0.2",
+        &["--craft-on", plain_str],
+    ));
+    assert!(
+        t["crafted_on"].as_str().unwrap().starts_with(plain_str),
+        "{t}"
+    );
+    assert_eq!(t["clean_accuracy"], r["clean_accuracy"]);
+    let missing = fgsm(
+        &adv,
+        &temp_dir("fgsm-adv"),
+        "0.2",
+        &["--craft-on", "/nonexistent"],
+    );
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains("--craft-on") && err.contains("no checkpoint found"),
+        "{err}"
+    );
 
     let maps = plain.join("maps.png");
     let i = json_of(&kindling(&[

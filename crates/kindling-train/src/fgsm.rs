@@ -141,9 +141,31 @@ pub struct AttackResult {
     pub examples: Vec<Example>,
 }
 
-/// Attacks `model` on every image of `set` at each ε, with a progress bar.
+/// The clean logits of `model` and the gradient sign of `source`'s loss:
+/// `model`'s own (white box) when `source` is `None`, else another model's,
+/// to test whether examples crafted on one model transfer to another
+/// (Szegedy et al. 2014; Papernot et al. 2016).
+fn clean_logits_and_sign(
+    model: &dyn Module,
+    source: Option<&dyn Module>,
+    images: &Tensor,
+    labels: &Tensor,
+) -> Result<(Tensor, Vec<f32>)> {
+    match source {
+        None => logits_and_gradient_sign(model, images, labels),
+        Some(source) => {
+            let (_, sign) = logits_and_gradient_sign(source, images, labels)?;
+            let _g = no_grad();
+            Ok((model.forward(images)?, sign))
+        }
+    }
+}
+
+/// Attacks `model` on every image of `set` at each ε, with a progress bar;
+/// the gradient comes from `source` when given (a transfer attack).
 pub fn attack(
     model: &dyn Module,
+    source: Option<&dyn Module>,
     set: &DigitSet,
     eps: &[f32],
     normalize: Normalize,
@@ -159,7 +181,7 @@ pub fn attack(
     let mut right_adv = vec![0usize; eps.len()];
     let mut seen = 0usize;
     for (images, labels) in Batches::new(set, ATTACK_BATCH, Order::Sequential, false, normalize)? {
-        let (logits, sign) = logits_and_gradient_sign(model, &images, &labels)?;
+        let (logits, sign) = clean_logits_and_sign(model, source, &images, &labels)?;
         let truth = labels.to_vec_i64()?;
         let count = |logits: &Tensor| -> Result<usize> {
             let pred = logits.argmax(-1, false)?.to_vec_i64()?;
@@ -190,13 +212,14 @@ pub fn attack(
             .zip(&right_adv)
             .map(|(&e, &r)| (e, r as f32 / n))
             .collect(),
-        examples: examples(model, set, eps, normalize)?,
+        examples: examples(model, source, set, eps, normalize)?,
     })
 }
 
 /// The first image of each digit in `set`, attacked at every ε.
 fn examples(
     model: &dyn Module,
+    source: Option<&dyn Module>,
     set: &DigitSet,
     eps: &[f32],
     normalize: Normalize,
@@ -219,7 +242,7 @@ fn examples(
     let images = Tensor::from_vec(normalised, &[picks.len(), 1, rows, cols])?;
     let labels: Vec<i64> = picks.iter().map(|&i| set.label(i) as i64).collect();
     let labels = Tensor::from_vec_i64(labels, &[picks.len()])?;
-    let (logits, sign) = logits_and_gradient_sign(model, &images, &labels)?;
+    let (logits, sign) = clean_logits_and_sign(model, source, &images, &labels)?;
     let clean = predictions(&logits)?;
     let _g = no_grad();
     let side = rows * cols;
@@ -260,8 +283,10 @@ const GAP: i32 = 12;
 /// +ε is white, −ε black and 0 mid-grey (clamping at 0 and 1 shows as grey);
 /// then the adversarial image at each ε. Each image is captioned with the
 /// predicted digit and its probability, green when right and red when wrong.
+/// `title` names the model (and the model the gradient came from).
 pub fn draw_examples(
     path: &Path,
+    title: &str,
     eps: &[f32],
     examples: &[Example],
     side: usize,
@@ -271,16 +296,17 @@ pub fn draw_examples(
     let rows = 2 + eps.len() as i32;
     let row_h = CELL_PX + CAPTION_H + GAP;
     let width = LABEL_W + cols * (CELL_PX + GAP) + GAP;
-    let top = 44;
+    let top = 64;
     let height = top + rows * row_h + 10;
     let tmp = path.with_extension("tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (width as u32, height as u32)).into_drawing_area();
         root.fill(&WHITE)?;
+        root.draw(&Text::new(title, (10, 10), ("sans-serif", 17)))?;
         root.draw(&Text::new(
-            "FGSM: x_adv = clamp(x + ε·sign(∇x loss), 0, 1); caption = predicted digit (confidence)",
-            (10, 12),
-            ("sans-serif", 17),
+            "x_adv = clamp(x + ε·sign(∇x loss), 0, 1); caption = predicted digit (confidence), green when right",
+            (10, 34),
+            ("sans-serif", 14),
         ))?;
         let last_eps = eps.last().copied().unwrap_or(1.0);
         let mut row_titles = vec![
