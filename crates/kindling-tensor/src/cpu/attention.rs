@@ -1,8 +1,10 @@
 //! Causal scaled dot-product attention for `[B, H, T, D]` q, k, v, one
-//! (batch, head) pair per task. Scores are computed only for keys j <= i
-//! (the lower triangle), so the mask is never materialized; the softmax
-//! probabilities are kept for backward and for drawing attention maps.
+//! (batch, head) pair per task, each product a small single-threaded GEMM.
+//! The causal mask is applied inside the row softmax (keys j > i get
+//! probability 0), so no mask tensor exists; the probabilities are kept for
+//! backward and for drawing attention maps.
 
+use super::matmul::gemm_serial;
 use rayon::prelude::*;
 
 pub struct AttentionGeometry {
@@ -15,8 +17,8 @@ pub struct AttentionGeometry {
 pub fn forward(q: &[f32], k: &[f32], v: &[f32], g: &AttentionGeometry) -> (Vec<f32>, Vec<f32>) {
     let (t, d) = (g.t, g.d);
     let scale = 1.0 / (d as f32).sqrt();
-    let mut out = vec![0f32; g.heads_total * t * d];
-    let mut probs = vec![0f32; g.heads_total * t * t];
+    let mut out = super::matmul::gemm_output(g.heads_total * t * d);
+    let mut probs = super::matmul::gemm_output(g.heads_total * t * t);
     out.par_chunks_mut(t * d)
         .zip(probs.par_chunks_mut(t * t))
         .enumerate()
@@ -26,30 +28,22 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], g: &AttentionGeometry) -> (Vec<f
                 &k[bh * t * d..][..t * d],
                 &v[bh * t * d..][..t * d],
             );
+            // S = Q K^T (K read transposed through its strides)
+            gemm_serial(p, t, t, d, qh, d, 1, kh, 1, d, false);
             for i in 0..t {
-                let qi = &qh[i * d..(i + 1) * d];
-                let row = &mut p[i * t..i * t + i + 1];
-                let mut max = f32::NEG_INFINITY;
-                for (j, s) in row.iter_mut().enumerate() {
-                    let kj = &kh[j * d..(j + 1) * d];
-                    *s = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
-                    max = max.max(*s);
-                }
+                let row = &mut p[i * t..(i + 1) * t];
+                let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
                 let mut sum = 0f32;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
+                for s in &mut row[..=i] {
+                    *s = ((*s - max) * scale).exp();
                     sum += *s;
                 }
                 let inv = 1.0 / sum;
-                let oi = &mut o[i * d..(i + 1) * d];
-                for (j, s) in row.iter_mut().enumerate() {
-                    *s *= inv;
-                    let vj = &vh[j * d..(j + 1) * d];
-                    for (x, &y) in oi.iter_mut().zip(vj) {
-                        *x += *s * y;
-                    }
-                }
+                row[..=i].iter_mut().for_each(|s| *s *= inv);
+                row[i + 1..].fill(0.0);
             }
+            // O = P V
+            gemm_serial(o, t, d, t, p, t, 1, vh, d, 1, false);
         });
     (out, probs)
 }
@@ -66,46 +60,37 @@ pub fn backward(
     let (t, d) = (g.t, g.d);
     let scale = 1.0 / (d as f32).sqrt();
     let n = g.heads_total * t * d;
-    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let mut dq = super::matmul::gemm_output(n);
+    let mut dk = super::matmul::gemm_output(n);
+    let mut dv = super::matmul::gemm_output(n);
     dq.par_chunks_mut(t * d)
         .zip(dk.par_chunks_mut(t * d))
         .zip(dv.par_chunks_mut(t * d))
         .enumerate()
         .for_each(|(bh, ((dqh, dkh), dvh))| {
-            let at = |s: &[f32]| -> std::ops::Range<usize> {
-                bh * s.len() / g.heads_total..(bh + 1) * s.len() / g.heads_total
-            };
-            let (qh, kh, vh, doh) = (&q[at(q)], &k[at(k)], &v[at(v)], &dout[at(dout)]);
+            let at = bh * t * d;
+            let (qh, kh, vh, doh) = (
+                &q[at..at + t * d],
+                &k[at..at + t * d],
+                &v[at..at + t * d],
+                &dout[at..at + t * d],
+            );
             let ph = &probs[bh * t * t..(bh + 1) * t * t];
-            let mut ds = vec![0f32; t];
+            // dV = P^T dO
+            gemm_serial(dvh, t, d, t, ph, 1, t, doh, d, 1, false);
+            // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale in place
+            let mut ds = vec![0f32; t * t];
+            gemm_serial(&mut ds, t, t, d, doh, d, 1, vh, 1, d, false);
             for i in 0..t {
-                let p = &ph[i * t..i * t + i + 1];
-                let doi = &doh[i * d..(i + 1) * d];
-                // dP_ij = dO_i · V_j ; dS_ij = P_ij (dP_ij - sum_j P_ij dP_ij)
-                let mut dot = 0f32;
-                for j in 0..=i {
-                    let dp = doi
-                        .iter()
-                        .zip(&vh[j * d..(j + 1) * d])
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>();
-                    ds[j] = dp;
-                    dot += p[j] * dp;
-                }
-                let qi = &qh[i * d..(i + 1) * d];
-                for j in 0..=i {
-                    let s = p[j] * (ds[j] - dot) * scale;
-                    // dV_j += P_ij dO_i ; dQ_i += dS_ij K_j ; dK_j += dS_ij Q_i
-                    let (dvj, dkj) = (&mut dvh[j * d..(j + 1) * d], &mut dkh[j * d..(j + 1) * d]);
-                    let kj = &kh[j * d..(j + 1) * d];
-                    let dqi = &mut dqh[i * d..(i + 1) * d];
-                    for c in 0..d {
-                        dvj[c] += p[j] * doi[c];
-                        dqi[c] += s * kj[c];
-                        dkj[c] += s * qi[c];
-                    }
+                let (p, row) = (&ph[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
+                let dot: f32 = p[..=i].iter().zip(&row[..=i]).map(|(a, b)| a * b).sum();
+                for j in 0..t {
+                    row[j] = p[j] * (row[j] - dot) * scale;
                 }
             }
+            // dQ = dS K ; dK = dS^T Q
+            gemm_serial(dqh, t, d, t, &ds, t, 1, kh, d, 1, false);
+            gemm_serial(dkh, t, d, t, &ds, 1, t, qh, d, 1, false);
         });
     (dq, dk, dv)
 }

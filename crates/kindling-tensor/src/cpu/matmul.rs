@@ -111,6 +111,45 @@ pub fn gemm_strided(
     b_cs: usize,
     accumulate: bool,
 ) {
+    gemm_with(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, true)
+}
+
+/// `gemm_strided` on the calling thread only: for many small products that
+/// are already spread over threads one per task (attention heads).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_serial(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    accumulate: bool,
+) {
+    gemm_with(
+        dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    accumulate: bool,
+    allow_threads: bool,
+) {
     assert!(dst.len() >= m * n, "gemm_strided: destination too small");
     if m == 0 || n == 0 {
         return;
@@ -122,7 +161,7 @@ pub fn gemm_strided(
         return;
     }
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= 32 * 32 * 32 {
+    let par = if allow_threads && threads > 1 && m * n * k >= 32 * 32 * 32 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
