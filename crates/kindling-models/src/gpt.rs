@@ -32,7 +32,7 @@ impl GptConfig {
         {
             return bad(format!("GPT sizes must be positive: {self:?}"));
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
                 "--n-embd {} must be divisible by --n-head {}",
                 self.n_embd, self.n_head

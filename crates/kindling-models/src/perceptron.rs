@@ -41,15 +41,14 @@ impl Perceptron {
         max_epochs: usize,
     ) -> Result<PerceptronRun> {
         let _g = no_grad();
-        let n = targets.len();
         let mut errors_per_epoch = Vec::new();
         for _ in 0..max_epochs {
             let mut errors = 0;
-            for i in 0..n {
+            for (i, &target) in targets.iter().enumerate() {
                 let xi = x.narrow(0, i, 1)?.squeeze(0)?;
                 let y = xi.mul(&self.weights)?.sum_all()?.item()? + self.bias;
                 let fired = if y > 0.0 { 1.0 } else { 0.0 };
-                let delta = lr * (targets[i] - fired);
+                let delta = lr * (target - fired);
                 if delta != 0.0 {
                     errors += 1;
                     self.weights = self.weights.add(&xi.mul_scalar(delta)?)?;

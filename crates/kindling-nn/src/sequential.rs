@@ -14,7 +14,7 @@ impl Sequential {
         Self::default()
     }
 
-    pub fn add(mut self, layer: impl Module + 'static) -> Self {
+    pub fn push(mut self, layer: impl Module + 'static) -> Self {
         self.layers.push(Box::new(layer));
         self
     }

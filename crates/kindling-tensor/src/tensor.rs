@@ -434,7 +434,7 @@ impl Tensor {
             ));
         }
         if holes == 1 {
-            if known == 0 || n % known != 0 {
+            if known == 0 || !n.is_multiple_of(known) {
                 return Err(Error::shape(
                     "reshape",
                     format!("cannot infer a dimension of {shape:?} for {n} elements"),

@@ -48,10 +48,10 @@ fn distinct(shape: &[usize], rng: &mut Rng) -> Tensor {
 fn pooling_backward_matches_finite_differences() {
     let mut rng = Rng::new(22);
     let x = distinct(&[2, 2, 6, 6], &mut rng);
-    gradcheck(&[x.clone()], |t| t[0].max_pool2d(2, 2)).unwrap();
-    gradcheck(&[x.clone()], |t| t[0].max_pool2d(3, 1)).unwrap();
-    gradcheck(&[x.clone()], |t| t[0].avg_pool2d(2, 2)).unwrap();
-    gradcheck(&[x], |t| t[0].avg_pool2d(3, 2)).unwrap();
+    gradcheck(std::slice::from_ref(&x), |t| t[0].max_pool2d(2, 2)).unwrap();
+    gradcheck(std::slice::from_ref(&x), |t| t[0].max_pool2d(3, 1)).unwrap();
+    gradcheck(std::slice::from_ref(&x), |t| t[0].avg_pool2d(2, 2)).unwrap();
+    gradcheck(std::slice::from_ref(&x), |t| t[0].avg_pool2d(3, 2)).unwrap();
 }
 
 #[test]
@@ -59,7 +59,10 @@ fn dropout_backward_matches_finite_differences_with_a_fixed_mask() {
     let mut rng = Rng::new(23);
     let x = randn(&[4, 5], &mut rng);
     // Same seed inside f: every evaluation draws the same mask.
-    gradcheck(&[x.clone()], |t| t[0].dropout(0.3, true, &mut Rng::new(5))).unwrap();
+    gradcheck(std::slice::from_ref(&x), |t| {
+        t[0].dropout(0.3, true, &mut Rng::new(5))
+    })
+    .unwrap();
     let y = x
         .dropout(0.5, true, &mut Rng::new(1))
         .unwrap()

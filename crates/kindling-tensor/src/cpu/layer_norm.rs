@@ -3,6 +3,10 @@
 //! the weight/bias reductions. Mean and 1/std are kept from the forward.
 
 use super::PARALLEL_MIN_ELEMS;
+
+/// One row's output, input and statistics slots, as the row closures take them.
+type ForwardRow<'a> = ((&'a mut [f32], &'a [f32]), (&'a mut f32, &'a mut f32));
+type BackwardRow<'a> = (&'a mut [f32], ((&'a [f32], &'a [f32]), (&'a f32, &'a f32)));
 use rayon::prelude::*;
 
 /// Returns `(y, mean, rstd)`.
@@ -17,7 +21,7 @@ pub fn forward(
     let mut y = super::matmul::gemm_output(x.len());
     let mut mean = vec![0f32; rows];
     let mut rstd = vec![0f32; rows];
-    let row = |((yr, xr), (m, r)): ((&mut [f32], &[f32]), (&mut f32, &mut f32))| {
+    let row = |((yr, xr), (m, r)): ForwardRow| {
         let mu = super::reduce::sum_slice(xr) / n as f32;
         let var = xr.iter().map(|&v| (v - mu) * (v - mu)).sum::<f32>() / n as f32;
         let rs = 1.0 / (var + eps).sqrt();
@@ -60,7 +64,7 @@ pub fn backward(
             db[i] += dyr[i];
         }
     }
-    let row = |(dxr, ((dyr, xr), (&mu, &rs))): (&mut [f32], ((&[f32], &[f32]), (&f32, &f32)))| {
+    let row = |(dxr, ((dyr, xr), (&mu, &rs))): BackwardRow| {
         // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w
         let (mut sum_g, mut sum_gx) = (0f32, 0f32);
         for i in 0..n {

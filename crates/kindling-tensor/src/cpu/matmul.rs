@@ -83,15 +83,11 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
     out
 }
 
-/// A buffer that the caller overwrites completely before reading (a GEMM
-/// output with `read_dst = false`, a permutation target). Skipping the
-/// zero-fill saves a full memory pass per op.
+/// An output buffer for a kernel that overwrites all of it. Zero-filled:
+/// leaving it uninitialised would skip a memory pass but is undefined
+/// behaviour in Rust until every element is written, so we pay the memset.
 pub fn gemm_output(n: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(n);
-    // SAFETY: f32 has no invalid bit patterns, and every caller writes all
-    // n elements before any is read (see the call sites).
-    unsafe { v.set_len(n) };
-    v
+    vec![0f32; n]
 }
 
 /// `dst [m, n] (+)= a [m, k] @ b [k, n]` for row-major `dst`, with `a` and
