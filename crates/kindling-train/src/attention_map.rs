@@ -22,6 +22,16 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
             // DejaVu has no CJK glyphs: switch the labels to the CJK font when needed.
             let cjk = chars.iter().flat_map(|c| c.chars()).any(|c| !c.is_ascii() && c != '⏎' && c != '␣');
             let family = if cjk { "cjk" } else { "sans-serif" };
+            // The CJK font lacks the ⏎/␣ symbols: spell them in ASCII there.
+            let shown: Vec<String> = chars
+                .iter()
+                .map(|c| match (cjk, c.as_str()) {
+                    (true, "⏎") => "\\n".to_string(),
+                    (true, "␣") => "_".to_string(),
+                    _ => c.clone(),
+                })
+                .collect();
+            let chars = &shown;
             let font = (family, (cell as f64 * 0.7).clamp(9.0, 16.0));
             let mut chart = ChartBuilder::on(area)
                 .caption(title, ("sans-serif", 16))
