@@ -216,7 +216,7 @@ fn write_gpt_like_checkpoint(path: &Path) {
         "w": { "dtype": "F32", "shape": [1], "data_offsets": [0, 4] },
     })
     .to_string();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(' ');
     }
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
