@@ -14,6 +14,7 @@ Outputs:
   crates/kindling-tensor/tests/fixtures/ops.safetensors  per-op forward/backward
   crates/kindling-nn/tests/fixtures/mlp_step.safetensors tiny MLP + optimizers
   crates/kindling-tensor/tests/fixtures/conv.safetensors conv/pool ops + LeNet-5
+  crates/kindling-models/tests/fixtures/gpt.safetensors  tiny char GPT + attention/LN
 
 Conventions (ops.safetensors), for each case:
   {case}.x0, .x1, ...   float32 inputs
@@ -24,9 +25,21 @@ Conventions (ops.safetensors), for each case:
   {case}.grad0, ...     d sum(out * gout) / d x_i, for each float input
 conv.safetensors uses the same conventions, from its own seed (1), so adding
 cases there never disturbs ops.safetensors or mlp_step.safetensors.
+gpt.safetensors (seed 2) uses bench/pytorch/chargpt.py's GPT and its own keys:
+  <param name>          float32 parameters (wte.weight, wpe.weight, h.0.ln_1.weight,
+                        ..., ln_f.bias; lm_head is tied to wte.weight, not stored)
+  idx, targets          int64 [2,8]; targets[1,3] = -1 is ignored by the loss
+  logits, loss          forward in float64 from the float32 params, stored f32
+  grad.<param name>     d loss / d param (float64 math, stored f32)
+  grad_norm             global L2 norm of those grads, before clipping
+  adamw.<param name>    params after clip_grad_norm_(1.0) + one AdamW step
+  attn.*, ln.*          causal attention and layer norm forward/backward
 """
 
+import copy
+import math
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +49,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPS_PATH = os.path.join(ROOT, "crates/kindling-tensor/tests/fixtures/ops.safetensors")
 MLP_PATH = os.path.join(ROOT, "crates/kindling-nn/tests/fixtures/mlp_step.safetensors")
 CONV_PATH = os.path.join(ROOT, "crates/kindling-tensor/tests/fixtures/conv.safetensors")
+GPT_PATH = os.path.join(ROOT, "crates/kindling-models/tests/fixtures/gpt.safetensors")
 # A single metadata key: safetensors writes this map in hash order, so two
 # keys would make the file bytes differ from run to run.
 META = {"generator": f"tools/gen_fixtures.py, torch {torch.__version__}"}
@@ -325,6 +339,82 @@ def gen_conv():
     return t
 
 
+def gen_gpt():
+    # The same module code as the PyTorch reference benchmark, so the names
+    # and init match what Kindling's GPT loads.
+    sys.path.insert(0, os.path.join(ROOT, "bench", "pytorch"))
+    from chargpt import GPT, GPTConfig, configure_optimizer
+
+    t = {}
+    cfg = GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16,
+                    dropout=0.0, bias=True)
+    model = GPT(cfg)  # float32, explicit (masked softmax) attention
+    idx = torch.randint(0, 11, (2, 8), dtype=torch.int64)
+    targets = torch.randint(0, 11, (2, 8), dtype=torch.int64)
+    targets[1, 3] = -1  # ignored: the mean is over the other 15 positions
+
+    # float64 copy of the exact float32 values gives the reference answers.
+    # deepcopy + .double() keep the lm_head/wte tie (same Parameter object).
+    model64 = copy.deepcopy(model).double()
+    assert model64.lm_head.weight is model64.wte.weight
+    names = [n for n, _ in model.named_parameters()]  # tied weight listed once
+    assert "lm_head.weight" not in names
+    params64 = [p for _, p in model64.named_parameters()]
+    logits, loss = model64(idx, targets)
+    grads = torch.autograd.grad(loss, params64)
+
+    for n, p in model.named_parameters():
+        t[n] = p.detach().clone()
+    t["idx"] = idx
+    t["targets"] = targets
+    t["logits"] = logits.detach().to(torch.float32)
+    t["loss"] = loss.detach().to(torch.float32)
+    for n, g in zip(names, grads):
+        t[f"grad.{n}"] = g.to(torch.float32)
+
+    # One optimizer step in float32 (as training runs it), starting from the
+    # stored float32 grads: global-norm clip to 1.0 (torch divides by
+    # norm + 1e-6), then AdamW with decay only on non-embedding 2-D weights.
+    for (n, p), g in zip(model.named_parameters(), grads):
+        p.grad = g.to(torch.float32).clone()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    t["grad_norm"] = norm.detach().to(torch.float32)
+    opt = configure_optimizer(model, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8)
+    opt.step()
+    for n, p in model.named_parameters():
+        t[f"adamw.{n}"] = p.detach().clone()
+
+    # Causal attention on its own, [B,H,T,D] = [2,2,5,4], float64 math.
+    qkv = [randn(2, 2, 5, 4) for _ in range(3)]
+    q, k, v = [x.to(torch.float64).requires_grad_(True) for x in qkv]
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(4)
+    causal = torch.tril(torch.ones(5, 5, dtype=torch.bool))
+    att = F.softmax(att.masked_fill(~causal, float("-inf")), dim=-1)
+    out = att @ v
+    gout = randn(2, 2, 5, 4)
+    gq, gk, gv = torch.autograd.grad((out * gout.to(torch.float64)).sum(), [q, k, v])
+    t["attn.q"], t["attn.k"], t["attn.v"] = qkv
+    t["attn.out"] = out.detach().to(torch.float32)
+    t["attn.gout"] = gout
+    t["attn.grad_q"] = gq.to(torch.float32)
+    t["attn.grad_k"] = gk.to(torch.float32)
+    t["attn.grad_v"] = gv.to(torch.float32)
+
+    # Layer norm over the last axis of a 3-D input, float64 math.
+    lx, lw, lb = randn(3, 5, 8), randn(8), randn(8)
+    x64, w64, b64 = [a.to(torch.float64).requires_grad_(True) for a in (lx, lw, lb)]
+    out = F.layer_norm(x64, (8,), w64, b64, eps=1e-5)
+    gout = randn(3, 5, 8)
+    gx, gw, gb = torch.autograd.grad((out * gout.to(torch.float64)).sum(), [x64, w64, b64])
+    t["ln.x"], t["ln.w"], t["ln.b"] = lx, lw, lb
+    t["ln.out"] = out.detach().to(torch.float32)
+    t["ln.gout"] = gout
+    t["ln.grad_x"] = gx.to(torch.float32)
+    t["ln.grad_w"] = gw.to(torch.float32)
+    t["ln.grad_b"] = gb.to(torch.float32)
+    return t
+
+
 def write(path, tensors):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     # save_file needs contiguous tensors that don't share storage.
@@ -348,6 +438,9 @@ def main():
     # Its own seed: conv cases draw from a fresh stream, after the others.
     torch.manual_seed(1)
     write(CONV_PATH, gen_conv())
+    # Its own seed again, so the GPT fixture leaves the others untouched.
+    torch.manual_seed(2)
+    write(GPT_PATH, gen_gpt())
 
 
 if __name__ == "__main__":
