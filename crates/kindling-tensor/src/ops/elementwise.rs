@@ -17,22 +17,6 @@ fn gelu_tanh_grad(x: f32) -> f32 {
     let t = u.tanh();
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
 }
-/// e^x for x <= 0 (as GELU needs) without a libm call, so the loops that
-/// use it vectorize: x = n ln2 + r with |r| <= ln2/2, e^r by its degree-6
-/// Taylor polynomial (relative error < 1e-6 in f32, Cody-Waite reduction), 2^n built in the exponent bits.
-fn exp_neg(x: f32) -> f32 {
-    let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E).round();
-    // Cody-Waite: ln2 split in a short exact head and a tail, so r stays
-    // accurate when n is large.
-    let r = (x - n * 0.693_359_4) - n * -2.121_944_4e-4;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
 /// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7 in exact arithmetic,
 /// < 1e-6 evaluated in f32): branch-free, so GELU's map vectorizes apart from exp,
 /// where libm's piecewise erff was 6% of a GPT training step.
@@ -42,7 +26,7 @@ fn erf(x: f32) -> f32 {
     let poly = t
         * (0.254_829_6
             + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    (1.0 - poly * exp_neg(-a * a)).copysign(x)
+    (1.0 - poly * (-a * a).exp()).copysign(x)
 }
 
 fn gelu_erf(x: f32) -> f32 {
@@ -51,7 +35,7 @@ fn gelu_erf(x: f32) -> f32 {
 /// Φ(x) + x φ(x).
 fn gelu_erf_grad(x: f32) -> f32 {
     let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-    let pdf = exp_neg(-0.5 * x * x) / (2.0 * PI).sqrt();
+    let pdf = (-0.5 * x * x).exp() / (2.0 * PI).sqrt();
     cdf + x * pdf
 }
 fn sigmoid(x: f32) -> f32 {
@@ -66,16 +50,6 @@ fn sigmoid(x: f32) -> f32 {
 
 #[cfg(test)]
 mod erf_tests {
-    #[test]
-    fn exp_neg_matches_std_exp() {
-        for i in 0..=17000 {
-            let x = -(i as f32) / 200.0; // down to -85, above the clamp
-            let (a, b) = (super::exp_neg(x), x.exp());
-            assert!((a - b).abs() <= 1e-6 * b, "exp({x}): {a} vs {b}");
-        }
-        assert!(super::exp_neg(-200.0) < 1e-37, "clamped far tail stays ~0");
-    }
-
     #[test]
     fn fast_erf_matches_libm_within_1e6() {
         for i in -4000..=4000 {
