@@ -20,7 +20,10 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
         root.fill(&WHITE)?;
         for (area, (title, m)) in root.split_evenly((rows, cols)).iter().zip(matrices) {
             // DejaVu has no CJK glyphs: switch the labels to the CJK font when needed.
-            let cjk = chars.iter().flat_map(|c| c.chars()).any(|c| !c.is_ascii() && c != '⏎' && c != '␣');
+            let cjk = chars
+                .iter()
+                .flat_map(|c| c.chars())
+                .any(|c| !c.is_ascii() && c != '⏎' && c != '␣');
             let family = if cjk { "cjk" } else { "sans-serif" };
             // The CJK font lacks the ⏎/␣ symbols: spell them in ASCII there.
             let shown: Vec<String> = chars

@@ -20,11 +20,13 @@ pub fn load(name: &str) -> Result<String> {
             tang_poems_text(&dir.join("tang.jsonl.gz"))?
         }
         path if Path::new(path).is_file() => read_utf8(Path::new(path))?,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "--data `{other}`: unknown corpus (known: {}; or give the path of a UTF-8 text file)",
             KNOWN.join(", ")
         )
-        .into()),
+            .into())
+        }
     };
     if text.chars().count() < 2 {
         return Err(format!("--data `{name}`: the corpus is empty").into());
