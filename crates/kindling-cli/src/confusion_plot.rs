@@ -7,9 +7,10 @@ use std::path::Path;
 pub fn draw(path: &Path, confusion: &[Vec<usize>]) -> CliResult<()> {
     kindling_train::plot::register_font();
     let n = confusion.len();
-    let tmp = path.with_extension("tmp.png");
+    let size: (u32, u32) = (620, 620);
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, (620, 620)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(
@@ -18,13 +19,31 @@ pub fn draw(path: &Path, confusion: &[Vec<usize>]) -> CliResult<()> {
             )
             .margin(10)
             .x_label_area_size(30)
-            .y_label_area_size(30)
-            .build_cartesian_2d(0..n as i32, 0..n as i32)?;
+            .y_label_area_size(40)
+            .build_cartesian_2d(
+                (0..n as i32 - 1).into_segmented(),
+                (0..n as i32 - 1).into_segmented(),
+            )?;
+        // Segmented axes: each digit labels the centre of its column/row;
+        // rows run top to bottom from digit 0.
+        let digit = |v: &SegmentValue<i32>, flip: bool| match v {
+            SegmentValue::CenterOf(i) if (*i as usize) < n => (if flip {
+                n - 1 - *i as usize
+            } else {
+                *i as usize
+            })
+            .to_string(),
+            _ => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(n)
             .y_labels(n)
+            .x_label_formatter(&|v| digit(v, false))
+            .y_label_formatter(&|v| digit(v, true))
+            .x_desc("predicted")
+            .y_desc("true")
             .label_style(("sans-serif", 14))
             .draw()?;
         for (t, row) in confusion.iter().enumerate() {
@@ -51,19 +70,24 @@ pub fn draw(path: &Path, confusion: &[Vec<usize>]) -> CliResult<()> {
                     )
                 };
                 let y = (n - 1 - t) as i32;
+                let (x0, y0) = (SegmentValue::Exact(p as i32), SegmentValue::Exact(y));
+                let (x1, y1) = (
+                    SegmentValue::Exact(p as i32 + 1),
+                    SegmentValue::Exact(y + 1),
+                );
                 chart.draw_series(std::iter::once(Rectangle::new(
-                    [(p as i32, y), (p as i32 + 1, y + 1)],
+                    [(x0.clone(), y0), (x1, y1.clone())],
                     color.filled(),
                 )))?;
                 chart.draw_series(std::iter::once(Text::new(
-                    format!("{count}"),
-                    (p as i32, y + 1),
+                    format!(" {count}"),
+                    (x0, y1),
                     ("sans-serif", 12),
                 )))?;
             }
         }
         root.present()?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    kindling_train::plot::write_png(path, &pixels, size)?;
     Ok(())
 }

@@ -13,10 +13,10 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
     let rows = matrices.len().div_ceil(cols.max(1));
     let cell = (480 / t.max(1)).clamp(8, 28) as u32;
     let side = cell * t as u32 + 90;
-    let tmp = path.with_extension("tmp.png");
+    let size: (u32, u32) = (side * cols as u32, (side + 10) * rows as u32);
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, (side * cols as u32, (side + 10) * rows as u32))
-            .into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE)?;
         for (area, (title, m)) in root.split_evenly((rows, cols)).iter().zip(matrices) {
             // DejaVu has no CJK glyphs: switch the labels to the CJK font when needed.
@@ -92,6 +92,6 @@ pub fn draw(path: &Path, chars: &[String], matrices: &[(String, Vec<f32>)]) -> P
         }
         root.present()?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::plot::write_png(path, &pixels, size)?;
     Ok(())
 }

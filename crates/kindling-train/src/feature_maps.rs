@@ -229,9 +229,10 @@ pub fn draw(
     let maps_h: i32 =
         input.height() + kernels.height() + rows.iter().map(MapRow::height).sum::<i32>();
     let height = top + maps_h + 2 * BAR_ROW_H + 20;
-    let tmp = path.with_extension("tmp.png");
+    let size: (u32, u32) = (WIDTH as u32, height as u32);
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, (WIDTH as u32, height as u32)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE)?;
         root.draw(&Text::new(title, (10, 14), ("sans-serif", 20)))?;
         let mut y = top;
@@ -275,7 +276,7 @@ pub fn draw(
         )?;
         root.present()?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::plot::write_png(path, &pixels, size)?;
     Ok(())
 }
 

@@ -298,9 +298,10 @@ pub fn draw_examples(
     let width = LABEL_W + cols * (CELL_PX + GAP) + GAP;
     let top = 64;
     let height = top + rows * row_h + 10;
-    let tmp = path.with_extension("tmp.png");
+    let size: (u32, u32) = (width as u32, height as u32);
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, (width as u32, height as u32)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE)?;
         root.draw(&Text::new(title, (10, 10), ("sans-serif", 17)))?;
         root.draw(&Text::new(
@@ -370,7 +371,7 @@ pub fn draw_examples(
         }
         root.present()?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    crate::plot::write_png(path, &pixels, size)?;
     Ok(())
 }
 

@@ -136,13 +136,33 @@ where
     Ok(())
 }
 
+/// Encodes an RGB8 buffer drawn by plotters as a PNG, written atomically
+/// (temp file + rename). Encoding here with the `png` crate keeps plotters'
+/// `bitmap_encoder` feature (and the `image` crate) out of the build.
+pub fn write_png(path: &Path, rgb: &[u8], (width, height): (u32, u32)) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, width, height);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writer
+            .write_image_data(rgb)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    kindling_tensor::safetensors_io::write_atomic(path, &bytes).map_err(|e| e.to_string())
+}
+
 /// Panels side by side in one PNG, written atomically.
 pub fn save_panels(path: &Path, panels: &[Panel]) -> PlotResult<()> {
     register_font();
-    let tmp = path.with_extension("tmp.png");
+    let width = 640 * panels.len().max(1) as u32;
+    let size: (u32, u32) = (width, 480);
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let width = 640 * panels.len().max(1) as u32;
-        let root = BitMapBackend::new(&tmp, (width, 480)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE)?;
         let areas = root.split_evenly((1, panels.len().max(1)));
         for (area, panel) in areas.iter().zip(panels) {
@@ -150,6 +170,6 @@ pub fn save_panels(path: &Path, panels: &[Panel]) -> PlotResult<()> {
         }
         root.present()?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
+    write_png(path, &pixels, size)?;
     Ok(())
 }
