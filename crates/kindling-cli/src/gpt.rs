@@ -1,7 +1,7 @@
 //! `kindling train gpt`, `kindling generate`, `kindling attention`,
 //! `kindling bench gpt`.
 
-use crate::lenet::set_threads;
+use crate::lenet::{checkpoint_path, set_threads};
 use crate::report::{CliResult, Report};
 use clap::Args;
 use kindling_models::kv_cache::KvCache;
@@ -11,7 +11,7 @@ use kindling_tensor::{Rng, Tensor};
 use kindling_train::gpt_run::{self, GptTrainOptions, CHECKPOINT};
 use serde_json::json;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -138,22 +138,6 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
         "run_dir": args.out,
     }));
     Ok(())
-}
-
-fn checkpoint_path(ckpt: &Path) -> CliResult<PathBuf> {
-    let path = if ckpt.is_dir() {
-        ckpt.join(CHECKPOINT)
-    } else {
-        ckpt.to_path_buf()
-    };
-    if !path.exists() {
-        return Err(format!(
-            "--ckpt {}: no checkpoint found (expected a run directory or a .safetensors file)",
-            ckpt.display()
-        )
-        .into());
-    }
-    Ok(path)
 }
 
 #[derive(Args)]

@@ -44,6 +44,20 @@ pub fn read(path: &Path) -> Result<Checkpoint> {
 }
 
 impl Checkpoint {
+    /// Checks the `model` entry of the stored config, so loading a GPT
+    /// checkpoint as a LeNet-5 (or any other mix-up) names both.
+    pub fn expect_model(&self, path: &Path, model: &str, what: &str) -> Result<()> {
+        let found = self.config.get("model").and_then(serde_json::Value::as_str);
+        if found != Some(model) {
+            return Err(Error::msg(format!(
+                "{}: not a {what} checkpoint (model is {})",
+                path.display(),
+                found.map_or("not recorded".to_string(), |m| format!("`{m}`"))
+            )));
+        }
+        Ok(())
+    }
+
     /// Copies the stored values into `module`'s parameters. Every parameter
     /// must be present with its exact shape; the error names the first that
     /// is missing or differs.

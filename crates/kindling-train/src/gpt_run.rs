@@ -268,14 +268,7 @@ pub struct LoadedGpt {
 
 pub fn load(path: &Path) -> Result<LoadedGpt> {
     let ck = checkpoint::read(path)?;
-    if ck.config.get("model").and_then(Value::as_str) != Some("gpt") {
-        return Err(format!(
-            "{}: not a GPT checkpoint (model is {})",
-            path.display(),
-            ck.config.get("model").unwrap_or(&Value::Null)
-        )
-        .into());
-    }
+    ck.expect_model(path, "gpt", "GPT")?;
     let config: GptConfig = serde_json::from_value(ck.config["gpt"].clone())
         .map_err(|e| format!("{}: bad `gpt` config: {e}", path.display()))?;
     let vocab = ck.config["vocab"]

@@ -113,14 +113,7 @@ pub fn schedule(opts: &TrainOptions, steps_per_epoch: usize) -> LrSchedule {
 /// Loads a LeNet-5 checkpoint written by `train`, checking it is one.
 pub fn load_model(path: &Path) -> Result<(LeNet5, checkpoint::Checkpoint)> {
     let ck = checkpoint::read(path)?;
-    if ck.config.get("model").and_then(Value::as_str) != Some("lenet5") {
-        return Err(format!(
-            "{}: not a LeNet-5 checkpoint (model is {})",
-            path.display(),
-            ck.config.get("model").unwrap_or(&Value::Null)
-        )
-        .into());
-    }
+    ck.expect_model(path, "lenet5", "LeNet-5")?;
     let config: LeNet5Config = serde_json::from_value(ck.config["lenet5"].clone())
         .map_err(|e| format!("{}: bad `lenet5` config in metadata: {e}", path.display()))?;
     let model = LeNet5::new(config, &mut Rng::new(0))?;
