@@ -18,6 +18,7 @@ use plotters::style::{BLUE, RED};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -407,6 +408,12 @@ pub fn train(
             let tps = (train_iters * opts.batch_size * opts.block_size) as f64 / train_secs;
             pb.set_message(format!("loss {loss:.4}, {tps:.0} tok/s"));
             metrics.push(json!({ "iter": iter, "loss": loss }));
+            // Without a terminal the bar is hidden: log a line now and then instead.
+            if iter % 100 == 0 && !std::io::stderr().is_terminal() {
+                log(&format!(
+                    "iter {iter:>5}: loss {loss:.4}, {tps:.0} tokens/s"
+                ));
+            }
         }
     }
     pb.finish_and_clear();
