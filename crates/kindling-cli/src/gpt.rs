@@ -195,7 +195,7 @@ pub fn sample(
         context.push(next);
         if cache.len() == block {
             cache = KvCache::new(model);
-            let keep = context.len() - block / 2;
+            let keep = context.len() - (block / 2).max(1);
             for &t in &context[keep..context.len() - 1] {
                 model.decode_step(t as i64, &mut cache)?;
             }

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn kindling(args: &[&str]) -> Output {
+    // The repo's own data, whatever the caller's environment says.
     Command::new(env!("CARGO_BIN_EXE_kindling"))
         .args(args)
+        .env_remove("KINDLING_DATA_DIR")
         .output()
         .expect("binary runs")
 }
@@ -198,7 +200,10 @@ fn train_resume_generate_and_attention_work_end_to_end() {
                 "--text",
                 "Speak, speak. Speak, speak.",
                 "--out",
-                "/tmp/x.png",
+                std::env::temp_dir()
+                    .join("kindling-unused.png")
+                    .to_str()
+                    .unwrap(),
             ],
             "block size",
         ),
@@ -212,7 +217,10 @@ fn train_resume_generate_and_attention_work_end_to_end() {
                 "--layer",
                 "5",
                 "--out",
-                "/tmp/x.png",
+                std::env::temp_dir()
+                    .join("kindling-unused.png")
+                    .to_str()
+                    .unwrap(),
             ],
             "--layer",
         ),

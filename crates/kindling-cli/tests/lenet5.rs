@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn kindling(args: &[&str]) -> Output {
+    // The repo's own data, whatever the caller's environment says.
     Command::new(env!("CARGO_BIN_EXE_kindling"))
         .args(args)
+        .env_remove("KINDLING_DATA_DIR")
         .output()
         .expect("binary runs")
 }

@@ -223,6 +223,9 @@ impl Layout {
 /// Walks the element offsets of a layout in row-major order, a row at a time:
 /// `for_each_row(|start, stride, len|)` over the coalesced innermost dim.
 pub fn for_each_row(layout: &Layout, mut f: impl FnMut(usize, usize, usize)) {
+    if layout.numel() == 0 {
+        return;
+    }
     let (shape, strides) = layout.coalesced();
     let rank = shape.len();
     let inner = shape[rank - 1];

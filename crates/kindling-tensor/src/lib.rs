@@ -10,7 +10,9 @@
 //! ```
 
 mod autograd;
-pub mod cpu;
+// Kernels take raw layouts and reach `unsafe` GEMM calls: only the
+// validated tensor ops above them may call them.
+pub(crate) mod cpu;
 mod dtype;
 mod error;
 pub mod gradcheck;

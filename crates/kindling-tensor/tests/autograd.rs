@@ -114,3 +114,44 @@ fn dtypes_convert_and_f32_ops_reject_others() {
         vec![1, -2]
     );
 }
+
+#[test]
+fn vector_dot_product_is_a_scalar_with_gradients() {
+    let a = t(&[1.0, 2.0, 3.0], &[3]).requires_grad_(true);
+    let b = t(&[4.0, 5.0, 6.0], &[3]);
+    let d = a.matmul(&b).unwrap();
+    assert_eq!(d.shape(), &[] as &[usize]);
+    assert_eq!(d.item().unwrap(), 32.0);
+    d.backward().unwrap();
+    assert_eq!(a.grad().unwrap().to_vec_f32().unwrap(), vec![4.0, 5.0, 6.0]);
+}
+
+#[test]
+fn empty_views_read_as_empty() {
+    let z = Tensor::zeros(&[3, 0]);
+    assert!(z.t().unwrap().to_vec_f32().unwrap().is_empty());
+    assert!(Tensor::zeros(&[0, 1])
+        .expand(&[0, 3])
+        .unwrap()
+        .to_vec_f32()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn max_pool_of_an_all_minus_infinity_window_keeps_the_gradient_inside_it() {
+    // 1x1x3x3, kernel 2 stride 1: the bottom-right window is all -inf.
+    let mut v = vec![0.0f32; 9];
+    for i in [4, 5, 7, 8] {
+        v[i] = f32::NEG_INFINITY;
+    }
+    let x = t(&v, &[1, 1, 3, 3]).requires_grad_(true);
+    let y = x.max_pool2d(2, 1).unwrap();
+    let g = t(&[0.0, 0.0, 0.0, 1.0], &[1, 1, 2, 2]);
+    y.mul(&g).unwrap().sum_all().unwrap().backward().unwrap();
+    let gx = x.grad().unwrap().to_vec_f32().unwrap();
+    assert_eq!(
+        gx[4], 1.0,
+        "first element of the window, not pixel 0: {gx:?}"
+    );
+}

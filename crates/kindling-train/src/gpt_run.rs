@@ -307,6 +307,18 @@ pub fn train(
 ) -> Result<Outcome> {
     opts.validate()?;
     let data = TokenData::from_text(text, &opts.data)?;
+    // Checked before the model is built: a typo like --block-size 1000000000
+    // should be an error, not an allocation failure.
+    let shortest = data.train.len().min(data.val.len());
+    if opts.block_size + 1 >= shortest {
+        return Err(format!(
+            "--block-size {} needs more text: the validation split of `{}` has {} characters",
+            opts.block_size,
+            opts.data,
+            data.val.len()
+        )
+        .into());
+    }
     let run = RunDir::create(dir)?;
     let model = Gpt::new(
         opts.model_config(data.tokenizer.vocab_size()),
@@ -318,12 +330,14 @@ pub fn train(
     let mut start = 0;
     let mut metrics: Vec<Value> = Vec::new();
     if resume && ckpt_path.exists() {
-        let stored: GptTrainOptions = serde_json::from_value(run.read_json("config.json")?)
-            .map_err(|e| format!("{}: {e}", run.file("config.json").display()))?;
-        if stored != *opts {
+        // Compare with the options stored in the checkpoint itself: config.json
+        // may already belong to a newer run that never saved a checkpoint.
+        let loaded = load(&ckpt_path)?;
+        let stored: Option<GptTrainOptions> =
+            serde_json::from_value(loaded.checkpoint.config["options"].clone()).ok();
+        if stored.as_ref() != Some(opts) {
             return Err(format!("--resume: {} was started with different options; use the same flags or a new --out", dir.display()).into());
         }
-        let loaded = load(&ckpt_path)?;
         if loaded.tokenizer != data.tokenizer {
             return Err(format!(
                 "--resume: the corpus vocabulary differs from the checkpoint's in {}",
@@ -370,8 +384,10 @@ pub fn train(
             "options": opts,
             "iters_done": iters_done,
         });
-        checkpoint::save(&ckpt_path, &model, &meta, &extra)?;
+        // Metrics first: a crash between the two leaves extra lines, which a
+        // resume drops, never a checkpoint ahead of its metrics.
         run.write_metrics(metrics)?;
+        checkpoint::save(&ckpt_path, &model, &meta, &extra)?;
         draw_curves(&run, metrics)
     };
 

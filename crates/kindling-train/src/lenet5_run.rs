@@ -147,15 +147,14 @@ pub fn train(
     let mut metrics: Vec<Value> = Vec::new();
     let ckpt_path = run.file(CHECKPOINT);
     if resume && ckpt_path.exists() {
-        let stored: TrainOptions = serde_json::from_value(run.read_json("config.json")?)
-            .map_err(|e| format!("{}: {e}", run.file("config.json").display()))?;
-        if stored.model != opts.model
-            || stored.seed != opts.seed
-            || stored.batch_size != opts.batch_size
-        {
-            return Err(format!("--resume: {} was trained with different model, seed or batch size; use a new --out", dir.display()).into());
-        }
+        // Compare with the options stored in the checkpoint itself: config.json
+        // may already belong to a newer run that never saved a checkpoint.
         let (_, ck) = load_model(&ckpt_path)?;
+        let stored: Option<TrainOptions> =
+            serde_json::from_value(ck.config["options"].clone()).ok();
+        if stored.as_ref() != Some(opts) {
+            return Err(format!("--resume: {} was started with different options; use the same flags or a new --out", dir.display()).into());
+        }
         ck.load_into(&model, &ckpt_path)?;
         let state: HashMap<String, Tensor> = ck
             .tensors
@@ -260,8 +259,10 @@ pub fn train(
             .collect();
         extra.sort_by(|a, b| a.0.cmp(&b.0));
         let meta = json!({ "model": "lenet5", "lenet5": opts.model, "options": opts, "epochs_done": epoch + 1 });
-        checkpoint::save(&ckpt_path, &model, &meta, &extra)?;
+        // Metrics first: a crash between the two leaves extra lines, which a
+        // resume drops, never a checkpoint ahead of its metrics.
         run.write_metrics(&metrics)?;
+        checkpoint::save(&ckpt_path, &model, &meta, &extra)?;
         draw_curves(&run, &metrics)?;
     }
     if last_epoch < opts.epochs {

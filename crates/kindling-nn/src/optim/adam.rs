@@ -147,7 +147,9 @@ impl Optimizer for Adam {
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         if let Some(s) = state.get("adam.step") {
-            self.step = s.to_vec_i64()?[0] as u64;
+            self.step = *s.to_vec_i64()?.first().ok_or_else(|| {
+                kindling_tensor::Error::msg("optimizer state `adam.step` is empty")
+            })? as u64;
         }
         for (i, p) in self.params().iter().enumerate() {
             if let Some(m) = load_buffer(state, &format!("adam.m.{i}"), p.numel())? {

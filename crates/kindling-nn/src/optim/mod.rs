@@ -35,7 +35,10 @@ pub trait Optimizer {
 /// Runs `f(param, grad)` over contiguous f32 slices.
 pub(crate) fn with_param_and_grad(p: &Tensor, f: impl FnOnce(&mut [f32], &[f32])) -> Result<bool> {
     let Some(g) = p.grad() else { return Ok(false) };
-    g.with_f32(|gv| p.update_f32(|pv| f(pv, gv)))??;
+    // Read the gradient out first: holding its lock while write-locking the
+    // parameter would deadlock if the two ever shared storage.
+    let gv = g.to_vec_f32()?;
+    p.update_f32(|pv| f(pv, &gv))?;
     Ok(true)
 }
 

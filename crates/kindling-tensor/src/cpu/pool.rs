@@ -38,7 +38,10 @@ pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
             }
             for y in 0..oh {
                 for xo in 0..ow {
-                    let (mut best, mut at) = (f32::NEG_INFINITY, 0usize);
+                    // Start from the window's first element, so a window of
+                    // -inf still routes its gradient inside the window.
+                    let first = (y * g.stride) * g.width + xo * g.stride;
+                    let (mut best, mut at) = (src[first], first);
                     for i in 0..g.kernel {
                         let row = (y * g.stride + i) * g.width + xo * g.stride;
                         for j in 0..g.kernel {

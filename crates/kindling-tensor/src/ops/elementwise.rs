@@ -245,8 +245,16 @@ impl Tensor {
         f: impl Fn(f32, f32) -> T + Sync,
     ) -> Result<(Vec<usize>, Vec<T>)> {
         let (shape, la, lb) = self.broadcast_pair(rhs, op)?;
-        let (sa, sb) = (self.storage(), rhs.storage());
-        let out = k::binary(sa.cpu().f32(op)?, &la, sb.cpu().f32(op)?, &lb, f);
+        // Taking a second read lock on the same RwLock can deadlock behind a
+        // waiting writer, so `x * x` reads through one guard.
+        let sa = self.storage();
+        let out = if self.shares_storage_with(rhs) {
+            let a = sa.cpu().f32(op)?;
+            k::binary(a, &la, a, &lb, f)
+        } else {
+            let sb = rhs.storage();
+            k::binary(sa.cpu().f32(op)?, &la, sb.cpu().f32(op)?, &lb, f)
+        };
         Ok((shape, out))
     }
 

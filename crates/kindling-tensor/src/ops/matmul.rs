@@ -11,6 +11,8 @@ impl Tensor {
                 "matmul",
                 "operands must have at least one dim",
             )),
+            // Dot product: a 0-d result, as in PyTorch.
+            (1, 1) => self.unsqueeze(0)?.matmul(&rhs.unsqueeze(1)?)?.reshape(&[]),
             (1, _) => self.unsqueeze(0)?.matmul(rhs)?.squeeze(-2),
             (_, 1) => self.matmul(&rhs.unsqueeze(1)?)?.squeeze(-1),
             _ => self.matmul_nd(rhs),
