@@ -1,27 +1,11 @@
 //! End-to-end LeNet-5 commands on a small slice of the embedded MNIST:
 //! train, interrupted-and-resumed training, eval, predict, bench, bad input.
 
+mod common;
+use common::{json_of, kindling};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn kindling(args: &[&str]) -> Output {
-    // The repo's own data, whatever the caller's environment says.
-    Command::new(env!("CARGO_BIN_EXE_kindling"))
-        .args(args)
-        .env_remove("KINDLING_DATA_DIR")
-        .output()
-        .expect("binary runs")
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    serde_json::from_str(stdout.lines().last().expect("stdout")).expect("JSON last line")
-}
+use std::process::Output;
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("kindling-{name}-{}", std::process::id()));
