@@ -3,11 +3,11 @@
 //! lenet5` (layer sizes chosen on the validation set, the test set scored
 //! once for the winner).
 
-use crate::lenet::set_threads;
+use crate::lenet::{load_mnist, mnist_splits, set_threads};
 use crate::report::{CliResult, Report};
 use clap::{Args, Subcommand};
 use kindling_data::usps::to_mnist_layout;
-use kindling_data::{registry, DigitSet, Mnist, Usps};
+use kindling_data::{registry, DigitSet, Usps};
 use kindling_train::finetune::{self, FinetuneData, FinetuneOptions, Freeze};
 use kindling_train::lenet5_run::{self, Splits, CHECKPOINT};
 use kindling_train::run_dir::RunDir;
@@ -107,13 +107,6 @@ fn load_target(name: &str) -> CliResult<(DigitSet, DigitSet)> {
     let dir = registry::dataset_dir(name)?;
     let usps = Usps::load(&dir)?;
     Ok((to_mnist_layout(&usps.train), to_mnist_layout(&usps.test)))
-}
-
-fn load_mnist(dir: Option<&Path>) -> CliResult<Mnist> {
-    let dir = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(Mnist::default_dir);
-    Ok(Mnist::load(&dir)?)
 }
 
 pub fn finetune(model: FinetuneModel) -> CliResult<()> {
@@ -257,16 +250,7 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
     .validate()
     .map_err(|e| e.to_string())?;
     set_threads(args.threads)?;
-    let mnist = load_mnist(args.data.as_deref())?;
-    let (mut train, mut val, mut test) = mnist.split();
-    if let Some(n) = args.limit {
-        if n < 10 {
-            return Err("--limit must be at least 10".into());
-        }
-        train = train.slice(0..n.min(train.len()))?;
-        val = val.slice(0..(n / 10).min(val.len()))?;
-        test = test.slice(0..(n / 10).min(test.len()))?;
-    }
+    let (train, val, test) = mnist_splits(args.data.as_deref(), args.limit)?;
     let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
     eprintln!(
         "sweep over {} LeNet-5 settings on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",

@@ -2,7 +2,7 @@
 
 use crate::report::{CliResult, Report};
 use clap::Args;
-use kindling_data::{Mnist, Normalize};
+use kindling_data::{DigitSet, Mnist, Normalize};
 use kindling_models::lenet5::{LeNet5Config, Pooling};
 use kindling_train::classify::evaluate;
 use kindling_train::lenet5_run::{self, Splits, TrainOptions, CHECKPOINT};
@@ -66,11 +66,29 @@ pub fn set_threads(threads: Option<usize>) -> CliResult<()> {
     Ok(())
 }
 
-fn load_mnist(dir: Option<&Path>) -> CliResult<Mnist> {
+pub fn load_mnist(dir: Option<&Path>) -> CliResult<Mnist> {
     let dir = dir
         .map(Path::to_path_buf)
         .unwrap_or_else(Mnist::default_dir);
     Ok(Mnist::load(&dir)?)
+}
+
+/// MNIST's 55,000 / 5,000 / 10,000 split, or with `--limit N` the first N
+/// training images and N/10 of validation and test (quick runs and tests).
+pub fn mnist_splits(
+    data: Option<&Path>,
+    limit: Option<usize>,
+) -> CliResult<(DigitSet, DigitSet, DigitSet)> {
+    let (mut train, mut val, mut test) = load_mnist(data)?.split();
+    if let Some(n) = limit {
+        if n < 10 {
+            return Err("--limit must be at least 10".into());
+        }
+        train = train.slice(0..n.min(train.len()))?;
+        val = val.slice(0..(n / 10).min(val.len()))?;
+        test = test.slice(0..(n / 10).min(test.len()))?;
+    }
+    Ok((train, val, test))
 }
 
 impl TrainLenet5 {
@@ -105,16 +123,7 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
     let opts = args.options()?;
     set_threads(args.threads)?;
     let out = Report::new(args.json);
-    let mnist = load_mnist(args.data.as_deref())?;
-    let (mut train, mut val, mut test) = mnist.split();
-    if let Some(n) = args.limit {
-        if n < 10 {
-            return Err("--limit must be at least 10".into());
-        }
-        train = train.slice(0..n.min(train.len()))?;
-        val = val.slice(0..(n / 10).min(val.len()))?;
-        test = test.slice(0..(n / 10).min(test.len()))?;
-    }
+    let (train, val, test) = mnist_splits(args.data.as_deref(), args.limit)?;
     eprintln!(
         "LeNet-5 on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
         train.len(),
