@@ -97,6 +97,10 @@ impl GptTrainOptions {
 
     pub fn validate(&self) -> Result<()> {
         let positive = [
+            ("--n-layer", self.n_layer),
+            ("--n-head", self.n_head),
+            ("--n-embd", self.n_embd),
+            ("--block-size", self.block_size),
             ("--batch-size", self.batch_size),
             ("--max-iters", self.max_iters),
             ("--eval-interval", self.eval_interval),
