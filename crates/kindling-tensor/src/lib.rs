@@ -23,6 +23,12 @@ pub mod safetensors_io;
 mod storage;
 mod tensor;
 
+/// The vector instruction set the CPU kernels run with on this machine
+/// (`baseline`, `avx2` or `avx512`), for logs and benchmark records.
+pub fn simd_level() -> &'static str {
+    cpu::simd::level().name()
+}
+
 pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use dtype::DType;
 pub use error::{Error, Result};

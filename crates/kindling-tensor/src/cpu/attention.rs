@@ -5,6 +5,9 @@
 //! backward and for drawing attention maps.
 
 use super::matmul::gemm_serial;
+use super::reduce::sum_slice;
+use super::simd::{self, exp};
+use super::softmax::row_max;
 use rayon::prelude::*;
 
 pub struct AttentionGeometry {
@@ -30,18 +33,7 @@ pub fn forward(q: &[f32], k: &[f32], v: &[f32], g: &AttentionGeometry) -> (Vec<f
             );
             // S = Q K^T (K read transposed through its strides)
             gemm_serial(p, t, t, d, qh, d, 1, kh, 1, d, false);
-            for i in 0..t {
-                let row = &mut p[i * t..(i + 1) * t];
-                let max = row[..=i].iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-                let mut sum = 0f32;
-                for s in &mut row[..=i] {
-                    *s = ((*s - max) * scale).exp();
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                row[..=i].iter_mut().for_each(|s| *s *= inv);
-                row[i + 1..].fill(0.0);
-            }
+            simd::dispatch(CausalSoftmax { p, t, scale });
             // O = P V
             gemm_serial(o, t, d, t, p, t, 1, vh, d, 1, false);
         });
@@ -81,16 +73,82 @@ pub fn backward(
             // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale in place
             let mut ds = vec![0f32; t * t];
             gemm_serial(&mut ds, t, t, d, doh, d, 1, vh, 1, d, false);
-            for i in 0..t {
-                let (p, row) = (&ph[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
-                let dot: f32 = p[..=i].iter().zip(&row[..=i]).map(|(a, b)| a * b).sum();
-                for j in 0..t {
-                    row[j] = p[j] * (row[j] - dot) * scale;
-                }
-            }
+            simd::dispatch(SoftmaxBackward {
+                p: ph,
+                ds: &mut ds,
+                t,
+                scale,
+            });
             // dQ = dS K ; dK = dS^T Q
             gemm_serial(dqh, t, d, t, &ds, t, 1, kh, d, 1, false);
             gemm_serial(dkh, t, d, t, &ds, 1, t, qh, d, 1, false);
         });
     (dq, dk, dv)
+}
+
+/// Row-wise softmax of the scaled scores `[T, T]` in place, keys after the
+/// query (j > i) set to probability 0.
+struct CausalSoftmax<'a> {
+    p: &'a mut [f32],
+    t: usize,
+    scale: f32,
+}
+
+impl simd::Kernel for CausalSoftmax<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let CausalSoftmax { p, t, scale } = self;
+        for (i, row) in p.chunks_exact_mut(t).enumerate() {
+            let (live, masked) = row.split_at_mut(i + 1);
+            let max = row_max(live);
+            for s in live.iter_mut() {
+                *s = exp((*s - max) * scale);
+            }
+            let inv = 1.0 / sum_slice(live);
+            live.iter_mut().for_each(|s| *s *= inv);
+            masked.fill(0.0);
+        }
+    }
+}
+
+/// `dS = P ∘ (dP - rowsum(P ∘ dP)) * scale`, in place over `ds` (= dP).
+struct SoftmaxBackward<'a> {
+    p: &'a [f32],
+    ds: &'a mut [f32],
+    t: usize,
+    scale: f32,
+}
+
+impl simd::Kernel for SoftmaxBackward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let SoftmaxBackward { p, ds, t, scale } = self;
+        for (p, row) in p.chunks_exact(t).zip(ds.chunks_exact_mut(t)) {
+            let dot = dot8(p, row);
+            for (r, &pj) in row.iter_mut().zip(p) {
+                *r = pj * (*r - dot) * scale;
+            }
+        }
+    }
+}
+
+/// Dot product in eight lanes (vectorizes; masked entries of p are 0).
+#[inline(always)]
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }

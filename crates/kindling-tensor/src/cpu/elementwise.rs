@@ -3,29 +3,96 @@
 //! the compiler vectorizes. Broadcast operands are walked by stride (stride
 //! 0 for repeated dims): no broadcast copy is ever materialized.
 
-use super::PARALLEL_MIN_ELEMS;
+use super::{simd, PARALLEL_MIN_ELEMS};
 use crate::layout::Layout;
 use rayon::prelude::*;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 
-pub fn unary<F: Fn(f32) -> f32 + Sync>(data: &[f32], layout: &Layout, f: F) -> Vec<f32> {
+pub fn unary<F: simd::Map<f32, f32>>(data: &[f32], layout: &Layout, f: F) -> Vec<f32> {
     match layout.contiguous_range() {
-        Some(r) => {
-            let src = &data[r];
-            if src.len() >= PARALLEL_MIN_ELEMS {
-                src.par_iter().map(|&x| f(x)).collect()
-            } else {
-                src.iter().map(|&x| f(x)).collect()
-            }
+        Some(r) => map1(&data[r], f),
+        None => map1(&super::copy::gather_strided(data, layout), f),
+    }
+}
+
+/// Elements per task when a map is split over threads.
+const CHUNK: usize = 1 << 14;
+
+/// `f` over a contiguous slice into a new vector: split over threads when
+/// large, each piece compiled for the CPU's widest vectors.
+pub fn map1<F: simd::Map<f32, f32>>(src: &[f32], f: F) -> Vec<f32> {
+    let n = src.len();
+    let mut out = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let piece = |(d, s): (&mut [MaybeUninit<f32>], &[f32])| simd::dispatch(Map1(d, s, &f));
+    if n >= PARALLEL_MIN_ELEMS {
+        dst.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(piece);
+    } else {
+        piece((dst, src));
+    }
+    // SAFETY: every piece wrote each element of its chunk, and the chunks
+    // cover `dst` (same length as `src`); a panic above never gets here.
+    unsafe { out.set_len(n) };
+    out
+}
+
+struct Map1<'a, F>(&'a mut [MaybeUninit<f32>], &'a [f32], &'a F);
+
+impl<F: simd::Map<f32, f32>> simd::Kernel for Map1<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Map1(d, s, f) = self;
+        assert_eq!(d.len(), s.len());
+        for (o, &x) in d.iter_mut().zip(s) {
+            o.write(f.apply(x));
         }
-        None => super::copy::gather_strided(data, layout)
-            .into_iter()
-            .map(f)
-            .collect(),
+    }
+}
+
+/// `f(a[i], b[i])` over two contiguous slices of one length, like `map1`.
+pub fn map2<T: Copy + Send + Sync, F: simd::Map<(f32, f32), T>>(
+    a: &[f32],
+    b: &[f32],
+    f: F,
+) -> Vec<T> {
+    assert_eq!(a.len(), b.len());
+    let n = a.len();
+    let mut out = Vec::with_capacity(n);
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let piece =
+        |(d, (x, y)): (&mut [MaybeUninit<T>], (&[f32], &[f32]))| simd::dispatch(Map2(d, x, y, &f));
+    if n >= PARALLEL_MIN_ELEMS {
+        dst.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(piece);
+    } else {
+        piece((dst, (a, b)));
+    }
+    // SAFETY: as in `map1`, every element was written.
+    unsafe { out.set_len(n) };
+    out
+}
+
+struct Map2<'a, T, F>(&'a mut [MaybeUninit<T>], &'a [f32], &'a [f32], &'a F);
+
+impl<T, F: simd::Map<(f32, f32), T>> simd::Kernel for Map2<'_, T, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Map2(d, a, b, f) = self;
+        assert!(d.len() == a.len() && d.len() == b.len());
+        for ((o, &x), &y) in d.iter_mut().zip(a).zip(b) {
+            o.write(f.apply((x, y)));
+        }
     }
 }
 
 /// `f(a, b)` over two layouts already broadcast to the same shape.
-pub fn binary<T: Copy + Send + Default, F: Fn(f32, f32) -> T + Sync>(
+pub fn binary<T: Copy + Send + Sync + Default, F: simd::Map<(f32, f32), T>>(
     a: &[f32],
     la: &Layout,
     b: &[f32],
@@ -34,66 +101,87 @@ pub fn binary<T: Copy + Send + Default, F: Fn(f32, f32) -> T + Sync>(
 ) -> Vec<T> {
     debug_assert_eq!(la.shape(), lb.shape());
     if let (Some(ra), Some(rb)) = (la.contiguous_range(), lb.contiguous_range()) {
-        let (a, b) = (&a[ra], &b[rb]);
-        if a.len() >= PARALLEL_MIN_ELEMS {
-            return a
-                .par_iter()
-                .zip(b.par_iter())
-                .map(|(&x, &y)| f(x, y))
-                .collect();
-        }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return map2(&a[ra], &b[rb], f);
     }
     let n = la.numel();
-    let mut out = vec![T::default(); n];
-    let (shape, sa, sb) = joint_coalesce(la, lb);
-    let rank = shape.len();
-    let inner = shape[rank - 1];
-    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
-    let rows = out.chunks_mut(inner.max(1));
-    let mut idx = vec![0usize; rank - 1];
-    let (mut oa, mut ob) = (la.offset(), lb.offset());
-    for row in rows {
-        // Specialised inner loops: unit/zero strides vectorize.
-        match (ia, ib) {
-            (1, 1) => row_map(row, &a[oa..oa + inner], &b[ob..ob + inner], &f),
-            (1, 0) => {
-                let y = b[ob];
-                for (o, &x) in row.iter_mut().zip(&a[oa..oa + inner]) {
-                    *o = f(x, y);
-                }
-            }
-            (0, 1) => {
-                let x = a[oa];
-                for (o, &y) in row.iter_mut().zip(&b[ob..ob + inner]) {
-                    *o = f(x, y);
-                }
-            }
-            _ => {
-                for (i, o) in row.iter_mut().enumerate() {
-                    *o = f(a[oa + i * ia], b[ob + i * ib]);
-                }
-            }
-        }
-        for d in (0..rank - 1).rev() {
-            idx[d] += 1;
-            oa += sa[d];
-            ob += sb[d];
-            if idx[d] < shape[d] {
-                break;
-            }
-            oa -= sa[d] * shape[d];
-            ob -= sb[d] * shape[d];
-            idx[d] = 0;
-        }
-    }
-    out
+    simd::dispatch(BroadcastMap {
+        a,
+        la,
+        b,
+        lb,
+        n,
+        f: &f,
+        out: PhantomData,
+    })
 }
 
-#[inline]
-fn row_map<T, F: Fn(f32, f32) -> T>(out: &mut [T], a: &[f32], b: &[f32], f: &F) {
+struct BroadcastMap<'a, T, F> {
+    a: &'a [f32],
+    la: &'a Layout,
+    b: &'a [f32],
+    lb: &'a Layout,
+    n: usize,
+    f: &'a F,
+    out: PhantomData<T>,
+}
+
+impl<T: Copy + Default, F: simd::Map<(f32, f32), T>> simd::Kernel for BroadcastMap<'_, T, F> {
+    type Output = Vec<T>;
+    #[inline(always)]
+    fn run(self) -> Vec<T> {
+        let BroadcastMap {
+            a, la, b, lb, n, f, ..
+        } = self;
+        let mut out = vec![T::default(); n];
+        let (shape, sa, sb) = joint_coalesce(la, lb);
+        let rank = shape.len();
+        let inner = shape[rank - 1];
+        let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+        let rows = out.chunks_mut(inner.max(1));
+        let mut idx = vec![0usize; rank - 1];
+        let (mut oa, mut ob) = (la.offset(), lb.offset());
+        for row in rows {
+            // Specialised inner loops: unit/zero strides vectorize.
+            match (ia, ib) {
+                (1, 1) => row_map(row, &a[oa..oa + inner], &b[ob..ob + inner], f),
+                (1, 0) => {
+                    let y = b[ob];
+                    for (o, &x) in row.iter_mut().zip(&a[oa..oa + inner]) {
+                        *o = f.apply((x, y));
+                    }
+                }
+                (0, 1) => {
+                    let x = a[oa];
+                    for (o, &y) in row.iter_mut().zip(&b[ob..ob + inner]) {
+                        *o = f.apply((x, y));
+                    }
+                }
+                _ => {
+                    for (i, o) in row.iter_mut().enumerate() {
+                        *o = f.apply((a[oa + i * ia], b[ob + i * ib]));
+                    }
+                }
+            }
+            for d in (0..rank - 1).rev() {
+                idx[d] += 1;
+                oa += sa[d];
+                ob += sb[d];
+                if idx[d] < shape[d] {
+                    break;
+                }
+                oa -= sa[d] * shape[d];
+                ob -= sb[d] * shape[d];
+                idx[d] = 0;
+            }
+        }
+        out
+    }
+}
+
+#[inline(always)]
+fn row_map<T, F: simd::Map<(f32, f32), T>>(out: &mut [T], a: &[f32], b: &[f32], f: &F) {
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = f(x, y);
+        *o = f.apply((x, y));
     }
 }
 

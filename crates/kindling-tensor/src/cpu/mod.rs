@@ -11,6 +11,7 @@ pub mod layer_norm;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub mod simd;
 pub mod softmax;
 
 /// Below this many elements a kernel runs on one thread: spawning costs more.

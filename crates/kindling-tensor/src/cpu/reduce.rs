@@ -14,6 +14,7 @@ pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 
 /// Sum of a contiguous slice with 8 partial sums: faster, and rounding error
 /// grows far slower than with one running total.
+#[inline(always)]
 pub fn sum_slice(x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = x.chunks_exact(8);

@@ -1,6 +1,8 @@
 //! Softmax and log-softmax over the last dim of a contiguous `[rows, n]`
 //! buffer, subtracting the row max first so exp never overflows.
 
+use super::reduce::sum_slice;
+use super::simd::{self, exp};
 use super::PARALLEL_MIN_ELEMS;
 use rayon::prelude::*;
 
@@ -9,42 +11,80 @@ fn for_rows(x: &[f32], n: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) -> Vec<f
     if n == 0 {
         return out;
     }
+    // Whole rows per task, each task compiled for the CPU's vector width.
+    let rows_per_task = (PARALLEL_MIN_ELEMS / 4 / n).max(1);
+    let block = |(o, r): (&mut [f32], &[f32])| simd::dispatch(Rows { o, r, n, f: &f });
     if x.len() >= PARALLEL_MIN_ELEMS {
-        out.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .for_each(|(o, r)| f(r, o));
+        out.par_chunks_mut(n * rows_per_task)
+            .zip(x.par_chunks(n * rows_per_task))
+            .for_each(block);
     } else {
-        out.chunks_mut(n)
-            .zip(x.chunks(n))
-            .for_each(|(o, r)| f(r, o));
+        block((&mut out, x));
     }
     out
 }
 
-fn row_max(r: &[f32]) -> f32 {
-    r.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+struct Rows<'a, F> {
+    o: &'a mut [f32],
+    r: &'a [f32],
+    n: usize,
+    f: &'a F,
+}
+
+impl<F: Fn(&[f32], &mut [f32])> simd::Kernel for Rows<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        for (o, r) in self.o.chunks_mut(self.n).zip(self.r.chunks(self.n)) {
+            (self.f)(r, o)
+        }
+    }
+}
+
+/// Largest element (-inf for an empty row), in eight lanes so it vectorizes.
+#[inline(always)]
+pub fn row_max(r: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = r.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = acc[i].max(c[i]);
+        }
+    }
+    rest.iter().fold(
+        acc.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)),
+        |m, &v| m.max(v),
+    )
 }
 
 pub fn softmax(x: &[f32], n: usize) -> Vec<f32> {
-    for_rows(x, n, |r, o| {
-        let m = row_max(r);
-        let mut s = 0f32;
-        for (d, &v) in o.iter_mut().zip(r) {
-            *d = (v - m).exp();
-            s += *d;
-        }
-        let inv = 1.0 / s;
-        o.iter_mut().for_each(|d| *d *= inv);
-    })
+    for_rows(x, n, softmax_row)
+}
+
+#[inline(always)]
+fn softmax_row(r: &[f32], o: &mut [f32]) {
+    let m = row_max(r);
+    for (d, &v) in o.iter_mut().zip(r) {
+        *d = exp(v - m);
+    }
+    let inv = 1.0 / sum_slice(o);
+    o.iter_mut().for_each(|d| *d *= inv);
 }
 
 pub fn log_softmax(x: &[f32], n: usize) -> Vec<f32> {
-    for_rows(x, n, |r, o| {
-        let m = row_max(r);
-        let s: f32 = r.iter().map(|&v| (v - m).exp()).sum();
-        let lse = m + s.ln();
-        for (d, &v) in o.iter_mut().zip(r) {
-            *d = v - lse;
-        }
-    })
+    for_rows(x, n, log_softmax_row)
+}
+
+#[inline(always)]
+fn log_softmax_row(r: &[f32], o: &mut [f32]) {
+    let m = row_max(r);
+    // o holds the exponentials first, then the result.
+    for (d, &v) in o.iter_mut().zip(r) {
+        *d = exp(v - m);
+    }
+    let lse = m + sum_slice(o).ln();
+    for (d, &v) in o.iter_mut().zip(r) {
+        *d = v - lse;
+    }
 }

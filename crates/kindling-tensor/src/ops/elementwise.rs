@@ -1,61 +1,57 @@
 //! Elementwise ops: unary maps, broadcasting binary ops, comparisons, where.
 
 use crate::cpu::elementwise as k;
+use crate::cpu::simd::{erf, exp, map_fn, Exp};
 use crate::layout::{broadcast_shapes, Layout};
 use crate::{CpuStorage, DType, Error, Result, Tensor};
-use std::f32::consts::PI;
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
+#[inline(always)]
 fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh())
 }
 /// d/dx of the tanh approximation (Hendrycks & Gimpel 2016, eq. in sec. 2).
+#[inline(always)]
 fn gelu_tanh_grad(x: f32) -> f32 {
     let u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
     let t = u.tanh();
     0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
 }
-/// erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7 in exact arithmetic,
-/// < 1e-6 evaluated in f32): branch-free, so GELU's map vectorizes apart from exp,
-/// where libm's piecewise erff was 6% of a GPT training step.
-fn erf(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    (1.0 - poly * (-a * a).exp()).copysign(x)
-}
-
+#[inline(always)]
 fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 /// Φ(x) + x φ(x).
+#[inline(always)]
 fn gelu_erf_grad(x: f32) -> f32 {
     let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-    let pdf = (-0.5 * x * x).exp() / (2.0 * PI).sqrt();
+    let pdf = exp(-0.5 * x * x)
+        * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
     cdf + x * pdf
 }
-fn sigmoid(x: f32) -> f32 {
-    // Split by sign so exp never overflows.
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+map_fn! {
+    GeluTanh: |x| gelu_tanh(x);
+    GeluErf: |x| gelu_erf(x);
+    Sigmoid: |x| sigmoid(x);
+}
+map_fn! {
+    /// `g * gelu'(x)`, the input gradient in one pass.
+    GeluTanhBackward: |g, x| g * gelu_tanh_grad(x);
+    GeluErfBackward: |g, x| g * gelu_erf_grad(x);
 }
 
-#[cfg(test)]
-mod erf_tests {
-    #[test]
-    fn fast_erf_matches_libm_within_1e6() {
-        for i in -4000..=4000 {
-            let x = i as f32 / 1000.0;
-            assert!((super::erf(x) - libm::erff(x)).abs() < 1e-6, "erf({x})");
-        }
+/// Written with selects rather than branches so the map vectorizes; the
+/// exponent is never positive, so exp cannot overflow.
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    let e = exp(-x.abs());
+    let r = 1.0 / (1.0 + e);
+    if x >= 0.0 {
+        r
+    } else {
+        e * r
     }
 }
 
@@ -73,8 +69,6 @@ enum Unary {
     GeluErf,
     Step,
     Sign,
-    GeluTanhGrad,
-    GeluErfGrad,
     Powf(f32),
     Affine(f32, f32),
 }
@@ -94,8 +88,6 @@ impl Unary {
             Unary::GeluErf => "gelu_erf",
             Unary::Step => "step",
             Unary::Sign => "sign",
-            Unary::GeluTanhGrad => "gelu_grad",
-            Unary::GeluErfGrad => "gelu_erf_grad",
             Unary::Powf(_) => "powf",
             Unary::Affine(..) => "affine",
         }
@@ -104,19 +96,19 @@ impl Unary {
     /// The CPU kernel: one monomorphized map per op.
     fn apply(self, data: &[f32], l: &Layout) -> Vec<f32> {
         match self {
-            Unary::Neg => k::unary(data, l, |x| -x),
-            Unary::Exp => k::unary(data, l, f32::exp),
+            Unary::Neg => k::unary(data, l, |x: f32| -x),
+            Unary::Exp => k::unary(data, l, Exp),
             Unary::Log => k::unary(data, l, f32::ln),
             Unary::Sqrt => k::unary(data, l, f32::sqrt),
             Unary::Abs => k::unary(data, l, f32::abs),
             Unary::Tanh => k::unary(data, l, f32::tanh),
-            Unary::Sigmoid => k::unary(data, l, sigmoid),
-            Unary::Relu => k::unary(data, l, |x| if x > 0.0 { x } else { 0.0 }),
-            Unary::GeluTanh => k::unary(data, l, gelu_tanh),
-            Unary::GeluErf => k::unary(data, l, gelu_erf),
+            Unary::Sigmoid => k::unary(data, l, Sigmoid),
+            Unary::Relu => k::unary(data, l, |x: f32| if x > 0.0 { x } else { 0.0 }),
+            Unary::GeluTanh => k::unary(data, l, GeluTanh),
+            Unary::GeluErf => k::unary(data, l, GeluErf),
             // Heaviside with H(0) = 0: the M-P neuron fires only above threshold.
-            Unary::Step => k::unary(data, l, |x| if x > 0.0 { 1.0 } else { 0.0 }),
-            Unary::Sign => k::unary(data, l, |x| {
+            Unary::Step => k::unary(data, l, |x: f32| if x > 0.0 { 1.0 } else { 0.0 }),
+            Unary::Sign => k::unary(data, l, |x: f32| {
                 if x > 0.0 {
                     1.0
                 } else if x < 0.0 {
@@ -125,10 +117,8 @@ impl Unary {
                     0.0
                 }
             }),
-            Unary::GeluTanhGrad => k::unary(data, l, gelu_tanh_grad),
-            Unary::GeluErfGrad => k::unary(data, l, gelu_erf_grad),
-            Unary::Powf(p) => k::unary(data, l, |x| x.powf(p)),
-            Unary::Affine(m, a) => k::unary(data, l, |x| x * m + a),
+            Unary::Powf(p) => k::unary(data, l, |x: f32| x.powf(p)),
+            Unary::Affine(m, a) => k::unary(data, l, |x: f32| x * m + a),
         }
     }
 }
@@ -154,12 +144,12 @@ impl Tensor {
                     Unary::Tanh => Some(g.mul(&y.mul(y)?.affine(-1.0, 1.0)?)?),
                     Unary::Sigmoid => Some(g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?),
                     Unary::Relu => Some(g.mul(&x.step()?)?),
-                    Unary::GeluTanh => Some(g.mul(&x.detach().unary(Unary::GeluTanhGrad)?)?),
-                    Unary::GeluErf => Some(g.mul(&x.detach().unary(Unary::GeluErfGrad)?)?),
+                    Unary::GeluTanh => Some(grad_map(g, &x, "gelu_backward", GeluTanhBackward)?),
+                    Unary::GeluErf => Some(grad_map(g, &x, "gelu_erf_backward", GeluErfBackward)?),
                     Unary::Powf(p) => Some(g.mul(&x.detach().powf(p - 1.0)?.affine(p, 0.0)?)?),
                     Unary::Affine(m, _) => Some(g.affine(m, 0.0)?),
                     // Piecewise-constant or derivative helpers: no gradient flows.
-                    Unary::Step | Unary::Sign | Unary::GeluTanhGrad | Unary::GeluErfGrad => None,
+                    Unary::Step | Unary::Sign => None,
                 };
                 Ok(vec![gx])
             },
@@ -238,11 +228,11 @@ impl Tensor {
         ))
     }
 
-    fn binary_kernel<T: Copy + Send + Default>(
+    fn binary_kernel<T: Copy + Send + Sync + Default>(
         &self,
         rhs: &Tensor,
         op: &'static str,
-        f: impl Fn(f32, f32) -> T + Sync,
+        f: impl crate::cpu::simd::Map<(f32, f32), T>,
     ) -> Result<(Vec<usize>, Vec<T>)> {
         let (shape, la, lb) = self.broadcast_pair(rhs, op)?;
         // Taking a second read lock on the same RwLock can deadlock behind a
@@ -259,7 +249,7 @@ impl Tensor {
     }
 
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "add", |a, b| a + b)?;
+        let (shape, out) = self.binary_kernel(rhs, "add", |a: f32, b: f32| a + b)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(Tensor::from_op(
             CpuStorage::F32(out),
@@ -271,7 +261,7 @@ impl Tensor {
     }
 
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "sub", |a, b| a - b)?;
+        let (shape, out) = self.binary_kernel(rhs, "sub", |a: f32, b: f32| a - b)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(Tensor::from_op(
             CpuStorage::F32(out),
@@ -288,7 +278,7 @@ impl Tensor {
     }
 
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "mul", |a, b| a * b)?;
+        let (shape, out) = self.binary_kernel(rhs, "mul", |a: f32, b: f32| a * b)?;
         let (a, b) = (self.detach(), rhs.detach());
         let (ra, rb) = (self.requires_grad(), rhs.requires_grad());
         Ok(Tensor::from_op(
@@ -313,7 +303,7 @@ impl Tensor {
     }
 
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "div", |a, b| a / b)?;
+        let (shape, out) = self.binary_kernel(rhs, "div", |a: f32, b: f32| a / b)?;
         let (a, b) = (self.detach(), rhs.detach());
         let (ra, rb) = (self.requires_grad(), rhs.requires_grad());
         Ok(Tensor::from_op(
@@ -355,7 +345,7 @@ impl Tensor {
         op: &'static str,
         f: impl Fn(f32, f32) -> bool + Sync,
     ) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, op, |a, b| f(a, b) as u8)?;
+        let (shape, out) = self.binary_kernel(rhs, op, |a: f32, b: f32| f(a, b) as u8)?;
         Tensor::from_storage(CpuStorage::U8(out), &shape)
     }
     /// `self > rhs` as a u8 mask.
@@ -381,6 +371,18 @@ impl Tensor {
     pub fn masked_fill(&self, mask: &Tensor, value: f32) -> Result<Tensor> {
         where_cond(mask, &Tensor::scalar(value), self)
     }
+}
+
+/// `f(g, x)` in one pass, as a tensor with no graph: an input gradient
+/// computed inside backward (such as `g * gelu'(x)`) without temporaries.
+fn grad_map(
+    g: &Tensor,
+    x: &Tensor,
+    op: &'static str,
+    f: impl crate::cpu::simd::Map<(f32, f32), f32>,
+) -> Result<Tensor> {
+    let (shape, out) = g.binary_kernel(x, op, f)?;
+    Tensor::from_vec(out, &shape)
 }
 
 /// `where(cond, a, b)`, broadcasting all three (PyTorch's `torch.where`).

@@ -57,7 +57,8 @@ impl Tensor {
             move |g| {
                 // d loss / d logits = (softmax - onehot) / n_valid, on valid rows.
                 let scale = g.item()? / n_valid as f32;
-                let mut d: Vec<f32> = logp.iter().map(|&lp| lp.exp() * scale).collect();
+                let mut d =
+                    cpu::elementwise::map1(&logp, move |lp: f32| cpu::simd::exp(lp) * scale);
                 for (row, &target) in t.iter().enumerate() {
                     let r = &mut d[row * c..(row + 1) * c];
                     if Some(target) == ignore_index {
