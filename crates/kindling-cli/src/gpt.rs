@@ -8,6 +8,7 @@ use kindling_models::kv_cache::KvCache;
 use kindling_models::sampling::Sampling;
 use kindling_nn::Module;
 use kindling_tensor::{Rng, Tensor};
+use kindling_train::data_parallel::DataParallel;
 use kindling_train::gpt_run::{self, GptTrainOptions, CHECKPOINT};
 use serde_json::json;
 use std::io::Write;
@@ -384,13 +385,14 @@ pub fn bench(args: BenchGpt) -> CliResult<()> {
     )?;
     let params = model.parameters();
     let mut opt = gpt_run::make_optimizer(&model, &opts);
+    let dp = DataParallel::new(kindling_tensor::num_threads())?;
     for i in 0..10 {
-        gpt_run::train_step(&model, &mut opt, &opts, &data.train, i, &params)
+        gpt_run::train_step(&model, &mut opt, &opts, &data.train, i, &params, &dp)
             .map_err(|e| e.to_string())?;
     }
     let t0 = Instant::now();
     for i in 0..args.iters {
-        gpt_run::train_step(&model, &mut opt, &opts, &data.train, 10 + i, &params)
+        gpt_run::train_step(&model, &mut opt, &opts, &data.train, 10 + i, &params, &dp)
             .map_err(|e| e.to_string())?;
     }
     let ms_per_iter = t0.elapsed().as_secs_f64() * 1000.0 / args.iters as f64;

@@ -59,6 +59,38 @@ impl Tensor {
 
     /// Backward with an explicit upstream gradient of this tensor's shape.
     pub fn backward_with(&self, seed: Tensor) -> Result<()> {
+        self.walk_backward(seed, |leaf, g| {
+            let acc = match leaf.grad() {
+                Some(prev) => prev.add(&g)?,
+                // An owned copy: the same gradient tensor may flow to
+                // several leaves, and optimizers may scale it in place.
+                None => g.copy()?,
+            };
+            leaf.set_grad(Some(acc));
+            Ok(())
+        })
+    }
+
+    /// Like `backward_with`, but the leaves' gradients are returned instead
+    /// of added to their `.grad()`. Data-parallel training runs this on each
+    /// shard at once and then sums the shards in a fixed order, so the result
+    /// does not depend on which thread finished first.
+    pub fn gradients_with(&self, seed: Tensor) -> Result<Gradients> {
+        let mut out = HashMap::new();
+        self.walk_backward(seed, |leaf, g| {
+            out.insert(leaf.id(), g);
+            Ok(())
+        })?;
+        Ok(Gradients(out))
+    }
+
+    /// The reverse sweep: each leaf that needs a gradient is handed to
+    /// `leaf_grad` once, with the sum of everything that flowed into it.
+    fn walk_backward(
+        &self,
+        seed: Tensor,
+        mut leaf_grad: impl FnMut(&Tensor, Tensor) -> Result<()>,
+    ) -> Result<()> {
         let _guard = no_grad();
         let order = self.topological_order();
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
@@ -90,15 +122,7 @@ impl Tensor {
                         grads.insert(input.id(), acc);
                     }
                 }
-                None => {
-                    let acc = match t.grad() {
-                        Some(prev) => prev.add(&g)?,
-                        // An owned copy: the same gradient tensor may flow to
-                        // several leaves, and optimizers may scale it in place.
-                        None => g.copy()?,
-                    };
-                    t.set_grad(Some(acc));
-                }
+                None => leaf_grad(t, g)?,
             }
         }
         Ok(())
@@ -127,5 +151,15 @@ impl Tensor {
             }
         }
         order
+    }
+}
+
+/// Leaf gradients from `Tensor::gradients_with`, looked up by leaf.
+pub struct Gradients(HashMap<usize, Tensor>);
+
+impl Gradients {
+    /// The gradient of `leaf`, or `None` when no path reached it.
+    pub fn get(&self, leaf: &Tensor) -> Option<&Tensor> {
+        self.0.get(&leaf.id())
     }
 }

@@ -29,7 +29,7 @@ pub fn simd_level() -> &'static str {
     cpu::simd::level().name()
 }
 
-pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use layout::Layout;

@@ -3,6 +3,7 @@
 //! then cosine decay, gradient clipping at global norm 1, periodic loss
 //! estimates on train and validation batches, atomic checkpoints, resume.
 
+use crate::data_parallel::DataParallel;
 use crate::plot::{save_panels, Panel, Series};
 use crate::progress::bar;
 use crate::run_dir::RunDir;
@@ -238,6 +239,8 @@ pub fn schedule(opts: &GptTrainOptions) -> LrSchedule {
 }
 
 /// One optimization step; returns the loss.
+/// One optimizer step on a fresh batch, its forward and backward spread
+/// over `dp`'s shards. Returns the batch's training loss.
 pub fn train_step(
     model: &Gpt,
     opt: &mut Adam,
@@ -245,6 +248,7 @@ pub fn train_step(
     data: &[u32],
     iter: usize,
     params: &[Tensor],
+    dp: &DataParallel,
 ) -> Result<f32> {
     let (x, y) = get_batch(
         data,
@@ -252,16 +256,20 @@ pub fn train_step(
         opts.block_size,
         &mut stream(opts.seed, 1, iter),
     )?;
-    let mut drop_rng = stream(opts.seed, 2, iter);
     opt.set_lr(schedule(opts).lr_at(iter));
     opt.zero_grad();
-    let loss = model
-        .forward_ids(&x, Some(&mut drop_rng))?
-        .cross_entropy(&y, None)?;
-    loss.backward()?;
+    let loss = dp.backward(opts.batch_size, params, |start, len| {
+        // Dropout masks: one stream per shard (shard 0 keeps the
+        // single-thread stream).
+        let shard = (start * dp.shards() / opts.batch_size) as u64;
+        let mut drop_rng = stream(opts.seed, 2 + 1000 * shard, iter);
+        model
+            .forward_ids(&x.narrow(0, start, len)?, Some(&mut drop_rng))?
+            .cross_entropy(&y.narrow(0, start, len)?, None)
+    })?;
     clip_grad_norm(params, opts.grad_clip)?;
     opt.step()?;
-    Ok(loss.item()?)
+    Ok(loss)
 }
 
 /// A GPT checkpoint: the model, its tokenizer and the stored metadata.
@@ -329,6 +337,7 @@ pub fn train(
         &mut Rng::new(opts.seed),
     )?;
     let params = model.parameters();
+    let dp = DataParallel::new(kindling_tensor::num_threads())?;
     let mut opt = make_optimizer(&model, opts);
     let ckpt_path = run.file(CHECKPOINT);
     let mut start = 0;
@@ -419,7 +428,7 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
-        let loss = train_step(&model, &mut opt, opts, &data.train, iter, &params)?;
+        let loss = train_step(&model, &mut opt, opts, &data.train, iter, &params, &dp)?;
         let dt = t0.elapsed().as_secs_f64();
         train_secs += dt;
         train_iters += 1;

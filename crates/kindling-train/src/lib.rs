@@ -4,6 +4,7 @@
 pub mod attention_map;
 pub mod classify;
 pub mod corpus;
+pub mod data_parallel;
 pub mod feature_maps;
 pub mod fgsm;
 pub mod finetune;

@@ -1,0 +1,147 @@
+//! Data parallelism across CPU cores: the batch is cut into one shard per
+//! thread, each shard's forward and backward runs start to finish on its
+//! own core (in a one-thread pool, so its kernels never wait on another
+//! thread), and the shards' gradients are summed in shard order.
+//!
+//! Why not split every op across the threads instead? A small model's ops
+//! last microseconds; handing each one to two threads costs a wake-up and a
+//! join per op, hundreds of times a step. A shard needs one of each per
+//! step. The result equals the whole-batch gradient up to float rounding,
+//! and is the same from run to run for a given number of shards.
+
+use kindling_tensor::{Result, Tensor};
+
+pub struct DataParallel {
+    pools: Vec<rayon::ThreadPool>,
+}
+
+impl DataParallel {
+    /// `shards` single-thread pools (at least one).
+    pub fn new(shards: usize) -> Result<DataParallel> {
+        let pools = (0..shards.max(1))
+            .map(|i| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .thread_name(move |_| format!("kindling-shard-{i}"))
+                    .build()
+                    .map_err(|e| kindling_tensor::Error::msg(format!("shard thread: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DataParallel { pools })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.pools.len()
+    }
+
+    /// The `[start, len)` rows of a batch of `rows` that shard `i` of
+    /// `shards` takes: as even as possible, the first shards one larger.
+    pub fn split(rows: usize, shards: usize) -> Vec<(usize, usize)> {
+        let shards = shards.clamp(1, rows.max(1));
+        let (base, extra) = (rows / shards, rows % shards);
+        let mut start = 0;
+        (0..shards)
+            .map(|i| {
+                let len = base + usize::from(i < extra);
+                let r = (start, len);
+                start += len;
+                r
+            })
+            .collect()
+    }
+
+    /// Runs `loss_of(start, len)` for each shard of a batch of `rows` on its
+    /// own thread, backpropagates each loss weighted by its shard's share
+    /// of the rows (so the sum is the whole batch's mean-loss gradient), and
+    /// adds the summed gradients into the `.grad()` of `params`. Returns the
+    /// whole batch's loss, the same weighted sum.
+    pub fn backward(
+        &self,
+        rows: usize,
+        params: &[Tensor],
+        loss_of: impl Fn(usize, usize) -> Result<Tensor> + Sync,
+    ) -> Result<f32> {
+        let parts = Self::split(rows, self.shards());
+        let shard = |&(start, len): &(usize, usize)| -> Result<(f32, kindling_tensor::Gradients)> {
+            let w = len as f32 / rows as f32;
+            let loss = loss_of(start, len)?;
+            let grads = loss.gradients_with(Tensor::full(loss.shape(), w))?;
+            Ok((w * loss.item()?, grads))
+        };
+        let results: Vec<Result<(f32, kindling_tensor::Gradients)>> = if parts.len() == 1 {
+            vec![self.pools[0].install(|| shard(&parts[0]))]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = parts
+                    .iter()
+                    .zip(&self.pools)
+                    .skip(1)
+                    .map(|(p, pool)| s.spawn(|| pool.install(|| shard(p))))
+                    .collect();
+                let mut out = vec![self.pools[0].install(|| shard(&parts[0]))];
+                out.extend(
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a shard thread panicked")),
+                );
+                out
+            })
+        };
+        let mut loss = 0f32;
+        let mut all = Vec::with_capacity(results.len());
+        for r in results {
+            let (l, g) = r?;
+            loss += l;
+            all.push(g);
+        }
+        for p in params {
+            let mut sum: Option<Tensor> = p.grad();
+            for g in all.iter().filter_map(|g| g.get(p)) {
+                sum = Some(match sum {
+                    Some(s) => s.add(g)?,
+                    None => g.copy()?,
+                });
+            }
+            p.set_grad(sum);
+        }
+        Ok(loss)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_the_batch_evenly() {
+        assert_eq!(DataParallel::split(12, 2), vec![(0, 6), (6, 6)]);
+        assert_eq!(DataParallel::split(7, 3), vec![(0, 3), (3, 2), (5, 2)]);
+        assert_eq!(DataParallel::split(2, 4), vec![(0, 1), (1, 1)]);
+        assert_eq!(DataParallel::split(5, 1), vec![(0, 5)]);
+    }
+
+    #[test]
+    fn sharded_gradient_equals_the_whole_batch_gradient() {
+        // Mean squared error of a linear map over 7 rows, cut into 3 shards.
+        let mut rng = kindling_tensor::Rng::new(3);
+        let w = Tensor::randn(&[4, 2], 0.0, 1.0, &mut rng).requires_grad_(true);
+        let x = Tensor::randn(&[7, 4], 0.0, 1.0, &mut rng);
+        let y = Tensor::randn(&[7, 2], 0.0, 1.0, &mut rng);
+        let loss_of = |start: usize, len: usize| {
+            x.narrow(0, start, len)?
+                .matmul(&w)?
+                .mse_loss(&y.narrow(0, start, len)?)
+        };
+        let whole = loss_of(0, 7).unwrap();
+        whole.backward().unwrap();
+        let want = w.grad().unwrap().to_vec_f32().unwrap();
+        w.zero_grad();
+        let dp = DataParallel::new(3).unwrap();
+        let got_loss = dp.backward(7, &[w.clone()], loss_of).unwrap();
+        let got = w.grad().unwrap().to_vec_f32().unwrap();
+        assert!((got_loss - whole.item().unwrap()).abs() < 1e-5);
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+}
