@@ -29,6 +29,10 @@ pub fn simd_level() -> &'static str {
     cpu::simd::level().name()
 }
 
+/// Run-time instruction-set dispatch for kernels written in other crates
+/// (optimizers): see `simd::Kernel`.
+pub use cpu::simd;
+
 pub use autograd::{is_grad_enabled, no_grad, Gradients, NoGradGuard};
 pub use dtype::DType;
 pub use error::{Error, Result};

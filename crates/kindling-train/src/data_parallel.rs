@@ -10,6 +10,7 @@
 //! and is the same from run to run for a given number of shards.
 
 use kindling_tensor::{Result, Tensor};
+use rayon::prelude::*;
 
 pub struct DataParallel {
     pools: Vec<rayon::ThreadPool>,
@@ -94,16 +95,28 @@ impl DataParallel {
             loss += l;
             all.push(g);
         }
-        for p in params {
-            let mut sum: Option<Tensor> = p.grad();
-            for g in all.iter().filter_map(|g| g.get(p)) {
-                sum = Some(match sum {
-                    Some(s) => s.add(g)?,
-                    None => g.copy()?,
-                });
+        // Each parameter's shard gradients, summed in shard order (in
+        // parallel across parameters).
+        params.par_iter().try_for_each(|p| -> Result<()> {
+            let mut parts = p
+                .grad()
+                .into_iter()
+                .chain(all.iter().filter_map(|g| g.get(p).cloned()));
+            let Some(first) = parts.next() else {
+                return Ok(());
+            };
+            let mut sum = None;
+            for g in parts {
+                sum = Some(sum.as_ref().unwrap_or(&first).add(&g)?);
             }
-            p.set_grad(sum);
-        }
+            // A lone gradient is copied: the same tensor may have been handed
+            // to several leaves, and optimizers scale gradients in place.
+            p.set_grad(Some(match sum {
+                Some(s) => s,
+                None => first.copy()?,
+            }));
+            Ok(())
+        })?;
         Ok(loss)
     }
 }

@@ -4,7 +4,9 @@
 //! p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
 
 use super::{load_buffer, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
+use kindling_tensor::simd;
 use kindling_tensor::{Result, Tensor};
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug)]
@@ -87,32 +89,39 @@ impl Optimizer for Adam {
         } = self.config;
         let t = self.step as i32;
         let bc1 = 1.0 - beta1.powi(t);
-        let bc2_sqrt = (1.0 - beta2.powi(t)).sqrt();
-        let step_size = lr / bc1;
-        let mut i = 0;
-        for group in &self.groups {
-            let wd = group.weight_decay;
-            for p in &group.params {
-                let (m, v) = (&mut self.m[i], &mut self.v[i]);
-                i += 1;
-                with_param_and_grad(p, |pv, gv| {
-                    for (((w, &g), m), v) in
-                        pv.iter_mut().zip(gv).zip(m.iter_mut()).zip(v.iter_mut())
-                    {
-                        let g = if decoupled {
-                            *w *= 1.0 - lr * wd;
-                            g
-                        } else {
-                            g + wd * *w
-                        };
-                        *m = beta1 * *m + (1.0 - beta1) * g;
-                        *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        *w -= step_size * *m / (v.sqrt() / bc2_sqrt + eps);
-                    }
-                })?;
-            }
-        }
-        Ok(())
+        let step = AdamStep {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            decoupled,
+            bc2_sqrt: (1.0 - beta2.powi(t)).sqrt(),
+            step_size: lr / bc1,
+            weight_decay: 0.0,
+        };
+        let jobs: Vec<(&Tensor, f32)> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.params.iter().map(move |p| (p, g.weight_decay)))
+            .collect();
+        // Parameters are independent: spread them over the threads.
+        jobs.par_iter()
+            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
+            .try_for_each(|(&(p, weight_decay), (m, v))| {
+                with_param_and_grad(p, |w, g| {
+                    simd::dispatch(AdamUpdate {
+                        h: AdamStep {
+                            weight_decay,
+                            ..step
+                        },
+                        w,
+                        g,
+                        m,
+                        v,
+                    })
+                })
+                .map(|_| ())
+            })
     }
 
     fn lr(&self) -> f32 {
@@ -160,5 +169,57 @@ impl Optimizer for Adam {
             }
         }
         Ok(())
+    }
+}
+
+/// The scalars of one Adam step for one parameter.
+#[derive(Clone, Copy)]
+struct AdamStep {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    decoupled: bool,
+    bc2_sqrt: f32,
+    step_size: f32,
+    weight_decay: f32,
+}
+
+/// The elementwise update, compiled for the CPU's widest vectors. The same
+/// operations in the same order at every width, so results do not depend on
+/// the CPU.
+struct AdamUpdate<'a> {
+    h: AdamStep,
+    w: &'a mut [f32],
+    g: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl simd::Kernel for AdamUpdate<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let AdamUpdate { h, w, g, m, v } = self;
+        let n = w.len();
+        assert!(g.len() == n && m.len() == n && v.len() == n);
+        let (b1, b2, wd) = (h.beta1, h.beta2, h.weight_decay);
+        let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *w -= h.step_size * *m / (v.sqrt() / h.bc2_sqrt + h.eps);
+        };
+        if h.decoupled {
+            let shrink = 1.0 - h.lr * wd;
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *w *= shrink;
+                moments(w, g, m, v);
+            }
+        } else {
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                let g = g + wd * *w;
+                moments(w, g, m, v);
+            }
+        }
     }
 }
