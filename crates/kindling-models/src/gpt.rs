@@ -94,23 +94,11 @@ fn linear(inp: usize, out: usize, std: f32, rng: &mut Rng) -> Linear {
 impl Attention {
     /// `x [B, T, C]` → `[B, T, C]`, and the attention probabilities when asked.
     fn forward(&self, x: &Tensor, keep_probs: bool) -> Result<(Tensor, Option<Tensor>)> {
-        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let (h, d) = (self.n_head, c / self.n_head);
+        // The heads are column blocks of the fused projection: the attention
+        // kernel reads them in place and writes y with the heads merged.
         let qkv = self.c_attn.forward(x)?;
-        let head = |i: usize| -> Result<Tensor> {
-            qkv.narrow(-1, i * c, c)?
-                .reshape(&[b, t, h, d])?
-                .transpose(1, 2)
-        };
-        let (q, k, v) = (head(0)?, head(1)?, head(2)?);
-        let (y, probs) = if keep_probs {
-            let (y, p) = q.causal_attention_with_probs(&k, &v)?;
-            (y, Some(p))
-        } else {
-            (q.causal_attention(&k, &v)?, None)
-        };
-        let y = y.transpose(1, 2)?.reshape(&[b, t, c])?;
-        Ok((self.c_proj.forward(&y)?, probs))
+        let (y, probs) = qkv.causal_self_attention(self.n_head)?;
+        Ok((self.c_proj.forward(&y)?, keep_probs.then_some(probs)))
     }
 }
 

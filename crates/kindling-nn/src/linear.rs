@@ -45,20 +45,9 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // [.., in] is folded to one [rows, in] matrix: one large GEMM (and one
-        // for the weight gradient) instead of one per leading index.
-        if x.rank() > 2 {
-            let mut shape = x.shape().to_vec();
-            let rows: usize = shape[..shape.len() - 1].iter().product();
-            let y = self.forward(&x.reshape(&[rows, shape[shape.len() - 1]])?)?;
-            *shape.last_mut().expect("rank > 2") = self.out_features();
-            return y.reshape(&shape);
-        }
-        let y = x.matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
+        // One fused op: leading dims folded into a single GEMM, the bias
+        // loaded into the output before it accumulates.
+        x.linear(&self.weight, self.bias.as_ref())
     }
 
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {

@@ -83,3 +83,43 @@ fn fused_attention_equals_the_composed_ops() {
     }
     assert_eq!(p[1], 0.0);
 }
+
+#[test]
+fn packed_qkv_attention_matches_finite_differences_and_the_split_heads_op() {
+    let mut rng = Rng::new(33);
+    let (b, t, h, d) = (2, 5, 3, 2);
+    let c = h * d;
+    let qkv = Tensor::randn(&[b, t, 3 * c], 0.0, 1.0, &mut rng);
+    gradcheck(std::slice::from_ref(&qkv), |x| {
+        Ok(x[0].causal_self_attention(h)?.0)
+    })
+    .unwrap();
+    // Same numbers as splitting the heads out and calling causal_attention.
+    let (y, probs) = qkv.causal_self_attention(h).unwrap();
+    let head = |i: usize| {
+        qkv.narrow(-1, i * c, c)
+            .unwrap()
+            .reshape(&[b, t, h, d])
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+    };
+    let want = composite(&head(0), &head(1), &head(2))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape(&[b, t, c])
+        .unwrap();
+    for (x, y) in y
+        .to_vec_f32()
+        .unwrap()
+        .iter()
+        .zip(want.to_vec_f32().unwrap())
+    {
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+    assert_eq!(probs.shape(), [b, h, t, t]);
+    // A shape that does not split into heads is refused, naming the op.
+    let err = qkv.causal_self_attention(4).unwrap_err().to_string();
+    assert!(err.contains("causal_self_attention"), "{err}");
+}

@@ -164,6 +164,35 @@ fn matmul_matches_finite_differences_for_all_shape_rules() {
 }
 
 #[test]
+fn linear_matches_finite_differences_and_matmul_plus_bias() {
+    let mut rng = Rng::new(14);
+    for x_shape in [&[5, 4][..], &[2, 3, 4], &[4]] {
+        let (x, w, b) = (
+            randn(x_shape, &mut rng),
+            randn(&[3, 4], &mut rng),
+            randn(&[3], &mut rng),
+        );
+        gradcheck(&[x.clone(), w.clone(), b.clone()], |t| {
+            t[0].linear(&t[1], Some(&t[2]))
+        })
+        .unwrap_or_else(|e| panic!("{x_shape:?} with bias: {e}"));
+        gradcheck(&[x.clone(), w.clone()], |t| t[0].linear(&t[1], None))
+            .unwrap_or_else(|e| panic!("{x_shape:?} without bias: {e}"));
+        let fused = x.linear(&w, Some(&b)).unwrap().to_vec_f32().unwrap();
+        let composed = x.matmul(&w.t().unwrap()).unwrap().add(&b).unwrap();
+        for (p, q) in fused.iter().zip(composed.to_vec_f32().unwrap()) {
+            assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+        }
+    }
+    // A transposed (non-contiguous) input, and a shape mismatch named.
+    let x = randn(&[4, 5], &mut rng);
+    let w = randn(&[3, 4], &mut rng);
+    gradcheck(&[x.clone(), w.clone()], |t| t[0].t()?.linear(&t[1], None)).unwrap();
+    let err = x.linear(&w, None).unwrap_err().to_string();
+    assert!(err.contains("linear"), "{err}");
+}
+
+#[test]
 fn softmax_family_matches_finite_differences() {
     let mut rng = Rng::new(8);
     let x = randn(&[3, 6], &mut rng);

@@ -1,89 +1,144 @@
-//! Causal scaled dot-product attention for `[B, H, T, D]` q, k, v, one
-//! (batch, head) pair per task, each product a small single-threaded GEMM.
-//! The causal mask is applied inside the row softmax (keys j > i get
-//! probability 0), so no mask tensor exists; the probabilities are kept for
-//! backward and for drawing attention maps.
+//! Causal scaled dot-product attention straight from the fused QKV
+//! projection: q, k and v of head h are column blocks of `qkv [B, T, 3C]`
+//! (C = H·D), read in place through GEMM strides, and the output is written
+//! as `[B, T, C]`, ready for the output projection. So neither the head
+//! split nor the head merge is ever copied, forward or backward.
+//!
+//! One batch element (all its heads) per task, each product a small
+//! single-threaded GEMM. The causal mask lives inside the row softmax (keys
+//! j > i get probability 0), so no mask tensor exists; the probabilities
+//! are kept for backward and for drawing attention maps.
 
-use super::matmul::gemm_serial;
+use super::matmul::{gemm_output, gemm_serial_into};
 use super::reduce::sum_slice;
 use super::simd::{self, exp};
 use super::softmax::row_max;
 use rayon::prelude::*;
 
+#[derive(Clone, Copy, Debug)]
 pub struct AttentionGeometry {
-    pub heads_total: usize,
+    pub batch: usize,
+    pub heads: usize,
     pub t: usize,
     pub d: usize,
 }
 
-/// Returns `(out [BH, T, D], probs [BH, T, T])` (probs zero above the diagonal).
-pub fn forward(q: &[f32], k: &[f32], v: &[f32], g: &AttentionGeometry) -> (Vec<f32>, Vec<f32>) {
-    let (t, d) = (g.t, g.d);
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut out = super::matmul::gemm_output(g.heads_total * t * d);
-    let mut probs = super::matmul::gemm_output(g.heads_total * t * t);
-    out.par_chunks_mut(t * d)
-        .zip(probs.par_chunks_mut(t * t))
-        .enumerate()
-        .for_each(|(bh, (o, p))| {
-            let (qh, kh, vh) = (
-                &q[bh * t * d..][..t * d],
-                &k[bh * t * d..][..t * d],
-                &v[bh * t * d..][..t * d],
-            );
-            // S = Q K^T (K read transposed through its strides)
-            gemm_serial(p, t, t, d, qh, d, 1, kh, 1, d, false);
-            simd::dispatch(CausalSoftmax { p, t, scale });
-            // O = P V
-            gemm_serial(o, t, d, t, p, t, 1, vh, d, 1, false);
-        });
-    (out, probs)
+impl AttentionGeometry {
+    fn c(&self) -> usize {
+        self.heads * self.d
+    }
 }
 
-/// Returns `(dq, dk, dv)` from upstream `dout [BH, T, D]`.
-pub fn backward(
-    dout: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    probs: &[f32],
-    g: &AttentionGeometry,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let (t, d) = (g.t, g.d);
+fn parallel(g: &AttentionGeometry) -> bool {
+    g.batch > 1 && g.batch * g.heads * g.t * g.t * g.d >= super::PARALLEL_MIN_ELEMS
+}
+
+/// Returns `(y [B, T, C], probs [B, H, T, T])` (probs zero above the diagonal).
+pub fn forward(qkv: &[f32], g: &AttentionGeometry) -> (Vec<f32>, Vec<f32>) {
+    let (t, d, h, c) = (g.t, g.d, g.heads, g.c());
+    assert_eq!(qkv.len(), g.batch * t * 3 * c, "attention: qkv size");
     let scale = 1.0 / (d as f32).sqrt();
-    let n = g.heads_total * t * d;
-    let mut dq = super::matmul::gemm_output(n);
-    let mut dk = super::matmul::gemm_output(n);
-    let mut dv = super::matmul::gemm_output(n);
-    dq.par_chunks_mut(t * d)
-        .zip(dk.par_chunks_mut(t * d))
-        .zip(dv.par_chunks_mut(t * d))
-        .enumerate()
-        .for_each(|(bh, ((dqh, dkh), dvh))| {
-            let at = bh * t * d;
-            let (qh, kh, vh, doh) = (
-                &q[at..at + t * d],
-                &k[at..at + t * d],
-                &v[at..at + t * d],
-                &dout[at..at + t * d],
+    let mut y = gemm_output(g.batch * t * c);
+    let mut probs = gemm_output(g.batch * h * t * t);
+    let one = |(b, (yb, pb)): (usize, (&mut [f32], &mut [f32]))| {
+        let x = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+        for (hi, p) in pb.chunks_exact_mut(t * t).enumerate() {
+            let (q, k, v) = (&x[hi * d..], &x[c + hi * d..], &x[2 * c + hi * d..]);
+            // S = Q K^T: rows of Q and K are 3C apart, K read transposed.
+            gemm_serial_into(p, t, t, t, d, q, 3 * c, 1, k, 1, 3 * c, false);
+            simd::dispatch(CausalSoftmax { p, t, scale });
+            // Y_h = P V, written into columns hi*D.. of the [T, C] output.
+            gemm_serial_into(&mut yb[hi * d..], c, t, d, t, p, t, 1, v, 3 * c, 1, false);
+        }
+    };
+    if parallel(g) {
+        y.par_chunks_mut(t * c)
+            .zip(probs.par_chunks_mut(h * t * t))
+            .enumerate()
+            .for_each(one);
+    } else {
+        y.chunks_mut(t * c)
+            .zip(probs.chunks_mut(h * t * t))
+            .enumerate()
+            .for_each(one);
+    }
+    (y, probs)
+}
+
+/// Returns `dqkv [B, T, 3C]` from upstream `dy [B, T, C]`.
+pub fn backward(dy: &[f32], qkv: &[f32], probs: &[f32], g: &AttentionGeometry) -> Vec<f32> {
+    let (t, d, h, c) = (g.t, g.d, g.heads, g.c());
+    assert!(dy.len() == g.batch * t * c && probs.len() == g.batch * h * t * t);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut dqkv = gemm_output(g.batch * t * 3 * c);
+    let one = |(b, dx): (usize, &mut [f32])| {
+        let x = &qkv[b * t * 3 * c..(b + 1) * t * 3 * c];
+        let dyb = &dy[b * t * c..(b + 1) * t * c];
+        let mut ds = vec![0f32; t * t];
+        for hi in 0..h {
+            let (q, k, v) = (&x[hi * d..], &x[c + hi * d..], &x[2 * c + hi * d..]);
+            let p = &probs[(b * h + hi) * t * t..][..t * t];
+            let dyh = &dyb[hi * d..];
+            // dV = P^T dY
+            gemm_serial_into(
+                &mut dx[2 * c + hi * d..],
+                3 * c,
+                t,
+                d,
+                t,
+                p,
+                1,
+                t,
+                dyh,
+                c,
+                1,
+                false,
             );
-            let ph = &probs[bh * t * t..(bh + 1) * t * t];
-            // dV = P^T dO
-            gemm_serial(dvh, t, d, t, ph, 1, t, doh, d, 1, false);
-            // dP = dO V^T, then dS = P (dP - rowsum(P dP)) * scale in place
-            let mut ds = vec![0f32; t * t];
-            gemm_serial(&mut ds, t, t, d, doh, d, 1, vh, 1, d, false);
+            // dP = dY V^T, then dS = P (dP - rowsum(P dP)) * scale in place
+            gemm_serial_into(&mut ds, t, t, t, d, dyh, c, 1, v, 1, 3 * c, false);
             simd::dispatch(SoftmaxBackward {
-                p: ph,
+                p,
                 ds: &mut ds,
                 t,
                 scale,
             });
             // dQ = dS K ; dK = dS^T Q
-            gemm_serial(dqh, t, d, t, &ds, t, 1, kh, d, 1, false);
-            gemm_serial(dkh, t, d, t, &ds, 1, t, qh, d, 1, false);
-        });
-    (dq, dk, dv)
+            gemm_serial_into(
+                &mut dx[hi * d..],
+                3 * c,
+                t,
+                d,
+                t,
+                &ds,
+                t,
+                1,
+                k,
+                3 * c,
+                1,
+                false,
+            );
+            gemm_serial_into(
+                &mut dx[c + hi * d..],
+                3 * c,
+                t,
+                d,
+                t,
+                &ds,
+                1,
+                t,
+                q,
+                3 * c,
+                1,
+                false,
+            );
+        }
+    };
+    if parallel(g) {
+        dqkv.par_chunks_mut(t * 3 * c).enumerate().for_each(one);
+    } else {
+        dqkv.chunks_mut(t * 3 * c).enumerate().for_each(one);
+    }
+    dqkv
 }
 
 /// Row-wise softmax of the scaled scores `[T, T]` in place, keys after the

@@ -107,14 +107,19 @@ pub fn gemm_strided(
     b_cs: usize,
     accumulate: bool,
 ) {
-    gemm_with(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, true)
+    gemm_with(
+        dst, n, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, true,
+    )
 }
 
-/// `gemm_strided` on the calling thread only: for many small products that
-/// are already spread over threads one per task (attention heads).
+/// `gemm_strided` on the calling thread only (for many small products
+/// already spread over threads one per task, as attention heads are), into
+/// a destination whose rows are `dst_rs` apart (a column block of a wider
+/// matrix).
 #[allow(clippy::too_many_arguments)]
-pub fn gemm_serial(
+pub fn gemm_serial_into(
     dst: &mut [f32],
+    dst_rs: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -127,13 +132,81 @@ pub fn gemm_serial(
     accumulate: bool,
 ) {
     gemm_with(
-        dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, false,
+        dst, dst_rs, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, false,
     )
+}
+
+/// A new row-major `[m, n]` = `a [m, k] @ b [k, n]` (strided operands),
+/// without zero-filling the output first: gemm writes every element when
+/// it does not read the destination. Large products use rayon's threads.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_new(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+) -> Vec<f32> {
+    if m == 0 || n == 0 || k == 0 {
+        return vec![0f32; m * n];
+    }
+    assert!(
+        a.len() >= span(m, k, a_rs, a_cs) && b.len() >= span(k, n, b_rs, b_cs),
+        "gemm: operand strides reach past the buffers"
+    );
+    let mut out: Vec<f32> = Vec::with_capacity(m * n);
+    // SAFETY: operand bounds are asserted above; the destination is m*n
+    // allocated elements with rows n apart, which gemm only writes (it does
+    // not read dst when told not to). The length is set once it is written.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(m, n, k, true),
+        );
+        out.set_len(m * n);
+    }
+    out
+}
+
+fn parallelism(m: usize, n: usize, k: usize, allow_threads: bool) -> gemm::Parallelism {
+    let threads = rayon::current_num_threads();
+    if allow_threads && threads > 1 && m * n * k >= 32 * 32 * 32 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
+/// Index one past the last element a `rows x cols` strided view touches.
+fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
+    (rows - 1) * rs + (cols - 1) * cs + 1
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_with(
     dst: &mut [f32],
+    dst_rs: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -146,24 +219,29 @@ fn gemm_with(
     accumulate: bool,
     allow_threads: bool,
 ) {
-    assert!(dst.len() >= m * n, "gemm_strided: destination too small");
     if m == 0 || n == 0 {
         return;
     }
+    assert!(
+        dst_rs >= n && dst.len() >= span(m, n, dst_rs, 1),
+        "gemm: destination too small"
+    );
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
-    let threads = rayon::current_num_threads();
-    let par = if allow_threads && threads > 1 && m * n * k >= 32 * 32 * 32 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the caller's strides address within a and b (checked by the
-    // conv/matmul geometry that computed them); dst holds m*n elements.
+    // These bounds make the raw-pointer call below sound.
+    assert!(
+        a.len() >= span(m, k, a_rs, a_cs) && b.len() >= span(k, n, b_rs, b_cs),
+        "gemm: operand strides reach past the buffers"
+    );
+    let par = parallelism(m, n, k, allow_threads);
+    // SAFETY: the asserts above keep every index of a, b and dst in bounds;
+    // dst rows do not overlap (dst_rs >= n).
     unsafe {
         gemm::gemm(
             m,
@@ -171,7 +249,7 @@ fn gemm_with(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.as_ptr(),
             a_cs as isize,

@@ -6,6 +6,7 @@ pub mod conv;
 pub mod dropout;
 pub mod elementwise;
 pub mod indexing;
+pub mod linear;
 pub mod loss;
 pub mod matmul;
 pub mod norm;

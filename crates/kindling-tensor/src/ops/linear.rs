@@ -1,0 +1,99 @@
+//! The fully connected layer as one op: `y = x W^T + b`. Fused rather than
+//! composed from matmul and add because the bias is loaded into the output
+//! before the GEMM accumulates onto it (no second pass over y), and
+//! backward produces all three gradients from one contiguous `dy`.
+
+use crate::cpu::{matmul, reduce};
+use crate::{CpuStorage, Error, Result, Tensor};
+
+impl Tensor {
+    /// `self [.., in] @ weight[out, in]^T + bias[out]`, PyTorch's
+    /// `F.linear`. Leading dims are folded into one GEMM.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let fan_in = *self.shape().last().unwrap_or(&0);
+        let ok = self.rank() >= 1
+            && weight.rank() == 2
+            && weight.shape()[1] == fan_in
+            && bias.is_none_or(|b| b.shape() == [weight.shape()[0]]);
+        if !ok {
+            return Err(Error::shape(
+                "linear",
+                format!(
+                    "input {:?}, weight {:?} (must be [out, {fan_in}]), bias {:?} (must be [out])",
+                    self.shape(),
+                    weight.shape(),
+                    bias.map(|b| b.shape().to_vec())
+                ),
+            ));
+        }
+        let fan_out = weight.shape()[0];
+        let rows = self.numel() / fan_in.max(1);
+        let x = self.detach().contiguous()?;
+        let w = weight.detach().contiguous()?;
+        let y = x.with_f32(|xv| {
+            w.with_f32(|wv| match bias {
+                None => Ok(matmul::gemm_new(
+                    rows, fan_out, fan_in, xv, fan_in, 1, wv, 1, fan_in,
+                )),
+                Some(b) => b.with_f32(|bv| {
+                    let mut y = Vec::with_capacity(rows * fan_out);
+                    for _ in 0..rows {
+                        y.extend_from_slice(bv);
+                    }
+                    // W^T is W read with its strides swapped.
+                    matmul::gemm_strided(
+                        &mut y, rows, fan_out, fan_in, xv, fan_in, 1, wv, 1, fan_in, true,
+                    );
+                    y
+                }),
+            })
+        })???;
+        let mut shape = self.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = fan_out;
+        let inputs: Vec<&Tensor> = std::iter::once(self)
+            .chain(std::iter::once(weight))
+            .chain(bias)
+            .collect();
+        let (need_x, need_w) = (self.requires_grad(), weight.requires_grad());
+        let need_b = bias.is_some_and(|b| b.requires_grad());
+        let (x_shape, has_bias) = (self.shape().to_vec(), bias.is_some());
+        Ok(Tensor::from_op(
+            CpuStorage::F32(y),
+            &shape,
+            "linear",
+            &inputs,
+            move |g| {
+                let g = g.contiguous()?;
+                g.with_f32(|dy| -> Result<Vec<Option<Tensor>>> {
+                    // dx = dy W ; dW = dy^T x ; db = column sums of dy.
+                    let dx = if need_x {
+                        let v = w.with_f32(|wv| {
+                            matmul::gemm_new(rows, fan_in, fan_out, dy, fan_out, 1, wv, fan_in, 1)
+                        })?;
+                        Some(Tensor::from_vec(v, &x_shape)?)
+                    } else {
+                        None
+                    };
+                    let dw = if need_w {
+                        let v = x.with_f32(|xv| {
+                            matmul::gemm_new(fan_out, fan_in, rows, dy, 1, fan_out, xv, fan_in, 1)
+                        })?;
+                        Some(Tensor::from_vec(v, &[fan_out, fan_in])?)
+                    } else {
+                        None
+                    };
+                    let mut out = vec![dx, dw];
+                    if has_bias {
+                        out.push(if need_b {
+                            let v = reduce::sum_axis(dy, 1, rows, fan_out);
+                            Some(Tensor::from_vec(v, &[fan_out])?)
+                        } else {
+                            None
+                        });
+                    }
+                    Ok(out)
+                })?
+            },
+        ))
+    }
+}
