@@ -22,9 +22,10 @@ impl Tensor {
                 ),
             ));
         }
+        // The input is kept (not copied) for backward.
         let x = self.detach().contiguous()?;
-        let (xv, wv, bv) = (x.to_vec_f32()?, weight.to_vec_f32()?, bias.to_vec_f32()?);
-        let (y, mean, rstd) = layer_norm::forward(&xv, &wv, &bv, n, eps);
+        let (wv, bv) = (weight.to_vec_f32()?, bias.to_vec_f32()?);
+        let (y, mean, rstd) = x.with_f32(|xv| layer_norm::forward(xv, &wv, &bv, n, eps))?;
         let shape = self.shape().to_vec();
         Ok(Tensor::from_op(
             CpuStorage::F32(y),
@@ -32,8 +33,9 @@ impl Tensor {
             "layer_norm",
             &[self, weight, bias],
             move |g| {
-                let (dx, dw, db) =
-                    g.with_f32(|dy| layer_norm::backward(dy, &xv, &wv, &mean, &rstd, n))?;
+                let (dx, dw, db) = g.with_f32(|dy| {
+                    x.with_f32(|xv| layer_norm::backward(dy, xv, &wv, &mean, &rstd, n))
+                })??;
                 Ok(vec![
                     Some(Tensor::from_vec(dx, &shape)?),
                     Some(Tensor::from_vec(dw, &[n])?),
