@@ -56,6 +56,9 @@ pub struct TrainGpt {
     /// Give the output head its own weights instead of sharing the token embedding.
     #[arg(long)]
     pub untied: bool,
+    /// Biases in the Linear and LayerNorm layers (true or false; the preset decides by default).
+    #[arg(long)]
+    pub bias: Option<bool>,
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, default_value = "runs/gpt")]
@@ -91,7 +94,8 @@ impl TrainGpt {
             eval_interval,
             eval_iters,
             dropout,
-            seed
+            seed,
+            bias
         );
         if self.untied {
             o.tie_weights = false;

@@ -19,6 +19,15 @@ pub struct GptConfig {
     pub dropout: f32,
     /// Share the output head with the token embedding (Press & Wolf 2017).
     pub tie_weights: bool,
+    /// Biases in the Linear and LayerNorm layers. nanoGPT's default is
+    /// without (slightly better and faster); checkpoints written before
+    /// this option existed had them.
+    #[serde(default = "with_bias")]
+    pub bias: bool,
+}
+
+fn with_bias() -> bool {
+    true
 }
 
 impl GptConfig {
@@ -86,9 +95,10 @@ pub struct Gpt {
 /// nanoGPT's init: N(0, 0.02) weights, zero biases, and the residual
 /// projections scaled by 1/sqrt(2 n_layer) so the residual stream's variance
 /// does not grow with depth (GPT-2 paper, sec. 2.3).
-fn linear(inp: usize, out: usize, std: f32, rng: &mut Rng) -> Linear {
+fn linear(inp: usize, out: usize, std: f32, bias: bool, rng: &mut Rng) -> Linear {
     let weight = kindling_nn::init::normal(&[out, inp], std, rng);
-    Linear::from_tensors(weight, Some(kindling_nn::init::zeros(&[out]))).expect("shapes built here")
+    let bias = bias.then(|| kindling_nn::init::zeros(&[out]));
+    Linear::from_tensors(weight, bias).expect("shapes built here")
 }
 
 impl Attention {
@@ -123,22 +133,22 @@ impl Block {
 impl Gpt {
     pub fn new(config: GptConfig, rng: &mut Rng) -> Result<Gpt> {
         config.validate()?;
-        let (c, std) = (config.n_embd, 0.02);
+        let (c, std, bias) = (config.n_embd, 0.02, config.bias);
         let proj_std = std / (2.0 * config.n_layer as f32).sqrt();
         let wte = Embedding::new(config.vocab_size, c, std, rng);
         let wpe = Embedding::new(config.block_size, c, std, rng);
         let h = (0..config.n_layer)
             .map(|_| Block {
-                ln_1: LayerNorm::new(c),
+                ln_1: LayerNorm::with_bias(c, bias),
                 attn: Attention {
-                    c_attn: linear(c, 3 * c, std, rng),
-                    c_proj: linear(c, c, proj_std, rng),
+                    c_attn: linear(c, 3 * c, std, bias, rng),
+                    c_proj: linear(c, c, proj_std, bias, rng),
                     n_head: config.n_head,
                 },
-                ln_2: LayerNorm::new(c),
+                ln_2: LayerNorm::with_bias(c, bias),
                 mlp: Mlp {
-                    c_fc: linear(c, 4 * c, std, rng),
-                    c_proj: linear(4 * c, c, proj_std, rng),
+                    c_fc: linear(c, 4 * c, std, bias, rng),
+                    c_proj: linear(4 * c, c, proj_std, bias, rng),
                 },
             })
             .collect();
@@ -150,7 +160,7 @@ impl Gpt {
             wte,
             wpe,
             h,
-            ln_f: LayerNorm::new(c),
+            ln_f: LayerNorm::with_bias(c, bias),
             lm_head,
             config,
         })

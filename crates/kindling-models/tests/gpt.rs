@@ -15,6 +15,7 @@ fn tiny(tie: bool) -> Gpt {
         vocab_size: 7,
         dropout: 0.0,
         tie_weights: tie,
+        bias: true,
     };
     Gpt::new(config, &mut Rng::new(3)).unwrap()
 }

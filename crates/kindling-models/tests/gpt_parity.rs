@@ -36,6 +36,7 @@ fn model_from(f: &HashMap<String, Tensor>) -> Gpt {
         vocab_size: 11,
         dropout: 0.0,
         tie_weights: true,
+        bias: true,
     };
     let m = Gpt::new(config, &mut Rng::new(0)).unwrap();
     for (name, p) in m.named_parameters() {

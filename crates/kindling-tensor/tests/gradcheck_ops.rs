@@ -300,3 +300,19 @@ fn gradcheck_catches_a_wrong_gradient() {
         GradCheck::default().check(&[x], |x| x[0].detach().sqr()?.add(&x[0].mul_scalar(0.0)?));
     assert!(bad.is_err());
 }
+
+#[test]
+fn gelu_erf_gives_the_same_values_with_and_without_autograd() {
+    // Training computes GELU and its derivative in one fused pass; the
+    // values must equal the inference path's bit for bit.
+    let x = Tensor::arange(-6.0, 6.0, 0.01).unwrap();
+    let plain = x.gelu_erf().unwrap().to_vec_f32().unwrap();
+    let tracked = x
+        .clone()
+        .requires_grad_(true)
+        .gelu_erf()
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    assert_eq!(plain, tracked);
+}

@@ -44,6 +44,14 @@ pub struct GptTrainOptions {
     pub dropout: f32,
     pub seed: u64,
     pub tie_weights: bool,
+    /// Biases in Linear and LayerNorm layers (runs from before this option
+    /// had them).
+    #[serde(default = "yes")]
+    pub bias: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl GptTrainOptions {
@@ -68,6 +76,7 @@ impl GptTrainOptions {
             dropout: 0.0,
             seed: 1337,
             tie_weights: true,
+            bias: true,
         }
     }
 
@@ -93,6 +102,7 @@ impl GptTrainOptions {
             vocab_size,
             dropout: self.dropout,
             tie_weights: self.tie_weights,
+            bias: self.bias,
         }
     }
 

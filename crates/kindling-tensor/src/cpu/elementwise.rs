@@ -53,6 +53,46 @@ impl<F: simd::Map<f32, f32>> simd::Kernel for Map1<'_, F> {
     }
 }
 
+/// `f` returning two values per element, into two new vectors (an
+/// activation and its derivative, say), single-threaded.
+pub fn map1_pair<F: simd::Map<f32, (f32, f32)>>(src: &[f32], f: F) -> (Vec<f32>, Vec<f32>) {
+    let n = src.len();
+    let (mut a, mut b) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    simd::dispatch(MapPair(
+        &mut a.spare_capacity_mut()[..n],
+        &mut b.spare_capacity_mut()[..n],
+        src,
+        &f,
+    ));
+    // SAFETY: MapPair wrote every element of both (lengths asserted equal).
+    unsafe {
+        a.set_len(n);
+        b.set_len(n);
+    }
+    (a, b)
+}
+
+struct MapPair<'a, F>(
+    &'a mut [MaybeUninit<f32>],
+    &'a mut [MaybeUninit<f32>],
+    &'a [f32],
+    &'a F,
+);
+
+impl<F: simd::Map<f32, (f32, f32)>> simd::Kernel for MapPair<'_, F> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let MapPair(a, b, s, f) = self;
+        assert!(a.len() == s.len() && b.len() == s.len());
+        for ((p, q), &x) in a.iter_mut().zip(b.iter_mut()).zip(s) {
+            let (u, v) = f.apply(x);
+            p.write(u);
+            q.write(v);
+        }
+    }
+}
+
 /// `f(a[i], b[i])` over two contiguous slices of one length, like `map1`.
 pub fn map2<T: Copy + Send + Sync, F: simd::Map<(f32, f32), T>>(
     a: &[f32],

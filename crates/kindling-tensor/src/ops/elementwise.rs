@@ -31,6 +31,27 @@ fn gelu_erf_grad(x: f32) -> f32 {
         * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
     cdf + x * pdf
 }
+/// `(gelu(x), gelu'(x))` sharing one exponential: erf's exp(-x²/2) is
+/// also the Gaussian density's.
+#[derive(Clone, Copy)]
+struct GeluErfWithGrad;
+
+impl crate::cpu::simd::Map<f32, (f32, f32)> for GeluErfWithGrad {
+    #[inline(always)]
+    fn apply(&self, x: f32) -> (f32, f32) {
+        let a = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+        let t = 1.0 / (1.0 + 0.327_591_1 * a);
+        let poly = t
+            * (0.254_829_6
+                + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+        let e = exp(-a * a);
+        let erf = (1.0 - poly * e).copysign(x);
+        let cdf = 0.5 * (1.0 + erf);
+        let pdf = e * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
+        (x * cdf, cdf + x * pdf)
+    }
+}
+
 map_fn! {
     GeluTanh: |x| gelu_tanh(x);
     GeluErf: |x| gelu_erf(x);
@@ -185,8 +206,22 @@ impl Tensor {
         self.unary(Unary::GeluTanh)
     }
     /// GELU with the exact Gaussian CDF.
+    /// In training the derivative is computed in the same pass (both
+    /// need the same exponential) and kept, so backward is one multiply.
     pub fn gelu_erf(&self) -> Result<Tensor> {
-        self.unary(Unary::GeluErf)
+        if !(crate::is_grad_enabled() && self.requires_grad()) {
+            return self.unary(Unary::GeluErf);
+        }
+        let x = self.detach().contiguous()?;
+        let (y, d) = x.with_f32(|xv| k::map1_pair(xv, GeluErfWithGrad))?;
+        let d = Tensor::from_vec(d, self.shape())?;
+        Ok(Tensor::from_op(
+            CpuStorage::F32(y),
+            self.shape(),
+            "gelu_erf",
+            &[self],
+            move |g| Ok(vec![Some(g.mul(&d)?)]),
+        ))
     }
     /// Heaviside step, 1 where x > 0: the McCulloch-Pitts threshold. No gradient.
     pub fn step(&self) -> Result<Tensor> {
