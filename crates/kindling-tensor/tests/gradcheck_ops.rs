@@ -184,6 +184,17 @@ fn linear_matches_finite_differences_and_matmul_plus_bias() {
             assert!((p - q).abs() < 1e-5, "{p} vs {q}");
         }
     }
+    // fan_in a multiple of 256 takes the transposed-copy path.
+    let (x, w, b) = (
+        randn(&[64, 256], &mut rng),
+        randn(&[5, 256], &mut rng),
+        randn(&[5], &mut rng),
+    );
+    let fused = x.linear(&w, Some(&b)).unwrap().to_vec_f32().unwrap();
+    let composed = x.matmul(&w.t().unwrap()).unwrap().add(&b).unwrap();
+    for (p, q) in fused.iter().zip(composed.to_vec_f32().unwrap()) {
+        assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+    }
     // A transposed (non-contiguous) input, and a shape mismatch named.
     let x = randn(&[4, 5], &mut rng);
     let w = randn(&[3, 4], &mut rng);
