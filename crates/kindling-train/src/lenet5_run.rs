@@ -4,6 +4,7 @@
 //! picks up after the last finished epoch and ends at the same result.
 
 use crate::classify::evaluate;
+use crate::data_parallel::DataParallel;
 use crate::fgsm;
 use crate::plot::{save_panels, Panel, Series};
 use crate::progress::bar;
@@ -195,6 +196,8 @@ pub fn train(
         .and_then(|m| m["val_accuracy"].as_f64())
         .unwrap_or(0.0) as f32;
     let last_epoch = stop_after.map_or(opts.epochs, |k| (first_epoch + k).min(opts.epochs));
+    let params = model.parameters();
+    let dp = DataParallel::new(kindling_tensor::num_threads())?;
     for epoch in first_epoch..last_epoch {
         let pb = bar(
             data.train.len() as u64,
@@ -216,11 +219,10 @@ pub fn train(
                 None => (images, labels.clone()),
             };
             opt.zero_grad();
-            let loss = model.forward(&images)?.cross_entropy(&targets, None)?;
-            loss.backward()?;
+            let loss = sharded_loss_backward(&dp, &model, &images, &targets, &params)?;
             opt.step()?;
             let b = labels.numel();
-            loss_sum += loss.item()? as f64 * b as f64;
+            loss_sum += loss as f64 * b as f64;
             seen += b;
             pb.inc(b as u64);
             if step % 20 == 0 {
@@ -380,11 +382,12 @@ pub fn bench(
     if batches.is_empty() {
         return Err("bench: not enough images for one batch".into());
     }
+    let params = model.parameters();
+    let dp = DataParallel::new(kindling_tensor::num_threads())?;
     let mut run_step = |i: usize| -> Result<()> {
         let (images, labels) = &batches[i % batches.len()];
         opt.zero_grad();
-        let loss = model.forward(images)?.cross_entropy(labels, None)?;
-        loss.backward()?;
+        sharded_loss_backward(&dp, &model, images, labels, &params)?;
         opt.step()?;
         Ok(())
     };
@@ -401,4 +404,20 @@ pub fn bench(
         ms_per_step: dt * 1000.0 / steps as f64,
         peak_rss_mb: peak_rss_mb().unwrap_or(0.0),
     })
+}
+
+/// Forward and backward of one batch spread over `dp`'s shards (one per
+/// thread); leaves the summed gradients in `params` and returns the mean loss.
+fn sharded_loss_backward(
+    dp: &DataParallel,
+    model: &LeNet5,
+    images: &Tensor,
+    targets: &Tensor,
+    params: &[Tensor],
+) -> Result<f32> {
+    Ok(dp.backward(images.shape()[0], params, |start, len| {
+        model
+            .forward(&images.narrow(0, start, len)?)?
+            .cross_entropy(&targets.narrow(0, start, len)?, None)
+    })?)
 }
