@@ -240,12 +240,15 @@ class GPT(nn.Module):
         return torch.cat(out, dim=1)
 
 
-def configure_optimizer(model, lr, weight_decay, betas=(0.9, 0.99), eps=1e-8):
+def configure_optimizer(model, lr, weight_decay, betas=(0.9, 0.99), eps=1e-8,
+                        decay_embeddings=False):
     """AdamW with decay on 2-D weights except the embeddings (wte is also the
-    tied head); biases, LayerNorm params and embeddings are not decayed."""
+    tied head); biases, LayerNorm params and embeddings are not decayed.
+    decay_embeddings=True decays every 2-D tensor, as nanoGPT does."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if p.dim() >= 2 and not name.startswith(("wte.", "wpe.")):
+        embedding = name.startswith(("wte.", "wpe."))
+        if p.dim() >= 2 and (decay_embeddings or not embedding):
             decay.append(p)
         else:
             no_decay.append(p)
@@ -332,6 +335,10 @@ def parse_args():
     p.add_argument("--eval-interval", type=int, default=250)
     p.add_argument("--eval-iters", type=int, default=20)
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--no-bias", action="store_true",
+                   help="no biases in Linear/LayerNorm (nanoGPT's default, bias=False)")
+    p.add_argument("--decay-embeddings", action="store_true",
+                   help="weight decay on the embeddings too (nanoGPT's rule: every 2-D tensor)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--sdpa", action="store_true",
                    help="use F.scaled_dot_product_attention instead of explicit softmax attention")
@@ -356,12 +363,14 @@ def main():
 
     chars, train_data, val_data = load_data(args.data or default_data_path())
     cfg = GPTConfig(vocab_size=len(chars), block_size=args.block_size, n_layer=args.n_layer,
-                    n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout)
+                    n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout,
+                    bias=not args.no_bias)
     model = GPT(cfg, sdpa=args.sdpa)
     attention = "sdpa" if args.sdpa else "explicit"
     log(f"torch {torch.__version__}, threads {torch.get_num_threads()}, vocab {len(chars)}, "
         f"params {model.num_params():,}, attention {attention}")
-    opt = configure_optimizer(model, args.lr, args.weight_decay)
+    opt = configure_optimizer(model, args.lr, args.weight_decay,
+                              decay_embeddings=args.decay_embeddings)
     # Separate streams: eval batches must not shift the training batch sequence.
     batch_gen = torch.Generator().manual_seed(args.seed)
     eval_gen = torch.Generator().manual_seed(args.seed + 1)
