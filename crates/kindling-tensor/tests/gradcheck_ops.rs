@@ -195,6 +195,15 @@ fn linear_matches_finite_differences_and_matmul_plus_bias() {
     for (p, q) in fused.iter().zip(composed.to_vec_f32().unwrap()) {
         assert!((p - q).abs() < 1e-4, "{p} vs {q}");
     }
+    // No input features: the output is the bias on every row.
+    let y = Tensor::zeros(&[4, 0])
+        .linear(
+            &Tensor::zeros(&[3, 0]),
+            Some(&Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).unwrap()),
+        )
+        .unwrap();
+    assert_eq!(y.shape(), [4, 3]);
+    assert_eq!(y.to_vec_f32().unwrap(), [1.0, 2.0, 3.0].repeat(4));
     // A transposed (non-contiguous) input, and a shape mismatch named.
     let x = randn(&[4, 5], &mut rng);
     let w = randn(&[3, 4], &mut rng);

@@ -51,47 +51,42 @@ impl DataParallel {
             .collect()
     }
 
-    /// Runs `loss_of(start, len)` for each shard of a batch of `rows` on its
-    /// own thread, backpropagates each loss weighted by its shard's share
-    /// of the rows (so the sum is the whole batch's mean-loss gradient), and
-    /// adds the summed gradients into the `.grad()` of `params`. Returns the
-    /// whole batch's loss, the same weighted sum.
+    /// Runs `loss_of(shard, start, len)` for each shard of a batch of
+    /// `rows` on its own thread, backpropagates each loss weighted by its
+    /// shard's share of the rows, and adds the summed gradients into the
+    /// `.grad()` of `params` (distinct tensors; leaves not listed get no
+    /// gradient). Returns the whole batch's loss, the same weighted sum.
+    ///
+    /// The weighting makes the result the whole batch's gradient when each
+    /// shard's loss is a mean over its rows with every row counting the
+    /// same (cross-entropy over full sequences, as here); a loss that skips
+    /// some targets would need its own weights.
     pub fn backward(
         &self,
         rows: usize,
         params: &[Tensor],
-        loss_of: impl Fn(usize, usize) -> Result<Tensor> + Sync,
+        loss_of: impl Fn(usize, usize, usize) -> Result<Tensor> + Sync,
     ) -> Result<f32> {
+        if rows == 0 {
+            return Err(kindling_tensor::Error::msg(
+                "data-parallel step on an empty batch",
+            ));
+        }
         let parts = Self::split(rows, self.shards());
-        let shard = |&(start, len): &(usize, usize)| -> Result<(f32, kindling_tensor::Gradients)> {
+        let parts: Vec<(usize, (usize, usize))> = parts.into_iter().enumerate().collect();
+        let shard = |&(i, (start, len)): &(usize, (usize, usize))| -> Result<(f32, kindling_tensor::Gradients)> {
             let w = len as f32 / rows as f32;
-            let loss = loss_of(start, len)?;
+            let loss = loss_of(i, start, len)?;
             let grads = loss.gradients_with(Tensor::full(loss.shape(), w))?;
             Ok((w * loss.item()?, grads))
         };
-        let results: Vec<Result<(f32, kindling_tensor::Gradients)>> = if parts.len() == 1 {
-            vec![self.pools[0].install(|| shard(&parts[0]))]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = parts
-                    .iter()
-                    .zip(&self.pools)
-                    .skip(1)
-                    .map(|(p, pool)| s.spawn(|| pool.install(|| shard(p))))
-                    .collect();
-                let mut out = vec![self.pools[0].install(|| shard(&parts[0]))];
-                out.extend(
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("a shard thread panicked")),
-                );
-                out
-            })
-        };
+        let mut results: Vec<Option<Result<(f32, kindling_tensor::Gradients)>>> =
+            parts.iter().map(|_| None).collect();
+        run_on_pools(&self.pools, &parts, &shard, &mut results);
         let mut loss = 0f32;
         let mut all = Vec::with_capacity(results.len());
         for r in results {
-            let (l, g) = r?;
+            let (l, g) = r.expect("every shard ran")?;
             loss += l;
             all.push(g);
         }
@@ -121,6 +116,27 @@ impl DataParallel {
     }
 }
 
+/// `f(part)` for each part, part i on pool i, all at once, results in
+/// order. Pool i's work is spawned into it while the calling thread goes on
+/// to the next pool (the last runs through `install`, blocking until done):
+/// no thread is created per call.
+fn run_on_pools<P: Sync, R: Send>(
+    pools: &[rayon::ThreadPool],
+    parts: &[P],
+    f: &(impl Fn(&P) -> R + Sync),
+    out: &mut [Option<R>],
+) {
+    match (pools, parts, out) {
+        ([pool, ..], [part], [slot]) => *slot = Some(pool.install(|| f(part))),
+        ([pool, more_pools @ ..], [part, more_parts @ ..], [slot, more_slots @ ..]) => pool
+            .in_place_scope(|s| {
+                s.spawn(|_| *slot = Some(f(part)));
+                run_on_pools(more_pools, more_parts, f, more_slots);
+            }),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,17 +156,17 @@ mod tests {
         let w = Tensor::randn(&[4, 2], 0.0, 1.0, &mut rng).requires_grad_(true);
         let x = Tensor::randn(&[7, 4], 0.0, 1.0, &mut rng);
         let y = Tensor::randn(&[7, 2], 0.0, 1.0, &mut rng);
-        let loss_of = |start: usize, len: usize| {
+        let loss_of = |_shard: usize, start: usize, len: usize| {
             x.narrow(0, start, len)?
                 .matmul(&w)?
                 .mse_loss(&y.narrow(0, start, len)?)
         };
-        let whole = loss_of(0, 7).unwrap();
+        let whole = loss_of(0, 0, 7).unwrap();
         whole.backward().unwrap();
         let want = w.grad().unwrap().to_vec_f32().unwrap();
         w.zero_grad();
         let dp = DataParallel::new(3).unwrap();
-        let got_loss = dp.backward(7, &[w.clone()], loss_of).unwrap();
+        let got_loss = dp.backward(7, std::slice::from_ref(&w), loss_of).unwrap();
         let got = w.grad().unwrap().to_vec_f32().unwrap();
         assert!((got_loss - whole.item().unwrap()).abs() < 1e-5);
         for (a, b) in got.iter().zip(&want) {

@@ -268,11 +268,10 @@ pub fn train_step(
     )?;
     opt.set_lr(schedule(opts).lr_at(iter));
     opt.zero_grad();
-    let loss = dp.backward(opts.batch_size, params, |start, len| {
+    let loss = dp.backward(opts.batch_size, params, |shard, start, len| {
         // Dropout masks: one stream per shard (shard 0 keeps the
         // single-thread stream).
-        let shard = (start * dp.shards() / opts.batch_size) as u64;
-        let mut drop_rng = stream(opts.seed, 2 + 1000 * shard, iter);
+        let mut drop_rng = stream(opts.seed, 2 + 1000 * shard as u64, iter);
         model
             .forward_ids(&x.narrow(0, start, len)?, Some(&mut drop_rng))?
             .cross_entropy(&y.narrow(0, start, len)?, None)

@@ -415,9 +415,11 @@ fn sharded_loss_backward(
     targets: &Tensor,
     params: &[Tensor],
 ) -> Result<f32> {
-    Ok(dp.backward(images.shape()[0], params, |start, len| {
-        model
-            .forward(&images.narrow(0, start, len)?)?
-            .cross_entropy(&targets.narrow(0, start, len)?, None)
-    })?)
+    Ok(
+        dp.backward(images.shape()[0], params, |_shard, start, len| {
+            model
+                .forward(&images.narrow(0, start, len)?)?
+                .cross_entropy(&targets.narrow(0, start, len)?, None)
+        })?,
+    )
 }

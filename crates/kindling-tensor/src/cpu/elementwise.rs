@@ -103,8 +103,7 @@ pub fn map2<T: Copy + Send + Sync, F: simd::Map<(f32, f32), T>>(
     let n = a.len();
     let mut out = Vec::with_capacity(n);
     let dst = &mut out.spare_capacity_mut()[..n];
-    let piece =
-        |(d, (x, y)): (&mut [MaybeUninit<T>], (&[f32], &[f32]))| simd::dispatch(Map2(d, x, y, &f));
+    let piece = |(d, (x, y)): Piece2<T>| simd::dispatch(Map2(d, x, y, &f));
     if n >= PARALLEL_MIN_ELEMS {
         dst.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
@@ -116,6 +115,9 @@ pub fn map2<T: Copy + Send + Sync, F: simd::Map<(f32, f32), T>>(
     unsafe { out.set_len(n) };
     out
 }
+
+/// A destination chunk and its two source chunks.
+type Piece2<'a, T> = (&'a mut [MaybeUninit<T>], (&'a [f32], &'a [f32]));
 
 struct Map2<'a, T, F>(&'a mut [MaybeUninit<T>], &'a [f32], &'a [f32], &'a F);
 

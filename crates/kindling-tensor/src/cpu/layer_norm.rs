@@ -7,6 +7,14 @@ use super::reduce::sum_slice;
 use super::{simd, PARALLEL_MIN_ELEMS};
 use rayon::prelude::*;
 
+/// A block of rows as the forward task takes it: (y, x), (mean, rstd).
+type ForwardTask<'a> = ((&'a mut [f32], &'a [f32]), (&'a mut [f32], &'a mut [f32]));
+/// dx, ((dy, x), (mean, rstd)).
+type BackwardTask<'a> = (
+    &'a mut [f32],
+    ((&'a [f32], &'a [f32]), (&'a [f32], &'a [f32])),
+);
+
 /// Rows per parallel task.
 fn rows_per_task(n: usize) -> usize {
     (PARALLEL_MIN_ELEMS / 4 / n.max(1)).max(1)
@@ -28,7 +36,7 @@ pub fn forward(
         return (y, mean, rstd);
     }
     let r = rows_per_task(n);
-    let task = |((y, x), (mean, rstd)): ((&mut [f32], &[f32]), (&mut [f32], &mut [f32]))| {
+    let task = |((y, x), (mean, rstd)): ForwardTask| {
         simd::dispatch(Forward {
             y,
             x,
@@ -134,18 +142,17 @@ pub fn backward(
         n,
     });
     let r = rows_per_task(n);
-    let task =
-        |(dx, ((dy, x), (mean, rstd))): (&mut [f32], ((&[f32], &[f32]), (&[f32], &[f32])))| {
-            simd::dispatch(InputGrad {
-                dx,
-                dy,
-                x,
-                w,
-                mean,
-                rstd,
-                n,
-            })
-        };
+    let task = |(dx, ((dy, x), (mean, rstd))): BackwardTask| {
+        simd::dispatch(InputGrad {
+            dx,
+            dy,
+            x,
+            w,
+            mean,
+            rstd,
+            n,
+        })
+    };
     if x.len() >= PARALLEL_MIN_ELEMS {
         dx.par_chunks_mut(n * r)
             .zip(

@@ -198,9 +198,15 @@ fn parallelism(m: usize, n: usize, k: usize, allow_threads: bool) -> gemm::Paral
     }
 }
 
-/// Index one past the last element a `rows x cols` strided view touches.
+/// Index one past the last element a `rows x cols` strided view touches
+/// (`usize::MAX` if that overflows, so a bounds check against it fails).
+/// Callers pass rows, cols >= 1.
 fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
-    (rows - 1) * rs + (cols - 1) * cs + 1
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|a| (cols - 1).checked_mul(cs).and_then(|b| a.checked_add(b)))
+        .and_then(|x| x.checked_add(1))
+        .unwrap_or(usize::MAX)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -35,15 +35,18 @@ impl Level {
 fn detect() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f")
+        // Exactly the features the wrappers below enable: enabling one the
+        // CPU lacks would be undefined behaviour.
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if avx2
+            && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512dq")
             && is_x86_feature_detected!("avx512vl")
-            && is_x86_feature_detected!("fma")
         {
             return Level::Avx512;
         }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        if avx2 {
             return Level::Avx2;
         }
     }
@@ -80,7 +83,7 @@ pub fn dispatch<K: Kernel>(k: K) -> K::Output {
     #[cfg(target_arch = "x86_64")]
     {
         match level() {
-            // SAFETY: `level()` only reports features cpuid says are present.
+            // SAFETY: `detect()` checked every feature these wrappers enable.
             Level::Avx512 => return unsafe { run_avx512(k) },
             Level::Avx2 => return unsafe { run_avx2(k) },
             Level::Baseline => {}
@@ -90,13 +93,13 @@ pub fn dispatch<K: Kernel>(k: K) -> K::Output {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
 unsafe fn run_avx512<K: Kernel>(k: K) -> K::Output {
     k.run()
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt")]
+#[target_feature(enable = "avx2,fma")]
 unsafe fn run_avx2<K: Kernel>(k: K) -> K::Output {
     k.run()
 }

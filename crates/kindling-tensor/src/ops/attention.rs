@@ -11,10 +11,11 @@ impl Tensor {
     /// side, and the probabilities `[B, H, T, T]`. Query i sees keys 0..=i.
     pub fn causal_self_attention(&self, n_head: usize) -> Result<(Tensor, Tensor)> {
         let s = self.shape().to_vec();
-        if s.len() != 3 || n_head == 0 || !s[2].is_multiple_of(3 * n_head) {
+        if s.len() != 3 || n_head == 0 || s[1] == 0 || s[2] == 0 || !s[2].is_multiple_of(3 * n_head)
+        {
             return Err(Error::shape(
                 "causal_self_attention",
-                format!("qkv {s:?} must be [B, T, 3C] with C divisible by {n_head} heads"),
+                format!("qkv {s:?} must be [B, T, 3C], T and C at least 1, C divisible by {n_head} heads"),
             ));
         }
         let c = s[2] / 3;

@@ -27,7 +27,7 @@ impl Tensor {
             ));
         }
         let fan_out = weight.shape()[0];
-        let rows = self.numel() / fan_in.max(1);
+        let rows: usize = self.shape()[..self.rank() - 1].iter().product();
         let x = self.detach().contiguous()?;
         let w = weight.detach().contiguous()?;
         let y = x.with_f32(|xv| {
@@ -38,7 +38,7 @@ impl Tensor {
                 // GFLOP/s against 113 from a transposed copy, on Zen 4), and
                 // a tiled transpose is cheaper than the loss.
                 let wt;
-                let (wb, w_rs, w_cs) = if fan_in % 256 == 0 && rows >= 64 {
+                let (wb, w_rs, w_cs) = if fan_in.is_multiple_of(256) && rows >= 64 {
                     wt = copy::transpose(wv, fan_out, fan_in);
                     (&wt[..], fan_out, 1)
                 } else {
@@ -98,7 +98,11 @@ impl Tensor {
                     let mut out = vec![dx, dw];
                     if has_bias {
                         out.push(if need_b {
-                            let v = reduce::sum_axis(dy, 1, rows, fan_out);
+                            let v = if fan_out == 0 {
+                                Vec::new()
+                            } else {
+                                reduce::sum_axis(dy, 1, rows, fan_out)
+                            };
                             Some(Tensor::from_vec(v, &[fan_out])?)
                         } else {
                             None
