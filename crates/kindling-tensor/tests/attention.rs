@@ -39,16 +39,22 @@ fn causal_attention_matches_finite_differences() {
 
 #[test]
 fn fused_attention_equals_the_composed_ops() {
+    // T = 7 fits one block of the causal products; T = 70 takes three.
+    fused_equals_composed(&[2, 3, 7, 4]);
+    fused_equals_composed(&[1, 2, 70, 3]);
+}
+
+fn fused_equals_composed(shape: &[usize]) {
     let mut rng = Rng::new(32);
-    let shape = [2, 3, 7, 4];
+    let t = shape[2];
     let leaves: Vec<Tensor> = (0..3)
-        .map(|_| Tensor::randn(&shape, 0.0, 1.0, &mut rng).requires_grad_(true))
+        .map(|_| Tensor::randn(shape, 0.0, 1.0, &mut rng).requires_grad_(true))
         .collect();
     let copies: Vec<Tensor> = leaves
         .iter()
         .map(|t| t.copy().unwrap().requires_grad_(true))
         .collect();
-    let gout = Tensor::randn(&shape, 0.0, 1.0, &mut rng);
+    let gout = Tensor::randn(shape, 0.0, 1.0, &mut rng);
     let (fused, probs) = leaves[0]
         .causal_attention_with_probs(&leaves[1], &leaves[2])
         .unwrap();
@@ -78,7 +84,7 @@ fn fused_attention_equals_the_composed_ops() {
     }
     // Probabilities: rows sum to one, nothing above the diagonal.
     let p = probs.to_vec_f32().unwrap();
-    for row in p.chunks(7).take(7) {
+    for row in p.chunks(t).take(t) {
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
     assert_eq!(p[1], 0.0);
@@ -92,6 +98,12 @@ fn packed_qkv_attention_matches_finite_differences_and_the_split_heads_op() {
     let qkv = Tensor::randn(&[b, t, 3 * c], 0.0, 1.0, &mut rng);
     gradcheck(std::slice::from_ref(&qkv), |x| {
         Ok(x[0].causal_self_attention(h)?.0)
+    })
+    .unwrap();
+    // Longer than one block of the causal products (32): two blocks.
+    let long = Tensor::randn(&[1, 40, 6], 0.0, 1.0, &mut rng);
+    gradcheck(std::slice::from_ref(&long), |x| {
+        Ok(x[0].causal_self_attention(1)?.0)
     })
     .unwrap();
     // Same numbers as splitting the heads out and calling causal_attention.

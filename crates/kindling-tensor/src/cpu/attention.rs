@@ -29,6 +29,15 @@ impl AttentionGeometry {
     }
 }
 
+/// Query (or key) blocks of the causal products: `(start, len)` pieces of
+/// `0..t`. Block by block, the products skip the part above the diagonal
+/// (a quarter of the work at T = 2 blocks, nearly half for many).
+const BLOCK: usize = 32;
+
+fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..t).step_by(BLOCK).map(move |s| (s, BLOCK.min(t - s)))
+}
+
 fn parallel(g: &AttentionGeometry) -> bool {
     g.batch > 1 && g.batch * g.heads * g.t * g.t * g.d >= super::PARALLEL_MIN_ELEMS
 }
@@ -45,10 +54,18 @@ pub fn forward(qkv: &[f32], g: &AttentionGeometry) -> (Vec<f32>, Vec<f32>) {
         for (hi, p) in pb.chunks_exact_mut(t * t).enumerate() {
             let (q, k, v) = (&x[hi * d..], &x[c + hi * d..], &x[2 * c + hi * d..]);
             // S = Q K^T: rows of Q and K are 3C apart, K read transposed.
-            gemm_serial_into(p, t, t, t, d, q, 3 * c, 1, k, 1, 3 * c, false);
+            // A block of queries needs only the keys up to its last row.
+            for (r0, rows) in blocks(t) {
+                let keys = r0 + rows;
+                let (dst, qr) = (&mut p[r0 * t..], &q[r0 * 3 * c..]);
+                gemm_serial_into(dst, t, rows, keys, d, qr, 3 * c, 1, k, 1, 3 * c, false);
+            }
             simd::dispatch(CausalSoftmax { p, t, scale });
             // Y_h = P V, written into columns hi*D.. of the [T, C] output.
-            gemm_serial_into(&mut yb[hi * d..], c, t, d, t, p, t, 1, v, 3 * c, 1, false);
+            for (r0, rows) in blocks(t) {
+                let (dst, pr) = (&mut yb[r0 * c + hi * d..], &p[r0 * t..]);
+                gemm_serial_into(dst, c, rows, d, r0 + rows, pr, t, 1, v, 3 * c, 1, false);
+            }
         }
     };
     if parallel(g) {
@@ -79,23 +96,21 @@ pub fn backward(dy: &[f32], qkv: &[f32], probs: &[f32], g: &AttentionGeometry) -
             let (q, k, v) = (&x[hi * d..], &x[c + hi * d..], &x[2 * c + hi * d..]);
             let p = &probs[(b * h + hi) * t * t..][..t * t];
             let dyh = &dyb[hi * d..];
+            // Row blocks (queries r0..r0+rows) see keys ..r0+rows; key
+            // blocks (keys c0..c0+cols) are seen by queries c0.. only.
             // dV = P^T dY
-            gemm_serial_into(
-                &mut dx[2 * c + hi * d..],
-                3 * c,
-                t,
-                d,
-                t,
-                p,
-                1,
-                t,
-                dyh,
-                c,
-                1,
-                false,
-            );
+            for (c0, cols) in blocks(t) {
+                let dst = &mut dx[2 * c + hi * d + c0 * 3 * c..];
+                let (pt, dyr) = (&p[c0 * t + c0..], &dyh[c0 * c..]);
+                gemm_serial_into(dst, 3 * c, cols, d, t - c0, pt, 1, t, dyr, c, 1, false);
+            }
             // dP = dY V^T, then dS = P (dP - rowsum(P dP)) * scale in place
-            gemm_serial_into(&mut ds, t, t, t, d, dyh, c, 1, v, 1, 3 * c, false);
+            // (entries above the diagonal end as 0 whatever dP held there).
+            for (r0, rows) in blocks(t) {
+                let dyr = &dyh[r0 * c..];
+                let dst = &mut ds[r0 * t..];
+                gemm_serial_into(dst, t, rows, r0 + rows, d, dyr, c, 1, v, 1, 3 * c, false);
+            }
             simd::dispatch(SoftmaxBackward {
                 p,
                 ds: &mut ds,
@@ -103,34 +118,41 @@ pub fn backward(dy: &[f32], qkv: &[f32], probs: &[f32], g: &AttentionGeometry) -
                 scale,
             });
             // dQ = dS K ; dK = dS^T Q
-            gemm_serial_into(
-                &mut dx[hi * d..],
-                3 * c,
-                t,
-                d,
-                t,
-                &ds,
-                t,
-                1,
-                k,
-                3 * c,
-                1,
-                false,
-            );
-            gemm_serial_into(
-                &mut dx[c + hi * d..],
-                3 * c,
-                t,
-                d,
-                t,
-                &ds,
-                1,
-                t,
-                q,
-                3 * c,
-                1,
-                false,
-            );
+            for (r0, rows) in blocks(t) {
+                let (dst, dsr) = (&mut dx[hi * d + r0 * 3 * c..], &ds[r0 * t..]);
+                gemm_serial_into(
+                    dst,
+                    3 * c,
+                    rows,
+                    d,
+                    r0 + rows,
+                    dsr,
+                    t,
+                    1,
+                    k,
+                    3 * c,
+                    1,
+                    false,
+                );
+            }
+            for (c0, cols) in blocks(t) {
+                let dst = &mut dx[c + hi * d + c0 * 3 * c..];
+                let (dst_t, qr) = (&ds[c0 * t + c0..], &q[c0 * 3 * c..]);
+                gemm_serial_into(
+                    dst,
+                    3 * c,
+                    cols,
+                    d,
+                    t - c0,
+                    dst_t,
+                    1,
+                    t,
+                    qr,
+                    3 * c,
+                    1,
+                    false,
+                );
+            }
         }
     };
     if parallel(g) {
