@@ -5,9 +5,9 @@
 use crate::layout::Layout;
 
 /// Row and column strides of the last two dims (as gemm wants them).
-fn mat_strides(l: &Layout) -> (isize, isize) {
+fn mat_strides(l: &Layout) -> (usize, usize) {
     let r = l.rank();
-    (l.strides()[r - 2] as isize, l.strides()[r - 1] as isize)
+    (l.strides()[r - 2], l.strides()[r - 1])
 }
 
 /// `a @ b` where `la` is `[batch..., m, k]` and `lb` is `[batch..., k, n]`,
@@ -40,44 +40,20 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
     let threads = rayon::current_num_threads();
     // Many small matrices: one thread per matrix. Few large ones: gemm's own threads.
     let small = m * n * k < 48 * 48 * 48;
-    let run = |dst: &mut [f32], (oa, ob): (usize, usize), par: gemm::Parallelism| unsafe {
-        // SAFETY: offsets and strides come from layouts validated against the
-        // buffers' lengths; dst is a distinct m*n contiguous block.
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr().add(oa),
-            a_cs,
-            a_rs,
-            b.as_ptr().add(ob),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
+    let run = |dst: &mut [f32], (oa, ob): (usize, usize), threads: bool| {
+        let (a, b) = (&a[oa..], &b[ob..]);
+        gemm_with(
+            dst, n, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, false, threads,
         )
     };
     if batch > 1 && small && threads > 1 {
         use rayon::prelude::*;
         out.par_chunks_mut(m * n)
             .zip(offsets.par_iter())
-            .for_each(|(dst, &o)| run(dst, o, gemm::Parallelism::None));
+            .for_each(|(dst, &o)| run(dst, o, false));
     } else {
-        let par = if threads > 1 && m * n * k >= 32 * 32 * 32 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
         for (dst, &o) in out.chunks_mut(m * n).zip(&offsets) {
-            run(dst, o, par);
+            run(dst, o, true);
         }
     }
     out
@@ -154,39 +130,69 @@ pub fn gemm_new(
     if m == 0 || n == 0 || k == 0 {
         return vec![0f32; m * n];
     }
-    assert!(
-        a.len() >= span(m, k, a_rs, a_cs) && b.len() >= span(k, n, b_rs, b_cs),
-        "gemm: operand strides reach past the buffers"
-    );
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    // SAFETY: operand bounds are asserted above; the destination is m*n
-    // allocated elements with rows n apart, which gemm only writes (it does
-    // not read dst when told not to). The length is set once it is written.
+    // SAFETY: the destination is m*n allocated elements with rows n apart,
+    // which gemm only writes (it does not read dst when told not to); the
+    // length is set once it is written.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        raw_gemm(
             out.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            0.0,
-            1.0,
-            false,
-            false,
+            n,
+            (m, n, k),
+            (a, a_rs, a_cs),
+            (b, b_rs, b_cs),
             false,
             parallelism(m, n, k, true),
         );
         out.set_len(m * n);
     }
     out
+}
+
+/// The one call into `gemm`: `dst (+)= a @ b` for a row-major destination
+/// `dst_rs` apart. Checks that the operands' strides stay inside `a` and
+/// `b`, so the caller only answers for `dst`.
+///
+/// # Safety
+/// `dst` must be valid for writes (and reads, with `read_dst`) at every
+/// `i * dst_rs + j`, i < m, j < n, and `dst_rs >= n`. m, n, k >= 1.
+unsafe fn raw_gemm(
+    dst: *mut f32,
+    dst_rs: usize,
+    (m, n, k): (usize, usize, usize),
+    (a, a_rs, a_cs): (&[f32], usize, usize),
+    (b, b_rs, b_cs): (&[f32], usize, usize),
+    read_dst: bool,
+    par: gemm::Parallelism,
+) {
+    assert!(
+        a.len() >= span(m, k, a_rs, a_cs) && b.len() >= span(k, n, b_rs, b_cs),
+        "gemm: operand strides reach past the buffers"
+    );
+    // SAFETY: operands checked above, dst by the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            read_dst,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        )
+    }
 }
 
 fn parallelism(m: usize, n: usize, k: usize, allow_threads: bool) -> gemm::Parallelism {
@@ -240,35 +246,17 @@ fn gemm_with(
         }
         return;
     }
-    // These bounds make the raw-pointer call below sound.
-    assert!(
-        a.len() >= span(m, k, a_rs, a_cs) && b.len() >= span(k, n, b_rs, b_cs),
-        "gemm: operand strides reach past the buffers"
-    );
-    let par = parallelism(m, n, k, allow_threads);
-    // SAFETY: the asserts above keep every index of a, b and dst in bounds;
-    // dst rows do not overlap (dst_rs >= n).
+    // SAFETY: the assert above keeps every dst index in bounds; its rows
+    // do not overlap (dst_rs >= n); raw_gemm checks a and b.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        raw_gemm(
             dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
+            dst_rs,
+            (m, n, k),
+            (a, a_rs, a_cs),
+            (b, b_rs, b_cs),
             accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
+            parallelism(m, n, k, allow_threads),
         )
     }
 }
