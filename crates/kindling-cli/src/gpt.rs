@@ -427,6 +427,7 @@ pub fn bench(args: BenchGpt) -> CliResult<()> {
         "framework": "kindling",
         "preset": args.preset,
         "threads": kindling_tensor::num_threads(),
+        "simd": kindling_tensor::simd_level(),
         "params": model.num_parameters(),
         "iters": args.iters,
         "ms_per_iter": ms_per_iter,

@@ -291,6 +291,7 @@ pub fn bench(args: BenchLenet5) -> CliResult<()> {
     out.finish(json!({
         "framework": "kindling",
         "threads": kindling_tensor::num_threads(),
+        "simd": kindling_tensor::simd_level(),
         "batch_size": args.batch_size,
         "steps": args.steps,
         "train_images_per_sec": r.train_images_per_sec,
