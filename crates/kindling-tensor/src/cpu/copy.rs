@@ -66,17 +66,17 @@ pub fn copy_into_slot(
     }
 }
 
-/// `[rows, cols]` row-major → its `[cols, rows]` transpose, in 16x16 tiles
-/// so both sides are read and written a cache line at a time.
-pub fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    assert_eq!(src.len(), rows * cols, "transpose: size");
+/// The `[cols, rows]` transpose, contiguous, of a `[rows, cols]` matrix whose
+/// rows are `row_stride` apart, in 16x16 tiles so both sides are read and
+/// written a cache line at a time.
+pub fn transpose(src: &[f32], rows: usize, cols: usize, row_stride: usize) -> Vec<f32> {
     const TILE: usize = 16;
     let mut out = vec![0f32; rows * cols];
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {
                 for c in c0..(c0 + TILE).min(cols) {
-                    out[c * rows + r] = src[r * cols + c];
+                    out[c * rows + r] = src[r * row_stride + c];
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! before the GEMM accumulates onto it (no second pass over y), and
 //! backward produces all three gradients from one contiguous `dy`.
 
-use crate::cpu::{copy, matmul, reduce};
+use crate::cpu::{matmul, reduce};
 use crate::{CpuStorage, Error, Result, Tensor};
 
 impl Tensor {
@@ -32,21 +32,10 @@ impl Tensor {
         let w = weight.detach().contiguous()?;
         let y = x.with_f32(|xv| {
             w.with_f32(|wv| {
-                // W^T is W read with its strides swapped, except when W's rows
-                // are a multiple of 256 floats apart: then packing W^T reads
-                // addresses that collide in the cache (fan_in 512 ran at 88
-                // GFLOP/s against 113 from a transposed copy, on Zen 4), and
-                // a tiled transpose is cheaper than the loss.
-                let wt;
-                let (wb, w_rs, w_cs) = if fan_in.is_multiple_of(256) && rows >= 64 {
-                    wt = copy::transpose(wv, fan_out, fan_in);
-                    (&wt[..], fan_out, 1)
-                } else {
-                    (wv, 1, fan_in)
-                };
+                // W^T is W read with its strides swapped.
                 match bias {
                     None => Ok(matmul::gemm_new(
-                        rows, fan_out, fan_in, xv, fan_in, 1, wb, w_rs, w_cs,
+                        rows, fan_out, fan_in, xv, fan_in, 1, wv, 1, fan_in,
                     )),
                     Some(b) => b.with_f32(|bv| {
                         let mut y = Vec::with_capacity(rows * fan_out);
@@ -54,7 +43,7 @@ impl Tensor {
                             y.extend_from_slice(bv);
                         }
                         matmul::gemm_strided(
-                            &mut y, rows, fan_out, fan_in, xv, fan_in, 1, wb, w_rs, w_cs, true,
+                            &mut y, rows, fan_out, fan_in, xv, fan_in, 1, wv, 1, fan_in, true,
                         );
                         y
                     }),
