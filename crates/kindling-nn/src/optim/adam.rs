@@ -79,24 +79,12 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         self.step += 1;
-        let AdamConfig {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            decoupled,
-            ..
-        } = self.config;
+        let c = self.config;
         let t = self.step as i32;
-        let bc1 = 1.0 - beta1.powi(t);
         let step = AdamStep {
-            lr,
-            beta1,
-            beta2,
-            eps,
-            decoupled,
-            bc2_sqrt: (1.0 - beta2.powi(t)).sqrt(),
-            step_size: lr / bc1,
+            c,
+            bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
+            step_size: c.lr / (1.0 - c.beta1.powi(t)),
             weight_decay: 0.0,
         };
         let jobs: Vec<(&Tensor, f32)> = self
@@ -175,11 +163,7 @@ impl Optimizer for Adam {
 /// The scalars of one Adam step for one parameter.
 #[derive(Clone, Copy)]
 struct AdamStep {
-    lr: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    decoupled: bool,
+    c: AdamConfig,
     bc2_sqrt: f32,
     step_size: f32,
     weight_decay: f32,
@@ -203,14 +187,14 @@ impl simd::Kernel for AdamUpdate<'_> {
         let AdamUpdate { h, w, g, m, v } = self;
         let n = w.len();
         assert!(g.len() == n && m.len() == n && v.len() == n);
-        let (b1, b2, wd) = (h.beta1, h.beta2, h.weight_decay);
+        let (b1, b2, wd) = (h.c.beta1, h.c.beta2, h.weight_decay);
         let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
-            *w -= h.step_size * *m / (v.sqrt() / h.bc2_sqrt + h.eps);
+            *w -= h.step_size * *m / (v.sqrt() / h.bc2_sqrt + h.c.eps);
         };
-        if h.decoupled {
-            let shrink = 1.0 - h.lr * wd;
+        if h.c.decoupled {
+            let shrink = 1.0 - h.c.lr * wd;
             for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *w *= shrink;
                 moments(w, g, m, v);

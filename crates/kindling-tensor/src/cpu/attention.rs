@@ -10,9 +10,8 @@
 //! are kept for backward and for drawing attention maps.
 
 use super::matmul::{gemm_output, gemm_serial_into};
-use super::reduce::sum_slice;
-use super::simd::{self, exp};
-use super::softmax::row_max;
+use super::simd;
+use super::softmax::softmax_in_place;
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -178,12 +177,7 @@ impl simd::Kernel for CausalSoftmax<'_> {
         let CausalSoftmax { p, t, scale } = self;
         for (i, row) in p.chunks_exact_mut(t).enumerate() {
             let (live, masked) = row.split_at_mut(i + 1);
-            let max = row_max(live);
-            for s in live.iter_mut() {
-                *s = exp((*s - max) * scale);
-            }
-            let inv = 1.0 / sum_slice(live);
-            live.iter_mut().for_each(|s| *s *= inv);
+            softmax_in_place(live, scale);
             masked.fill(0.0);
         }
     }

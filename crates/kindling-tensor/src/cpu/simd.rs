@@ -60,7 +60,14 @@ pub fn level() -> Level {
         let cap = match std::env::var("KINDLING_SIMD").ok().as_deref() {
             Some("baseline") => Level::Baseline,
             Some("avx2") => Level::Avx2,
-            _ => Level::Avx512,
+            None | Some("avx512") => Level::Avx512,
+            Some(other) => {
+                // Read deep inside a kernel, so it cannot be an error: say it once.
+                eprintln!(
+                    "warning: KINDLING_SIMD={other:?} is not one of baseline, avx2, avx512; using the best this CPU has"
+                );
+                Level::Avx512
+            }
         };
         detect().min(cap)
     })

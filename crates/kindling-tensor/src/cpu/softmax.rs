@@ -64,12 +64,20 @@ pub fn softmax(x: &[f32], n: usize) -> Vec<f32> {
 
 #[inline(always)]
 fn softmax_row(r: &[f32], o: &mut [f32]) {
-    let m = row_max(r);
-    for (d, &v) in o.iter_mut().zip(r) {
-        *d = exp(v - m);
+    o.copy_from_slice(r);
+    softmax_in_place(o, 1.0);
+}
+
+/// `softmax(row * scale)` in place, the max subtracted first. For use
+/// inside a `simd::Kernel` (it inlines into the caller's loop).
+#[inline(always)]
+pub fn softmax_in_place(row: &mut [f32], scale: f32) {
+    let m = row_max(row);
+    for s in row.iter_mut() {
+        *s = exp((*s - m) * scale);
     }
-    let inv = 1.0 / sum_slice(o);
-    o.iter_mut().for_each(|d| *d *= inv);
+    let inv = 1.0 / sum_slice(row);
+    row.iter_mut().for_each(|s| *s *= inv);
 }
 
 pub fn log_softmax(x: &[f32], n: usize) -> Vec<f32> {
