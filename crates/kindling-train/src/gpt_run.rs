@@ -358,7 +358,37 @@ pub fn train(
         let stored: Option<GptTrainOptions> =
             serde_json::from_value(loaded.checkpoint.config["options"].clone()).ok();
         if stored.as_ref() != Some(opts) {
-            return Err(format!("--resume: {} was started with different options; use the same flags or a new --out", dir.display()).into());
+            // Name the settings that differ, as the flags spell them.
+            let (was, now) = (json!(stored), json!(opts));
+            let show = |v: Option<&Value>| match v {
+                Some(Value::Number(n)) if n.is_f64() => {
+                    format!("{}", n.as_f64().unwrap_or(0.0) as f32)
+                }
+                Some(v) => v.to_string(),
+                None => "?".into(),
+            };
+            let differ: Vec<String> = now
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, v)| was.get(k.as_str()) != Some(*v))
+                        .map(|(k, v)| {
+                            format!(
+                                "--{} {} (run: {})",
+                                k.replace('_', "-"),
+                                show(Some(v)),
+                                show(was.get(k.as_str()))
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "--resume: {} was started with different options ({}); use the same flags or a new --out",
+                dir.display(),
+                differ.join(", ")
+            )
+            .into());
         }
         if loaded.tokenizer != data.tokenizer {
             return Err(format!(
