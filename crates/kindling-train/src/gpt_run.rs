@@ -513,12 +513,7 @@ pub fn train(
 }
 
 fn draw_curves(run: &RunDir, metrics: &[Value]) -> Result<()> {
-    let pts = |key: &str| -> Vec<(f32, f32)> {
-        metrics
-            .iter()
-            .filter_map(|m| Some((m["iter"].as_f64()? as f32, m[key].as_f64()? as f32)))
-            .collect()
-    };
+    let pts = |key: &str| crate::plot::points(metrics, "iter", key);
     let panel = Panel {
         title: "GPT loss",
         x_label: "iteration",

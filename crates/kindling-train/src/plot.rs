@@ -173,3 +173,11 @@ pub fn save_panels(path: &Path, panels: &[Panel]) -> PlotResult<()> {
     write_png(path, &pixels, size)?;
     Ok(())
 }
+
+/// `(x, y)` points from metric records that have both keys (numbers).
+pub fn points(metrics: &[serde_json::Value], x: &str, y: &str) -> Vec<(f32, f32)> {
+    metrics
+        .iter()
+        .filter_map(|m| Some((m[x].as_f64()? as f32, m[y].as_f64()? as f32)))
+        .collect()
+}

@@ -119,10 +119,7 @@ impl Optimizer for Adam {
         self.config.lr = lr;
     }
     fn params(&self) -> Vec<Tensor> {
-        self.groups
-            .iter()
-            .flat_map(|g| g.params.iter().cloned())
-            .collect()
+        ParamGroup::all(&self.groups)
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {

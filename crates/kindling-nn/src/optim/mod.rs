@@ -17,6 +17,16 @@ pub struct ParamGroup {
     pub weight_decay: f32,
 }
 
+impl ParamGroup {
+    /// Every group's parameters, in order.
+    pub fn all(groups: &[ParamGroup]) -> Vec<Tensor> {
+        groups
+            .iter()
+            .flat_map(|g| g.params.iter().cloned())
+            .collect()
+    }
+}
+
 pub trait Optimizer {
     /// Applies one update from the parameters' current `.grad()`.
     /// Parameters without a gradient are left alone.
