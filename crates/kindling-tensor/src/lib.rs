@@ -15,6 +15,7 @@ mod autograd;
 pub(crate) mod cpu;
 mod dtype;
 mod error;
+pub mod gguf;
 pub mod gradcheck;
 pub mod layout;
 mod ops;
