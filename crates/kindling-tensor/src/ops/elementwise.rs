@@ -56,11 +56,14 @@ map_fn! {
     GeluTanh: |x| gelu_tanh(x);
     GeluErf: |x| gelu_erf(x);
     Sigmoid: |x| sigmoid(x);
+    Silu: |x| x * sigmoid(x);
 }
 map_fn! {
     /// `g * gelu'(x)`, the input gradient in one pass.
     GeluTanhBackward: |g, x| g * gelu_tanh_grad(x);
     GeluErfBackward: |g, x| g * gelu_erf_grad(x);
+    /// silu'(x) = s (1 + x (1 - s)), s = sigmoid(x).
+    SiluBackward: |g, x| { let s = sigmoid(x); g * s * (1.0 + x * (1.0 - s)) };
 }
 
 /// Written with selects rather than branches so the map vectorizes; the
@@ -86,6 +89,7 @@ enum Unary {
     Tanh,
     Sigmoid,
     Relu,
+    Silu,
     GeluTanh,
     GeluErf,
     Step,
@@ -105,6 +109,7 @@ impl Unary {
             Unary::Tanh => "tanh",
             Unary::Sigmoid => "sigmoid",
             Unary::Relu => "relu",
+            Unary::Silu => "silu",
             Unary::GeluTanh => "gelu",
             Unary::GeluErf => "gelu_erf",
             Unary::Step => "step",
@@ -125,6 +130,7 @@ impl Unary {
             Unary::Tanh => k::unary(data, l, f32::tanh),
             Unary::Sigmoid => k::unary(data, l, Sigmoid),
             Unary::Relu => k::unary(data, l, |x: f32| if x > 0.0 { x } else { 0.0 }),
+            Unary::Silu => k::unary(data, l, Silu),
             Unary::GeluTanh => k::unary(data, l, GeluTanh),
             Unary::GeluErf => k::unary(data, l, GeluErf),
             // Heaviside with H(0) = 0: the M-P neuron fires only above threshold.
@@ -165,6 +171,7 @@ impl Tensor {
                     Unary::Tanh => Some(g.mul(&y.mul(y)?.affine(-1.0, 1.0)?)?),
                     Unary::Sigmoid => Some(g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?),
                     Unary::Relu => Some(g.mul(&x.step()?)?),
+                    Unary::Silu => Some(grad_map(g, &x, "silu_backward", SiluBackward)?),
                     Unary::GeluTanh => Some(grad_map(g, &x, "gelu_backward", GeluTanhBackward)?),
                     Unary::GeluErf => Some(grad_map(g, &x, "gelu_erf_backward", GeluErfBackward)?),
                     Unary::Powf(p) => Some(g.mul(&x.detach().powf(p - 1.0)?.affine(p, 0.0)?)?),
@@ -200,6 +207,10 @@ impl Tensor {
     }
     pub fn relu(&self) -> Result<Tensor> {
         self.unary(Unary::Relu)
+    }
+    /// SiLU (swish), `x · sigmoid(x)`: the gate of LLaMA's SwiGLU MLP.
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(Unary::Silu)
     }
     /// GELU, tanh approximation (GPT-2's choice).
     pub fn gelu(&self) -> Result<Tensor> {
