@@ -7,3 +7,6 @@ pub mod mlp;
 pub mod perceptron;
 pub mod polyfit;
 pub mod sampling;
+pub mod kv;
+pub mod llama;
+pub mod llama_files;

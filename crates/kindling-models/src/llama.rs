@@ -1,0 +1,517 @@
+//! LLaMA (Touvron et al. 2023) as Hugging Face's `LlamaForCausalLM` computes
+//! it: token embedding, pre-RMSNorm blocks of grouped-query attention with
+//! rotary position embeddings and a SwiGLU MLP, a final RMSNorm and an output
+//! head that may be tied to the embedding. SmolLM2, TinyLlama and Qwen2-style
+//! models without biases share this shape.
+//!
+//! Parameter names are Hugging Face's (`model.layers.0.self_attn.q_proj.weight`),
+//! so a `model.safetensors` loads and saves without renaming; GGUF's names
+//! (`blk.0.attn_q.weight`) map through [`gguf_name`].
+
+use crate::kv::KvCache;
+use kindling_nn::module::join_name;
+use kindling_nn::{Embedding, Linear, Module, RmsNorm};
+use kindling_tensor::{cat, Error, Result, Rng, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Mirrors the fields of a Hugging Face `config.json` for `model_type: llama`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<u32>,
+}
+
+fn default_rope_theta() -> f64 {
+    10000.0
+}
+
+impl LlamaConfig {
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(Error::msg(format!("llama config: {field} {msg}")));
+        for (field, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return bad(field, "must be at least 1".into());
+            }
+        }
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
+            return bad(
+                "num_attention_heads",
+                format!(
+                    "{} must be a multiple of num_key_value_heads {}",
+                    self.num_attention_heads, self.num_key_value_heads
+                ),
+            );
+        }
+        if !self.head_dim().is_multiple_of(2) || self.head_dim() == 0 {
+            return bad("head_dim", format!("{} must be even (RoPE rotates pairs)", self.head_dim()));
+        }
+        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+            return bad("rms_norm_eps/rope_theta", "must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+}
+
+pub struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+pub struct Block {
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    pub post_attention_layernorm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub embed_tokens: Embedding,
+    pub layers: Vec<Block>,
+    pub norm: RmsNorm,
+    /// `None` when tied to `embed_tokens`.
+    pub lm_head: Option<Linear>,
+}
+
+/// Repeats each of the `kv` heads of `x [B, T, kv, D]` `rep` times, so head h
+/// of the queries meets key/value head h / rep (Hugging Face's `repeat_kv`).
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let s = x.shape().to_vec();
+    x.unsqueeze(3)?
+        .expand(&[s[0], s[1], s[2], rep, s[3]])?
+        .reshape(&[s[0], s[1], s[2] * rep, s[3]])
+}
+
+/// cos/sin `[T, D/2]` of the rotation angles `pos · θ^(-2i/D)` for positions
+/// `start..start+t`. The inverse frequencies and the products are rounded to
+/// f32 as `LlamaRotaryEmbedding` rounds them, so long prompts (angles in the
+/// hundreds of radians) agree with `transformers`.
+pub fn rope_tables(start: usize, t: usize, head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+        .collect();
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for p in start..start + t {
+        for f in &inv_freq {
+            let a = (p as f32 * f) as f64;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, &[t, half])?,
+        Tensor::from_vec(sin, &[t, half])?,
+    ))
+}
+
+/// Named tensors with their shapes checked against the config.
+struct Weights<'a> {
+    get: &'a mut dyn FnMut(&str) -> Result<Tensor>,
+}
+
+impl Weights<'_> {
+    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let t = (self.get)(name)?;
+        if t.shape() != shape {
+            return Err(Error::shape(
+                "llama",
+                format!("tensor `{name}` is {:?}, the config needs {shape:?}", t.shape()),
+            ));
+        }
+        Ok(t)
+    }
+    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
+        Linear::from_tensors(self.take(&format!("{name}.weight"), &[out, inp])?, None)
+    }
+}
+
+impl Attention {
+    /// `x [B, T, C]` at positions `start..start+T` → `[B, T, C]`. With a
+    /// cache, this layer's keys and values are appended to it and the
+    /// queries attend to every cached position before their own.
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+    ) -> Result<Tensor> {
+        let (b, t) = (x.shape()[0], x.shape()[1]);
+        let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
+        let q = self.q_proj.forward(x)?.reshape(&[b, t, h, d])?.rope(&rope.0, &rope.1)?;
+        let k = self.k_proj.forward(x)?.reshape(&[b, t, kvh, d])?.rope(&rope.0, &rope.1)?;
+        let v = self.v_proj.forward(x)?.reshape(&[b, t, kvh, d])?;
+        let (k, v, past) = match cache {
+            None => (k, v, 0),
+            Some((slot, past)) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (cat(&[&pk, &k], 1)?, cat(&[&pv, &v], 1)?),
+                    None => (k, v),
+                };
+                *slot = Some((k.detach(), v.detach()));
+                (k, v, past)
+            }
+        };
+        let rep = h / kvh;
+        let y = if past == 0 {
+            // The whole sequence at once (training, prefill): the fused
+            // causal kernel on packed [q | k | v] with the heads side by side.
+            let qkv = cat(
+                &[
+                    &q.reshape(&[b, t, h * d])?,
+                    &repeat_kv(&k, rep)?.reshape(&[b, t, h * d])?,
+                    &repeat_kv(&v, rep)?.reshape(&[b, t, h * d])?,
+                ],
+                -1,
+            )?;
+            qkv.causal_self_attention(h)?.0
+        } else {
+            // New queries against cached keys: softmax(q kᵀ/√d) v, query i
+            // (at position past+i) seeing keys 0..=past+i.
+            let tk = past + t;
+            let q = q.permute(&[0, 2, 1, 3])?; // [B, H, T, D]
+            let k = repeat_kv(&k, rep)?.permute(&[0, 2, 3, 1])?; // [B, H, D, Tk]
+            let v = repeat_kv(&v, rep)?.permute(&[0, 2, 1, 3])?; // [B, H, Tk, D]
+            let mut scores = q.matmul(&k)?.mul_scalar(1.0 / (d as f32).sqrt())?;
+            if t > 1 {
+                let mask: Vec<f32> = (0..t)
+                    .flat_map(|i| (0..tk).map(move |j| if j > past + i { 1.0 } else { 0.0 }))
+                    .collect();
+                scores = scores.masked_fill(&Tensor::from_vec(mask, &[t, tk])?, f32::NEG_INFINITY)?;
+            }
+            scores
+                .softmax(-1)?
+                .matmul(&v)?
+                .permute(&[0, 2, 1, 3])?
+                .reshape(&[b, t, h * d])?
+        };
+        self.o_proj.forward(&y)
+    }
+}
+
+impl Mlp {
+    /// SwiGLU (Shazeer 2020): down(silu(gate(x)) ⊙ up(x)).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let g = self.gate_proj.forward(x)?.silu()?;
+        self.down_proj.forward(&g.mul(&self.up_proj.forward(x)?)?)
+    }
+}
+
+impl Block {
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+    ) -> Result<Tensor> {
+        let x = x.add(&self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache)?)?;
+        x.add(&self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?)
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, _x: &Tensor) -> Result<Tensor> {
+        Err(Error::msg("llama attention needs positions: call Llama::forward"))
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.q_proj.visit_parameters(&join_name(prefix, "q_proj"), f);
+        self.k_proj.visit_parameters(&join_name(prefix, "k_proj"), f);
+        self.v_proj.visit_parameters(&join_name(prefix, "v_proj"), f);
+        self.o_proj.visit_parameters(&join_name(prefix, "o_proj"), f);
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Mlp::forward(self, x)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.gate_proj.visit_parameters(&join_name(prefix, "gate_proj"), f);
+        self.up_proj.visit_parameters(&join_name(prefix, "up_proj"), f);
+        self.down_proj.visit_parameters(&join_name(prefix, "down_proj"), f);
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, _x: &Tensor) -> Result<Tensor> {
+        Err(Error::msg("llama block needs positions: call Llama::forward"))
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.input_layernorm
+            .visit_parameters(&join_name(prefix, "input_layernorm"), f);
+        self.self_attn.visit_parameters(&join_name(prefix, "self_attn"), f);
+        self.post_attention_layernorm
+            .visit_parameters(&join_name(prefix, "post_attention_layernorm"), f);
+        self.mlp.visit_parameters(&join_name(prefix, "mlp"), f);
+    }
+}
+
+impl Llama {
+    /// A randomly initialized model: N(0, 0.02) weights (the `initializer_range`
+    /// of Hugging Face's LLaMA), unit norms.
+    pub fn new(config: LlamaConfig, rng: &mut Rng) -> Result<Llama> {
+        config.validate()?;
+        let std = 0.02;
+        let (c, d) = (config.hidden_size, config.head_dim());
+        let lin = |i: usize, o: usize, rng: &mut Rng| {
+            Linear::from_tensors(kindling_nn::init::normal(&[o, i], std, rng), None)
+                .expect("shape built here")
+        };
+        let eps = config.rms_norm_eps as f32;
+        let embed_tokens = Embedding::new(config.vocab_size, c, std, rng);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| Block {
+                input_layernorm: RmsNorm::new(c, eps),
+                self_attn: Attention {
+                    q_proj: lin(c, config.num_attention_heads * d, rng),
+                    k_proj: lin(c, config.num_key_value_heads * d, rng),
+                    v_proj: lin(c, config.num_key_value_heads * d, rng),
+                    o_proj: lin(config.num_attention_heads * d, c, rng),
+                    n_head: config.num_attention_heads,
+                    n_kv_head: config.num_key_value_heads,
+                    head_dim: d,
+                },
+                post_attention_layernorm: RmsNorm::new(c, eps),
+                mlp: Mlp {
+                    gate_proj: lin(c, config.intermediate_size, rng),
+                    up_proj: lin(c, config.intermediate_size, rng),
+                    down_proj: lin(config.intermediate_size, c, rng),
+                },
+            })
+            .collect();
+        let lm_head = (!config.tie_word_embeddings).then(|| lin(c, config.vocab_size, rng));
+        Ok(Llama {
+            embed_tokens,
+            layers,
+            norm: RmsNorm::new(c, eps),
+            lm_head,
+            config,
+        })
+    }
+
+    /// Builds the model from tensors named as Hugging Face names them
+    /// (`get(name)` returns the tensor or an error naming what is missing).
+    /// Every shape is checked against the config.
+    pub fn from_named(config: LlamaConfig, get: &mut dyn FnMut(&str) -> Result<Tensor>) -> Result<Llama> {
+        config.validate()?;
+        let (c, d, ff) = (config.hidden_size, config.head_dim(), config.intermediate_size);
+        let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
+        let eps = config.rms_norm_eps as f32;
+        let mut w = Weights { get };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for l in 0..config.num_hidden_layers {
+            let p = format!("model.layers.{l}");
+            layers.push(Block {
+                input_layernorm: RmsNorm::from_weight(w.take(&format!("{p}.input_layernorm.weight"), &[c])?, eps),
+                self_attn: Attention {
+                    q_proj: w.linear(&format!("{p}.self_attn.q_proj"), h * d, c)?,
+                    k_proj: w.linear(&format!("{p}.self_attn.k_proj"), kvh * d, c)?,
+                    v_proj: w.linear(&format!("{p}.self_attn.v_proj"), kvh * d, c)?,
+                    o_proj: w.linear(&format!("{p}.self_attn.o_proj"), c, h * d)?,
+                    n_head: h,
+                    n_kv_head: kvh,
+                    head_dim: d,
+                },
+                post_attention_layernorm: RmsNorm::from_weight(
+                    w.take(&format!("{p}.post_attention_layernorm.weight"), &[c])?,
+                    eps,
+                ),
+                mlp: Mlp {
+                    gate_proj: w.linear(&format!("{p}.mlp.gate_proj"), ff, c)?,
+                    up_proj: w.linear(&format!("{p}.mlp.up_proj"), ff, c)?,
+                    down_proj: w.linear(&format!("{p}.mlp.down_proj"), c, ff)?,
+                },
+            });
+        }
+        let embed_tokens = Embedding {
+            weight: w.take("model.embed_tokens.weight", &[config.vocab_size, c])?,
+        };
+        let norm = RmsNorm::from_weight(w.take("model.norm.weight", &[c])?, eps);
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(w.linear("lm_head", config.vocab_size, c)?)
+        };
+        Ok(Llama {
+            config,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+        })
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.num_hidden_layers)
+    }
+
+    /// Final hidden states `[B, T, C]` (after the last norm) for token ids
+    /// `[B, T]`. Without a cache the positions are 0..T; with one, the ids
+    /// continue the cached sequence and their keys/values are appended.
+    pub fn hidden(&self, ids: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        if ids.rank() != 2 || ids.shape()[1] == 0 {
+            return Err(Error::shape(
+                "llama",
+                format!("token ids must be [B, T] with T at least 1, got {:?}", ids.shape()),
+            ));
+        }
+        let t = ids.shape()[1];
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        if start + t > self.config.max_position_embeddings {
+            return Err(Error::msg(format!(
+                "{} tokens exceed the model's context of {} (max_position_embeddings)",
+                start + t,
+                self.config.max_position_embeddings
+            )));
+        }
+        let rope = rope_tables(start, t, self.config.head_dim(), self.config.rope_theta)?;
+        let mut x = self.embed_tokens.forward_ids(ids)?;
+        for (l, block) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| (c.layer(l), start));
+            x = block.forward(&x, &rope, slot)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits `[B, T, V]`.
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.head(&self.hidden(ids, cache)?)
+    }
+
+    /// Logits of the last position only, `[B, V]` (what generation needs:
+    /// the head is the largest matrix, so the other positions are skipped).
+    pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let h = self.hidden(ids, cache)?;
+        let t = h.shape()[1];
+        self.head(&h.narrow(1, t - 1, 1)?)?.squeeze(1)
+    }
+
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(l) => l.forward(x),
+            None => x.linear(&self.embed_tokens.weight, None),
+        }
+    }
+}
+
+impl Module for Llama {
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Llama::forward(self, ids, None)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.embed_tokens
+            .visit_parameters(&join_name(prefix, "model.embed_tokens"), f);
+        for (i, b) in self.layers.iter().enumerate() {
+            b.visit_parameters(&join_name(prefix, &format!("model.layers.{i}")), f);
+        }
+        self.norm.visit_parameters(&join_name(prefix, "model.norm"), f);
+        if let Some(l) = &self.lm_head {
+            l.visit_parameters(&join_name(prefix, "lm_head"), f);
+        }
+    }
+}
+
+/// Hugging Face name → GGUF name, one row per kind of tensor (llama.cpp's
+/// `convert_hf_to_gguf.py` table for LLaMA).
+const GGUF_NAMES: &[(&str, &str)] = &[
+    ("input_layernorm.weight", "attn_norm.weight"),
+    ("self_attn.q_proj.weight", "attn_q.weight"),
+    ("self_attn.k_proj.weight", "attn_k.weight"),
+    ("self_attn.v_proj.weight", "attn_v.weight"),
+    ("self_attn.o_proj.weight", "attn_output.weight"),
+    ("post_attention_layernorm.weight", "ffn_norm.weight"),
+    ("mlp.gate_proj.weight", "ffn_gate.weight"),
+    ("mlp.up_proj.weight", "ffn_up.weight"),
+    ("mlp.down_proj.weight", "ffn_down.weight"),
+];
+
+/// The GGUF name of a Hugging Face LLaMA tensor name.
+pub fn gguf_name(hf: &str) -> Option<String> {
+    match hf {
+        "model.embed_tokens.weight" => return Some("token_embd.weight".into()),
+        "model.norm.weight" => return Some("output_norm.weight".into()),
+        "lm_head.weight" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, suffix) = rest.split_once('.')?;
+    let (_, g) = GGUF_NAMES.iter().find(|(h, _)| *h == suffix)?;
+    Some(format!("blk.{layer}.{g}"))
+}
+
+/// llama.cpp's converter permutes the rows of Q and K so that each head's
+/// rotary pairs are adjacent (`x[2i], x[2i+1]`); Hugging Face pairs
+/// `x[i], x[i + D/2]`. `to_hf` undoes it (within each head, GGUF row
+/// `2i + a` becomes row `a·D/2 + i`); `!to_hf` applies it, for writing GGUF.
+pub fn permute_rope_rows(w: &Tensor, n_head: usize, to_hf: bool) -> Result<Tensor> {
+    let (rows, cols) = (w.shape()[0], w.shape()[1]);
+    if w.rank() != 2 || n_head == 0 || !rows.is_multiple_of(2 * n_head) {
+        return Err(Error::shape(
+            "permute_rope_rows",
+            format!("{:?} is not {n_head} heads of an even size", w.shape()),
+        ));
+    }
+    let d = rows / n_head;
+    let src = w.to_vec_f32()?;
+    let mut out = vec![0f32; src.len()];
+    for h in 0..n_head {
+        for i in 0..d / 2 {
+            for a in 0..2 {
+                let (gguf, hf) = (h * d + 2 * i + a, h * d + a * (d / 2) + i);
+                let (from, to) = if to_hf { (gguf, hf) } else { (hf, gguf) };
+                out[to * cols..(to + 1) * cols].copy_from_slice(&src[from * cols..(from + 1) * cols]);
+            }
+        }
+    }
+    Tensor::from_vec(out, &[rows, cols])
+}

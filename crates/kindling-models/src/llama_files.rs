@@ -1,0 +1,217 @@
+//! LLaMA weights in the files people share: a Hugging Face model folder
+//! (`config.json` + `model.safetensors`, or shards listed in
+//! `model.safetensors.index.json`) and llama.cpp's GGUF. Kindling's own
+//! language-model runs are Hugging Face folders, so `transformers` loads
+//! them as they are.
+
+use crate::llama::{gguf_name, permute_rope_rows, Llama, LlamaConfig};
+use kindling_nn::Module;
+use kindling_tensor::gguf::GgufFile;
+use kindling_tensor::{safetensors_io, DType, Error, Result, Tensor};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn msg(path: &Path, m: impl std::fmt::Display) -> Error {
+    Error::msg(format!("{}: {m}", path.display()))
+}
+
+/// The config of a GGUF file whose `general.architecture` is `llama`.
+pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
+    let arch = g.require("general.architecture")?.as_str().unwrap_or("?");
+    if arch != "llama" {
+        return Err(msg(
+            &g.path,
+            format!("architecture `{arch}` is not supported (llama is)"),
+        ));
+    }
+    let num = |key: &str| -> Result<u64> {
+        let k = format!("llama.{key}");
+        g.require(&k)?
+            .as_u64()
+            .ok_or_else(|| msg(&g.path, format!("metadata `{k}` is not a non-negative integer")))
+    };
+    let float = |key: &str, default: f64| -> f64 {
+        g.get(&format!("llama.{key}"))
+            .and_then(|v| v.as_f64())
+            .unwrap_or(default)
+    };
+    let embd = g
+        .info("token_embd.weight")
+        .ok_or_else(|| msg(&g.path, "tensor `token_embd.weight` is missing"))?;
+    let heads = num("attention.head_count")? as usize;
+    let config = LlamaConfig {
+        vocab_size: embd.shape()[0],
+        hidden_size: num("embedding_length")? as usize,
+        intermediate_size: num("feed_forward_length")? as usize,
+        num_hidden_layers: num("block_count")? as usize,
+        num_attention_heads: heads,
+        num_key_value_heads: g
+            .get("llama.attention.head_count_kv")
+            .and_then(|v| v.as_u64())
+            .map_or(heads, |v| v as usize),
+        head_dim: g
+            .get("llama.rope.dimension_count")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize),
+        max_position_embeddings: num("context_length")? as usize,
+        rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5),
+        rope_theta: float("rope.freq_base", 10000.0),
+        tie_word_embeddings: g.info("output.weight").is_none(),
+        bos_token_id: g
+            .get("tokenizer.ggml.bos_token_id")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as u32),
+        eos_token_id: g
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as u32),
+    };
+    config
+        .validate()
+        .map_err(|e| msg(&g.path, e))?;
+    Ok(config)
+}
+
+/// A LLaMA model from a GGUF file, every tensor dequantized to f32 and Q/K
+/// rows put back in Hugging Face's order.
+pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
+    let config = config_from_gguf(g)?;
+    let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
+    Llama::from_named(config, &mut |hf| {
+        let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
+        let t = g.tensor(&name)?;
+        if hf.ends_with("q_proj.weight") {
+            permute_rope_rows(&t, h, true)
+        } else if hf.ends_with("k_proj.weight") {
+            permute_rope_rows(&t, kvh, true)
+        } else {
+            Ok(t)
+        }
+    })
+    .map_err(|e| match e {
+        Error::Shape { msg: m, .. } => msg(&g.path, m),
+        other => other,
+    })
+}
+
+/// Reads `config.json` of a Hugging Face LLaMA folder.
+pub fn read_hf_config(dir: &Path) -> Result<LlamaConfig> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| msg(&path, format!("not JSON: {e}")))?;
+    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("?");
+    if model_type != "llama" {
+        return Err(msg(
+            &path,
+            format!("model_type `{model_type}` is not supported (llama is)"),
+        ));
+    }
+    let mut config: LlamaConfig =
+        serde_json::from_value(v.clone()).map_err(|e| msg(&path, format!("field {e}")))?;
+    // `eos_token_id` may be a list; the first one is the end of a turn.
+    if config.eos_token_id.is_none() {
+        config.eos_token_id = v
+            .get("eos_token_id")
+            .and_then(|e| e.as_array())
+            .and_then(|a| a.first())
+            .and_then(|e| e.as_u64())
+            .map(|e| e as u32);
+    }
+    config.validate().map_err(|e| msg(&path, e))?;
+    Ok(config)
+}
+
+/// Every tensor of a folder's safetensors file(s), as f32.
+fn read_safetensors(dir: &Path) -> Result<HashMap<String, Tensor>> {
+    let index = dir.join("model.safetensors.index.json");
+    let files: Vec<std::path::PathBuf> = if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| Error::Io {
+            path: index.display().to_string(),
+            source: e,
+        })?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| msg(&index, format!("not JSON: {e}")))?;
+        let mut shards: Vec<String> = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| msg(&index, "has no `weight_map`"))?
+            .values()
+            .filter_map(|f| f.as_str().map(String::from))
+            .collect();
+        shards.sort();
+        shards.dedup();
+        shards.iter().map(|s| dir.join(s)).collect()
+    } else {
+        vec![dir.join("model.safetensors")]
+    };
+    let mut all = HashMap::new();
+    for f in files {
+        let (tensors, _) = safetensors_io::load(&f)?;
+        for (name, t) in tensors {
+            let t = if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? };
+            all.insert(name, t);
+        }
+    }
+    Ok(all)
+}
+
+/// A LLaMA model from a Hugging Face folder.
+pub fn llama_from_hf_dir(dir: &Path) -> Result<Llama> {
+    let config = read_hf_config(dir)?;
+    let mut tensors = read_safetensors(dir)?;
+    Llama::from_named(config, &mut |name| {
+        tensors.remove(name).ok_or_else(|| {
+            msg(
+                &dir.join("model.safetensors"),
+                format!("tensor `{name}` is missing"),
+            )
+        })
+    })
+    .map_err(|e| match e {
+        Error::Shape { msg: m, .. } => msg(&dir.join("model.safetensors"), m),
+        other => other,
+    })
+}
+
+/// Writes `config.json` and `model.safetensors` as `transformers` writes
+/// them for `LlamaForCausalLM` (f32). The tokenizer files are the caller's.
+pub fn save_hf_dir(model: &Llama, dir: &Path) -> Result<()> {
+    let io = |p: &Path, e| Error::Io {
+        path: p.display().to_string(),
+        source: e,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut config = serde_json::to_value(&model.config).expect("config serializes");
+    let extra = json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "attention_bias": false,
+        "mlp_bias": false,
+        "torch_dtype": "float32",
+        "initializer_range": 0.02,
+        "head_dim": model.config.head_dim(),
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        config[k] = v.clone();
+    }
+    let text = serde_json::to_string_pretty(&config).expect("json");
+    safetensors_io::write_atomic(&dir.join("config.json"), text.as_bytes())?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors_io::save(&dir.join("model.safetensors"), &model.named_parameters(), &meta)
+}
+
+/// Where a `--model` points: a GGUF file or a Hugging Face/Kindling folder.
+pub fn load_llama(path: &Path) -> Result<Llama> {
+    if path.is_dir() {
+        llama_from_hf_dir(path)
+    } else if path.exists() {
+        llama_from_gguf(&GgufFile::open(path)?)
+    } else {
+        Err(msg(path, "no such file or directory"))
+    }
+}
