@@ -10,3 +10,4 @@ pub mod sampling;
 pub mod kv;
 pub mod llama;
 pub mod llama_files;
+pub mod generate;

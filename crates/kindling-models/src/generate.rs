@@ -1,0 +1,396 @@
+//! One generator for every command and the server: feeds a prompt through
+//! a model's KV cache, samples tokens one at a time, streams the text as it
+//! grows and stops at an end-of-sequence id, a stop string, the token budget
+//! or the model's context.
+//!
+//! A generator keeps its cache between calls: when the next prompt begins
+//! with everything already fed (a chat's history plus a new turn), only the
+//! new tokens are run, so re-feeding the history each turn costs nothing.
+
+use crate::kv::KvCache;
+use crate::llama::Llama;
+use crate::sampling::Sampling;
+use kindling_tensor::{no_grad, Error, Result, Rng, Tensor};
+
+/// What a generator needs of a model.
+pub trait CausalLm: Send + Sync {
+    /// Logits `[B, V]` of the last position of `ids [B, T]`, continuing the
+    /// sequence held in `cache`.
+    fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor>;
+    fn new_cache(&self) -> KvCache;
+    /// Longest sequence the model accepts.
+    fn context_len(&self) -> usize;
+    fn vocab_size(&self) -> usize;
+}
+
+impl CausalLm for Llama {
+    fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        Llama::forward_last(self, ids, Some(cache))
+    }
+    fn new_cache(&self) -> KvCache {
+        Llama::new_cache(self)
+    }
+    fn context_len(&self) -> usize {
+        self.config.max_position_embeddings
+    }
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub sampling: Sampling,
+    /// CTRL's penalty (Keskar et al. 2019), as `transformers` applies it:
+    /// the logit of every token already in the sequence is divided by it
+    /// when positive and multiplied by it when negative. 1 is off.
+    pub repetition_penalty: f32,
+    /// Generation ends after any of these ids (kept in `ids`, not in `text`).
+    pub stop_ids: Vec<u32>,
+    /// Generation ends when the text contains one of these; the text is cut
+    /// before it.
+    pub stop_strings: Vec<String>,
+    pub seed: u64,
+}
+
+impl GenerateOptions {
+    pub fn greedy(max_new_tokens: usize) -> GenerateOptions {
+        GenerateOptions {
+            max_new_tokens,
+            sampling: Sampling {
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+            },
+            repetition_penalty: 1.0,
+            stop_ids: Vec::new(),
+            stop_strings: Vec::new(),
+            seed: 0,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.sampling.validate().map_err(Error::msg)?;
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return Err(Error::msg(format!(
+                "repetition_penalty must be positive, got {}",
+                self.repetition_penalty
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// An id of `stop_ids` (end of sequence / end of turn).
+    Eos,
+    StopString,
+    MaxTokens,
+    /// The model's context is full.
+    Context,
+    /// The streaming callback asked to stop.
+    Caller,
+}
+
+impl StopReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            StopReason::Eos => "eos",
+            StopReason::StopString => "stop_string",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::Context => "context",
+            StopReason::Caller => "caller",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// The new ids, including a final stop id.
+    pub ids: Vec<u32>,
+    /// Their text, without a stop id's text or a stop string.
+    pub text: String,
+    pub stop: StopReason,
+    /// Prompt tokens actually run (the rest came from the cache).
+    pub prompt_tokens_fed: usize,
+    pub prefill_secs: f64,
+    pub decode_secs: f64,
+}
+
+pub struct Generator<'m> {
+    model: &'m dyn CausalLm,
+    cache: KvCache,
+    /// The ids whose keys and values are in the cache.
+    fed: Vec<u32>,
+    rng: Rng,
+    pub options: GenerateOptions,
+}
+
+fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
+    Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])
+}
+
+/// The length of the longest suffix of `text` that begins some stop string
+/// (held back while streaming, since the next token may complete it).
+fn partial_stop_len(text: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .flat_map(|s| (1..s.len()).filter(move |&n| s.is_char_boundary(n)).map(move |n| &s[..n]))
+        .filter(|p| text.ends_with(p))
+        .map(|p| p.len())
+        .max()
+        .unwrap_or(0)
+}
+
+impl<'m> Generator<'m> {
+    pub fn new(model: &'m dyn CausalLm, options: GenerateOptions) -> Result<Generator<'m>> {
+        options.validate()?;
+        Ok(Generator {
+            cache: model.new_cache(),
+            model,
+            fed: Vec::new(),
+            rng: Rng::new(options.seed),
+            options,
+        })
+    }
+
+    /// Forgets the cached sequence.
+    pub fn reset(&mut self) {
+        self.cache.clear();
+        self.fed.clear();
+    }
+
+    /// Runs `prompt` (reusing the cache when it extends what was fed) and
+    /// returns the logits after its last token.
+    fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
+        if prompt.is_empty() {
+            return Err(Error::msg("the prompt is empty"));
+        }
+        let vocab = self.model.vocab_size();
+        if let Some(bad) = prompt.iter().find(|&&i| i as usize >= vocab) {
+            return Err(Error::msg(format!(
+                "prompt token id {bad} is outside the model's vocabulary of {vocab}"
+            )));
+        }
+        if prompt.len() > self.model.context_len() {
+            return Err(Error::msg(format!(
+                "the prompt has {} tokens, longer than the model's context of {}",
+                prompt.len(),
+                self.model.context_len()
+            )));
+        }
+        // Keep the cache only if it holds a strict prefix of the prompt.
+        if !(self.fed.len() < prompt.len() && prompt.starts_with(&self.fed)) {
+            self.reset();
+        }
+        let new = &prompt[self.fed.len()..];
+        let logits = self.model.forward_last(&ids_tensor(new)?, &mut self.cache)?;
+        self.fed.extend_from_slice(new);
+        Ok((logits.to_vec_f32()?, new.len()))
+    }
+
+    fn next_token(&mut self, mut logits: Vec<f32>) -> u32 {
+        let p = self.options.repetition_penalty;
+        if p != 1.0 {
+            let mut seen = self.fed.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            for &i in &seen {
+                let l = &mut logits[i as usize];
+                *l = if *l > 0.0 { *l / p } else { *l * p };
+            }
+        }
+        self.options.sampling.sample(&logits, &mut self.rng) as u32
+    }
+
+    /// Generates a continuation of `prompt`. `decode` turns ids into text
+    /// (the tokenizer's); `on_text` receives each new piece of text as it is
+    /// settled (never half a character or the start of a stop string) and
+    /// returns `false` to stop.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        decode: &dyn Fn(&[u32]) -> String,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let _g = no_grad();
+        let t0 = std::time::Instant::now();
+        let (mut logits, fed) = self.prefill(prompt)?;
+        let prefill_secs = t0.elapsed().as_secs_f64();
+        let t1 = std::time::Instant::now();
+        let mut ids: Vec<u32> = Vec::new();
+        let mut emitted = 0usize; // bytes of `text` already streamed
+        let mut text = String::new();
+        let stop = loop {
+            if ids.len() >= self.options.max_new_tokens {
+                break StopReason::MaxTokens;
+            }
+            let next = self.next_token(logits);
+            ids.push(next);
+            if self.options.stop_ids.contains(&next) {
+                break StopReason::Eos;
+            }
+            text = decode(&ids);
+            if let Some(at) = self
+                .options
+                .stop_strings
+                .iter()
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(at);
+                break StopReason::StopString;
+            }
+            // Hold back an incomplete UTF-8 sequence and a possible stop string.
+            let settled = text.trim_end_matches('\u{FFFD}');
+            let settled = &settled[..settled.len() - partial_stop_len(settled, &self.options.stop_strings)];
+            if settled.len() > emitted && settled.is_char_boundary(emitted) {
+                if !on_text(&settled[emitted..]) {
+                    emitted = settled.len();
+                    break StopReason::Caller;
+                }
+                emitted = settled.len();
+            }
+            // The last token is not run: nothing would read its logits.
+            if ids.len() >= self.options.max_new_tokens {
+                break StopReason::MaxTokens;
+            }
+            if self.fed.len() >= self.model.context_len() {
+                break StopReason::Context;
+            }
+            let l = self.model.forward_last(&ids_tensor(&[next])?, &mut self.cache)?;
+            self.fed.push(next);
+            logits = l.to_vec_f32()?;
+        };
+        if stop == StopReason::Eos {
+            text = decode(&ids[..ids.len() - 1]);
+        }
+        if text.len() > emitted && text.is_char_boundary(emitted) {
+            on_text(&text[emitted..]);
+        }
+        Ok(Generation {
+            ids,
+            text,
+            stop,
+            prompt_tokens_fed: fed,
+            prefill_secs,
+            decode_secs: t1.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// Each prompt generated in turn from a fresh cache (the same options
+    /// and random stream as one call after another).
+    pub fn generate_batch(
+        &mut self,
+        prompts: &[Vec<u32>],
+        decode: &dyn Fn(&[u32]) -> String,
+    ) -> Result<Vec<Generation>> {
+        prompts
+            .iter()
+            .map(|p| {
+                self.reset();
+                self.generate(p, decode, &mut |_| true)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llama::LlamaConfig;
+
+    fn tiny() -> Llama {
+        let config = LlamaConfig {
+            vocab_size: 11,
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: None,
+            max_position_embeddings: 32,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            tie_word_embeddings: true,
+            bos_token_id: None,
+            eos_token_id: None,
+        };
+        Llama::new(config, &mut Rng::new(5)).unwrap()
+    }
+
+    fn letters(ids: &[u32]) -> String {
+        ids.iter().map(|&i| (b'a' + i as u8) as char).collect()
+    }
+
+    #[test]
+    fn cached_generation_equals_full_recomputation() {
+        let m = tiny();
+        let prompt = [1u32, 2, 3];
+        let mut g = Generator::new(&m, GenerateOptions::greedy(6)).unwrap();
+        let out = g.generate(&prompt, &letters, &mut |_| true).unwrap();
+        // Without a cache: argmax of the full forward over the growing sequence.
+        let mut seq: Vec<u32> = prompt.to_vec();
+        for _ in 0..6 {
+            let l = m.forward(&ids_tensor(&seq).unwrap(), None).unwrap();
+            let t = seq.len();
+            let last = l.narrow(1, t - 1, 1).unwrap().to_vec_f32().unwrap();
+            let next = last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+            seq.push(next as u32);
+        }
+        assert_eq!(out.ids, seq[3..]);
+        assert_eq!(out.stop, StopReason::MaxTokens);
+    }
+
+    #[test]
+    fn a_prompt_that_extends_the_cache_feeds_only_its_new_tokens() {
+        let m = tiny();
+        let mut g = Generator::new(&m, GenerateOptions::greedy(3)).unwrap();
+        let first = g.generate(&[1, 2], &letters, &mut |_| true).unwrap();
+        assert_eq!(first.prompt_tokens_fed, 2);
+        // The history plus the answer plus a new turn.
+        let mut next: Vec<u32> = vec![1, 2];
+        next.extend(&first.ids);
+        next.extend([4, 5]);
+        let second = g.generate(&next, &letters, &mut |_| true).unwrap();
+        assert_eq!(second.prompt_tokens_fed, 3); // the last answer token and the new turn
+        let mut fresh = Generator::new(&m, GenerateOptions::greedy(3)).unwrap();
+        let again = fresh.generate(&next, &letters, &mut |_| true).unwrap();
+        assert_eq!(again.ids, second.ids);
+    }
+
+    #[test]
+    fn stop_ids_strings_and_context_end_generation() {
+        let m = tiny();
+        let mut opts = GenerateOptions::greedy(8);
+        let mut g = Generator::new(&m, opts.clone()).unwrap();
+        let free = g.generate(&[1], &letters, &mut |_| true).unwrap();
+        opts.stop_ids = vec![free.ids[2]];
+        let mut g = Generator::new(&m, opts.clone()).unwrap();
+        let mut streamed = String::new();
+        let out = g
+            .generate(&[1], &letters, &mut |t| {
+                streamed.push_str(t);
+                true
+            })
+            .unwrap();
+        let first_stop = free.ids.iter().position(|&i| i == free.ids[2]).unwrap();
+        assert_eq!(out.stop, StopReason::Eos);
+        assert_eq!(out.ids, free.ids[..=first_stop]);
+        assert_eq!(out.text, letters(&free.ids[..first_stop]));
+        assert_eq!(streamed, out.text);
+        opts.stop_ids.clear();
+        opts.stop_strings = vec![letters(&free.ids[1..3])];
+        let mut g = Generator::new(&m, opts).unwrap();
+        let out = g.generate(&[1], &letters, &mut |_| true).unwrap();
+        assert_eq!(out.stop, StopReason::StopString);
+        assert!(!out.text.contains(&letters(&free.ids[1..3])));
+        let mut g = Generator::new(&m, GenerateOptions::greedy(100)).unwrap();
+        let out = g.generate(&[1; 30], &letters, &mut |_| true).unwrap();
+        assert_eq!(out.stop, StopReason::Context);
+        let e = g.generate(&[1; 33], &letters, &mut |_| true).unwrap_err().to_string();
+        assert!(e.contains("longer than the model's context of 32"), "{e}");
+    }
+}
