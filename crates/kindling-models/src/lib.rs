@@ -11,3 +11,4 @@ pub mod kv;
 pub mod llama;
 pub mod llama_files;
 pub mod generate;
+pub mod chat;
