@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "mnist",
     "shakespeare",
     "tang-poems",
     "usps",
     "fashion-mnist",
+    "tokenizers",
 ];
 
 /// A temporary data root, removed on drop.

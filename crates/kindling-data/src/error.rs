@@ -94,4 +94,16 @@ pub enum Error {
 
     #[error("batch_size must be at least 1, got {0}")]
     BatchSize(usize),
+
+    /// A tokenizer file (or folder) of the wrong kind or with bad contents.
+    #[error("{}: {problem}", .path.display())]
+    TokenizerFile { path: PathBuf, problem: String },
+
+    /// A `--tokenizer` argument that names nothing loadable.
+    #[error("tokenizer `{spec}`: {problem}")]
+    TokenizerSpec { spec: String, problem: String },
+
+    /// Encoding, decoding or training failed inside the tokenizer engine.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
 }

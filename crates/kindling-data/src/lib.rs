@@ -3,8 +3,9 @@
 //! MNIST from the repository's `data/mnist` with the classic
 //! 55,000 / 5,000 / 10,000 split, USPS and its conversion to MNIST's 28x28
 //! layout, a registry of named datasets with pinned digests that
-//! `kindling data fetch` fills in, and a seeded mini-batch loader that yields
-//! tensors.
+//! `kindling data fetch` fills in, a seeded mini-batch loader that yields
+//! tensors, and byte-level BPE tokenizers ([`tokenizer`]) loaded from every
+//! form they are shared in (tokenizer.json, GPT-2 files, tiktoken ranks, GGUF).
 //!
 //! ```no_run
 //! use kindling_data::{Batches, Mnist, Normalize, Order};
@@ -28,6 +29,7 @@ pub mod loader;
 pub mod mnist;
 pub mod registry;
 pub mod sha256;
+pub mod tokenizer;
 pub mod usps;
 
 #[cfg(test)]
@@ -41,4 +43,5 @@ pub use idx::{IdxImages, IdxLabels};
 pub use loader::{Batches, Normalize, Order};
 pub use mnist::Mnist;
 pub use sha256::{sha256_hex, verify_sha256};
+pub use tokenizer::{train_bpe, Tokenizer};
 pub use usps::Usps;

