@@ -147,9 +147,19 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
 
 #[derive(Args)]
 pub struct Generate {
-    /// Run directory (or model.safetensors) of a trained GPT.
+    /// Run directory (or model.safetensors) of a trained character GPT.
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pub ckpt: Option<PathBuf>,
+    /// A pretrained language model instead: a GGUF file, a Hugging Face
+    /// folder or a Kindling language-model run directory.
     #[arg(long)]
-    pub ckpt: PathBuf,
+    pub model: Option<PathBuf>,
+    /// With --model: divide the logits of tokens already present by this (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// With --model: stop when the text contains this string (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
     /// Text to continue (default: a newline).
     #[arg(long, default_value = "\n")]
     pub prompt: String,
@@ -211,6 +221,18 @@ pub fn sample(
 }
 
 pub fn generate(args: Generate) -> CliResult<()> {
+    if let Some(model) = &args.model {
+        let sampling = crate::lm::SamplingArgs {
+            max_new_tokens: args.max_new_tokens,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            repetition_penalty: args.repetition_penalty,
+            stop: args.stop.clone(),
+            seed: args.seed,
+        };
+        return crate::lm::generate(model, &args.prompt, &sampling, args.threads, args.json);
+    }
     set_threads(args.threads)?;
     let sampling = Sampling {
         temperature: args.temperature,
@@ -218,7 +240,7 @@ pub fn generate(args: Generate) -> CliResult<()> {
         top_p: args.top_p,
     };
     sampling.validate()?;
-    let path = checkpoint_path(&args.ckpt)?;
+    let path = checkpoint_path(args.ckpt.as_deref().expect("clap requires --ckpt or --model"))?;
     let loaded = gpt_run::load(&path).map_err(|e| e.to_string())?;
     let prompt = loaded
         .tokenizer

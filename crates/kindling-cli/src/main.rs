@@ -9,7 +9,9 @@ mod gpt;
 mod lab;
 mod lab_attack;
 mod lenet;
+mod lm;
 mod report;
+mod tokenize_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,14 +43,25 @@ enum Command {
     Eval(lenet::Eval),
     /// Read handwritten digits from PNG/JPEG files with a trained LeNet-5.
     Predict(lenet::Predict),
-    /// Continue a text with a trained GPT, streaming characters as they are sampled.
+    /// Continue a text with a trained GPT (--ckpt) or a pretrained model (--model), streaming as it is sampled.
     Generate(gpt::Generate),
+    /// The next-token distribution of a language model for a text (top K).
+    NextToken(lm::NextToken),
+    /// Talk to a chat model: one answer with --message, else an interactive session.
+    Chat(lm::Chat),
     /// Draw a GPT's attention matrix for a text as a heatmap.
     Attention(gpt::Attention),
     /// Measure training speed (compare with bench/pytorch in the same run).
     Bench {
         #[command(subcommand)]
         model: BenchModel,
+    },
+    /// Cut a text into tokens with a byte-level BPE and show where it cuts.
+    Tokenize(tokenize_cmd::Tokenize),
+    /// Tokenizers: train a byte-level BPE.
+    Tokenizer {
+        #[command(subcommand)]
+        cmd: tokenize_cmd::TokenizerCmd,
     },
     /// Datasets: list them, fetch one into the data root (SHA-256 checked).
     Data {
@@ -91,6 +104,8 @@ enum BenchModel {
     Lenet5(lenet::BenchLenet5),
     /// GPT training iterations and KV-cache generation.
     Gpt(gpt::BenchGpt),
+    /// Tokenizer encoding throughput (MB/s) on a corpus.
+    Tokenizer(tokenize_cmd::BenchTokenizer),
 }
 
 /// Training allocates and frees the same large activation buffers every
@@ -143,6 +158,8 @@ fn main() -> ExitCode {
         } => gpt::train(a),
         Command::Generate(a) => gpt::generate(a),
         Command::Attention(a) => gpt::attention(a),
+        Command::NextToken(a) => lm::next_token(a),
+        Command::Chat(a) => lm::chat(a),
         Command::Bench {
             model: BenchModel::Gpt(a),
         } => gpt::bench(a),
@@ -150,6 +167,11 @@ fn main() -> ExitCode {
             model: BenchModel::Lenet5(a),
         } => lenet::bench(a),
         Command::Data { cmd } => data_cmd::run(cmd),
+        Command::Tokenize(a) => tokenize_cmd::tokenize(a),
+        Command::Tokenizer { cmd } => tokenize_cmd::run(cmd),
+        Command::Bench {
+            model: BenchModel::Tokenizer(a),
+        } => tokenize_cmd::bench(a),
         Command::Attack { attack } => lab_attack::attack(attack),
         Command::Inspect { model } => lab_attack::inspect(model),
         Command::Finetune { model } => lab::finetune(model),

@@ -1,0 +1,327 @@
+//! Pretrained language models from the files people share: `next-token`,
+//! `chat`, and `generate --model`. `--model` is a GGUF file, a Hugging Face
+//! folder, or a Kindling language-model run directory (which is one).
+
+use crate::report::{CliResult, Report};
+use clap::Args;
+use kindling_data::tokenizer::Tokenizer;
+use kindling_models::chat::{ChatTemplate, Message, CHATML};
+use kindling_models::generate::{GenerateOptions, Generation, Generator};
+use kindling_models::llama::Llama;
+use kindling_models::llama_files;
+use kindling_models::sampling::Sampling;
+use kindling_tensor::gguf::GgufFile;
+use kindling_tensor::{no_grad, Tensor};
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A model with its tokenizer and chat template.
+pub struct LoadedLm {
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    pub template: ChatTemplate,
+    /// Ids that end a turn: the tokenizer's EOS and, for ChatML, `<|im_end|>`.
+    pub stop_ids: Vec<u32>,
+}
+
+pub fn load(path: &Path) -> CliResult<LoadedLm> {
+    let t0 = Instant::now();
+    let (model, tokenizer) = if path.is_dir() {
+        (
+            llama_files::llama_from_hf_dir(path)?,
+            Tokenizer::from_dir(path)?,
+        )
+    } else if path.is_file() {
+        let g = GgufFile::open(path)?;
+        (llama_files::llama_from_gguf(&g)?, Tokenizer::from_gguf(&g)?)
+    } else {
+        return Err(format!("--model {}: no such file or directory", path.display()).into());
+    };
+    let piece = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
+    let (bos, eos) = (piece(tokenizer.bos_token_id()), piece(tokenizer.eos_token_id()));
+    let template = ChatTemplate::new(tokenizer.chat_template().unwrap_or(CHATML), &bos, &eos)?;
+    let mut stop_ids: Vec<u32> = tokenizer
+        .eos_token_id()
+        .into_iter()
+        .chain(model.config.eos_token_id)
+        .chain(tokenizer.token_to_id("<|im_end|>"))
+        .collect();
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+    eprintln!(
+        "loaded {} ({} layers, {} wide, {:.1}M parameters) in {:.1} s",
+        path.display(),
+        model.config.num_hidden_layers,
+        model.config.hidden_size,
+        kindling_nn::Module::num_parameters(&model) as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(LoadedLm {
+        model,
+        tokenizer,
+        template,
+        stop_ids,
+    })
+}
+
+fn set_threads(threads: Option<usize>) -> CliResult<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        kindling_tensor::set_num_threads(n)?;
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct NextToken {
+    /// A GGUF file, a Hugging Face model folder or a Kindling run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The text whose next token is predicted (special tokens such as
+    /// `<|im_start|>` are recognised).
+    #[arg(long)]
+    pub text: String,
+    /// How many of the most likely tokens to show.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object (`ids`, `top`: list of {id, token, logit, prob}) as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn next_token(args: NextToken) -> CliResult<()> {
+    set_threads(args.threads)?;
+    if args.top == 0 {
+        return Err("--top must be at least 1".into());
+    }
+    let lm = load(&args.model)?;
+    let ids = lm.tokenizer.encode(&args.text)?;
+    if ids.is_empty() {
+        return Err("--text must not be empty".into());
+    }
+    let ctx = lm.model.config.max_position_embeddings;
+    if ids.len() > ctx {
+        return Err(format!("--text is {} tokens, longer than the model's context of {ctx}", ids.len()).into());
+    }
+    let _g = no_grad();
+    let x = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
+    let logits = lm.model.forward_last(&x, None)?.to_vec_f32()?;
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+    let total: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    let report = Report::new(args.json);
+    report.line(format!("{} prompt tokens; the next token:", ids.len()));
+    let mut top = Vec::new();
+    for &i in order.iter().take(args.top) {
+        let token = lm.tokenizer.decode(&[i as u32])?;
+        let prob = ((logits[i] - max) as f64).exp() / total;
+        report.line(format!("{:>8}  {:<20} logit {:>8.3}  p {:.4}", i, format!("{token:?}"), logits[i], prob));
+        top.push(json!({"id": i, "token": token, "logit": logits[i], "prob": prob}));
+    }
+    report.finish(json!({"ids": ids, "top": top}));
+    Ok(())
+}
+
+/// Sampling flags shared by `chat` and `generate --model`.
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Most new tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// 0 = greedy (always the most likely token, as transformers' default
+    /// do_sample=False); higher = more varied.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Sample among the K most likely tokens only.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sample from the smallest set of tokens whose probability reaches P.
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Divide the logits of tokens already present by this (1 = off; 1.1-1.3 curbs loops).
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    /// Stop when the text contains this string (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    fn options(&self, stop_ids: &[u32]) -> CliResult<GenerateOptions> {
+        let o = GenerateOptions {
+            max_new_tokens: self.max_new_tokens,
+            sampling: Sampling {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+            },
+            repetition_penalty: self.repetition_penalty,
+            stop_ids: stop_ids.to_vec(),
+            stop_strings: self.stop.clone(),
+            seed: self.seed,
+        };
+        o.validate().map_err(|e| e.to_string().replace("repetition_penalty", "--repetition-penalty"))?;
+        Ok(o)
+    }
+}
+
+#[derive(Args)]
+pub struct Chat {
+    /// A GGUF file, a Hugging Face model folder or a Kindling run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A system message that opens the conversation (default: the template's own, if any).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Answer this one message and exit; without it, an interactive session
+    /// (empty line or Ctrl-D ends it, /reset forgets the history).
+    #[arg(long)]
+    pub message: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// With --message: print one JSON object (answer, prompt_tokens, new_tokens, stop, ...) as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn answer(
+    lm: &LoadedLm,
+    gen: &mut Generator,
+    history: &[Message],
+    stream: bool,
+) -> CliResult<(Generation, usize)> {
+    let prompt = lm.template.render(history, true)?;
+    let ids = lm.tokenizer.encode(&prompt)?;
+    let decode = |ids: &[u32]| lm.tokenizer.decode(ids).unwrap_or_default();
+    let mut out = std::io::stdout();
+    let g = gen.generate(&ids, &decode, &mut |piece| {
+        if stream {
+            // A closed pipe (`| head`) ends the answer quietly.
+            return write!(out, "{piece}").and_then(|_| out.flush()).is_ok();
+        }
+        true
+    })?;
+    Ok((g, ids.len()))
+}
+
+pub fn chat(args: Chat) -> CliResult<()> {
+    set_threads(args.threads)?;
+    let lm = load(&args.model)?;
+    let options = args.sampling.options(&lm.stop_ids)?;
+    let model: &Llama = &lm.model;
+    let mut gen = Generator::new(model, options)?;
+    let mut history = Vec::new();
+    if let Some(s) = &args.system {
+        history.push(Message::new("system", s.clone())?);
+    }
+    if let Some(m) = &args.message {
+        history.push(Message::new("user", m.clone())?);
+        let (g, prompt_tokens) = answer(&lm, &mut gen, &history, !args.json)?;
+        if !args.json {
+            println!();
+        }
+        let secs = g.decode_secs.max(1e-9);
+        eprintln!(
+            "{} prompt tokens in {:.2} s, {} new tokens at {:.1} tokens/s (stop: {})",
+            prompt_tokens,
+            g.prefill_secs,
+            g.ids.len(),
+            g.ids.len() as f64 / (g.prefill_secs + secs),
+            g.stop.name()
+        );
+        Report::new(args.json).finish(json!({
+            "answer": g.text,
+            "ids": g.ids,
+            "prompt_tokens": prompt_tokens,
+            "new_tokens": g.ids.len(),
+            "stop": g.stop.name(),
+            "prefill_secs": g.prefill_secs,
+            "decode_secs": g.decode_secs,
+        }));
+        return Ok(());
+    }
+    if args.json {
+        return Err("--json needs --message (the interactive session is for people)".into());
+    }
+    eprintln!("chat with {} — empty line or Ctrl-D to end, /reset to forget the history", args.model.display());
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.is_empty() {
+            break;
+        }
+        if line == "/reset" {
+            history.truncate(usize::from(args.system.is_some()));
+            gen.reset();
+            continue;
+        }
+        history.push(Message::new("user", line)?);
+        let (g, _) = answer(&lm, &mut gen, &history, true)?;
+        println!();
+        // The whole history is the next turn's prompt, as the model saw it.
+        history.push(Message::new("assistant", g.text)?);
+    }
+    Ok(())
+}
+
+/// `generate --model`: a plain continuation of `--prompt` (no chat template).
+pub fn generate(
+    model_path: &Path,
+    prompt: &str,
+    sampling: &SamplingArgs,
+    threads: Option<usize>,
+    json_out: bool,
+) -> CliResult<()> {
+    set_threads(threads)?;
+    let lm = load(model_path)?;
+    let ids = lm.tokenizer.encode(prompt)?;
+    let mut gen = Generator::new(&lm.model, sampling.options(&lm.stop_ids)?)?;
+    let decode = |ids: &[u32]| lm.tokenizer.decode(ids).unwrap_or_default();
+    let mut out = std::io::stdout();
+    if !json_out {
+        print!("{prompt}");
+    }
+    let g = gen.generate(&ids, &decode, &mut |piece| {
+        json_out || write!(out, "{piece}").and_then(|_| out.flush()).is_ok()
+    })?;
+    if !json_out {
+        println!();
+    }
+    let tps = g.ids.len() as f64 / g.decode_secs.max(1e-9);
+    eprintln!(
+        "{} prompt tokens ({:.0} tokens/s), {} new tokens ({:.1} tokens/s), stop: {}",
+        ids.len(),
+        ids.len() as f64 / g.prefill_secs.max(1e-9),
+        g.ids.len(),
+        tps,
+        g.stop.name()
+    );
+    Report::new(json_out).finish(json!({
+        "text": g.text,
+        "ids": g.ids,
+        "prompt_tokens": ids.len(),
+        "stop": g.stop.name(),
+        "prefill_tokens_per_sec": ids.len() as f64 / g.prefill_secs.max(1e-9),
+        "generate_tokens_per_sec": tps,
+    }));
+    Ok(())
+}
