@@ -325,3 +325,81 @@ pub fn generate(
     }));
     Ok(())
 }
+
+#[derive(Args)]
+pub struct BenchLm {
+    /// A GGUF file, a Hugging Face model folder or a Kindling run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Prompt length in tokens (a fixed English text, repeated as needed).
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens generated greedily through the KV cache (0 = prefill only).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Prefill and KV-cached generation speed (compare with
+/// `tools/gen_smollm2_bench.py` on the same machine, in the same run).
+pub fn bench(args: BenchLm) -> CliResult<()> {
+    set_threads(args.threads)?;
+    if args.prompt_tokens == 0 || args.runs == 0 {
+        return Err("--prompt-tokens and --runs must be at least 1".into());
+    }
+    let lm = load(&args.model)?;
+    let text = "The quick brown fox jumps over the lazy dog. Language models read text as tokens, one after another, and predict what comes next. ";
+    let mut ids = Vec::new();
+    while ids.len() < args.prompt_tokens {
+        ids.extend(lm.tokenizer.encode(text)?);
+    }
+    ids.truncate(args.prompt_tokens);
+    let mut prefill = Vec::new();
+    let mut decode = Vec::new();
+    for _ in 0..args.runs {
+        let mut opts = GenerateOptions::greedy(args.new_tokens.max(1));
+        opts.stop_ids.clear();
+        let mut gen = Generator::new(&lm.model, opts)?;
+        let g = gen.generate(&ids, &|_| String::new(), &mut |_| true)?;
+        prefill.push(ids.len() as f64 / g.prefill_secs);
+        // The first new token comes from the prefill's logits; the others
+        // each cost one cached forward.
+        if args.new_tokens > 1 {
+            decode.push((g.ids.len() - 1) as f64 / g.decode_secs);
+        }
+    }
+    let (p, d) = (median(prefill), if decode.is_empty() { 0.0 } else { median(decode) });
+    let weight_bytes = kindling_nn::Module::num_parameters(&lm.model) as f64 * 4.0;
+    let report = Report::new(args.json);
+    report.line(format!(
+        "prefill {p:.1} tokens/s ({} tokens), generation {d:.1} tokens/s ({} tokens), {} threads, {} kernels; {:.0} MB of f32 weights read per generated token",
+        ids.len(),
+        args.new_tokens,
+        kindling_tensor::num_threads(),
+        kindling_tensor::simd_level(),
+        weight_bytes / 1e6
+    ));
+    report.finish(json!({
+        "prefill_tokens_per_sec": p,
+        "generate_tokens_per_sec": d,
+        "prompt_tokens": ids.len(),
+        "new_tokens": args.new_tokens,
+        "threads": kindling_tensor::num_threads(),
+        "simd": kindling_tensor::simd_level(),
+        "weight_bytes_per_token": weight_bytes,
+    }));
+    Ok(())
+}

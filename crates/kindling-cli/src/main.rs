@@ -104,6 +104,8 @@ enum BenchModel {
     Lenet5(lenet::BenchLenet5),
     /// GPT training iterations and KV-cache generation.
     Gpt(gpt::BenchGpt),
+    /// A pretrained language model's prefill and KV-cached generation speed.
+    Lm(lm::BenchLm),
     /// Tokenizer encoding throughput (MB/s) on a corpus.
     Tokenizer(tokenize_cmd::BenchTokenizer),
 }
@@ -166,6 +168,9 @@ fn main() -> ExitCode {
         Command::Bench {
             model: BenchModel::Lenet5(a),
         } => lenet::bench(a),
+        Command::Bench {
+            model: BenchModel::Lm(a),
+        } => lm::bench(a),
         Command::Data { cmd } => data_cmd::run(cmd),
         Command::Tokenize(a) => tokenize_cmd::tokenize(a),
         Command::Tokenizer { cmd } => tokenize_cmd::run(cmd),

@@ -110,6 +110,25 @@ pub fn read_hf_config(dir: &Path) -> Result<LlamaConfig> {
             format!("model_type `{model_type}` is not supported (llama is)"),
         ));
     }
+    // transformers 5 writes the rotary settings under `rope_parameters`
+    // (older versions: top-level `rope_theta`, scaling in `rope_scaling`).
+    let mut v = v;
+    for key in ["rope_parameters", "rope_scaling"] {
+        if let Some(rp) = v.get(key).filter(|r| r.is_object()).cloned() {
+            let kind = rp.get("rope_type").or(rp.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+            if kind != "default" {
+                return Err(msg(
+                    &path,
+                    format!("{key}.rope_type `{kind}` is not supported (only the default RoPE is)"),
+                ));
+            }
+            if v.get("rope_theta").is_none() {
+                if let Some(t) = rp.get("rope_theta") {
+                    v["rope_theta"] = t.clone();
+                }
+            }
+        }
+    }
     let mut config: LlamaConfig =
         serde_json::from_value(v.clone()).map_err(|e| msg(&path, format!("field {e}")))?;
     // `eos_token_id` may be a list; the first one is the end of a turn.
@@ -193,6 +212,7 @@ pub fn save_hf_dir(model: &Llama, dir: &Path) -> Result<()> {
         "attention_bias": false,
         "mlp_bias": false,
         "torch_dtype": "float32",
+        "rope_parameters": {"rope_theta": model.config.rope_theta, "rope_type": "default"},
         "initializer_range": 0.02,
         "head_dim": model.config.head_dim(),
     });

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
+pub mod gemv;
 pub mod index;
 pub mod layer_norm;
 pub mod matmul;

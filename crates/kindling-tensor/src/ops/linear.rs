@@ -3,7 +3,7 @@
 //! before the GEMM accumulates onto it (no second pass over y), and
 //! backward produces all three gradients from one contiguous `dy`.
 
-use crate::cpu::{matmul, reduce};
+use crate::cpu::{gemv, matmul, reduce};
 use crate::{CpuStorage, Error, Result, Tensor};
 
 impl Tensor {
@@ -32,6 +32,18 @@ impl Tensor {
         let w = weight.detach().contiguous()?;
         let y = x.with_f32(|xv| {
             w.with_f32(|wv| {
+                // A few rows (token-by-token generation): one pass over W.
+                if rows <= gemv::MAX_ROWS && fan_in > 0 {
+                    let mut y = gemv::gemv_rows(xv, rows, fan_in, wv, fan_out);
+                    if let Some(b) = bias {
+                        b.with_f32(|bv| {
+                            for row in y.chunks_exact_mut(fan_out) {
+                                row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
+                            }
+                        })?;
+                    }
+                    return Ok(y);
+                }
                 // W^T is W read with its strides swapped.
                 match bias {
                     None => Ok(matmul::gemm_new(
