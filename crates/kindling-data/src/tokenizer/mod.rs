@@ -431,15 +431,37 @@ pub const NAMED: [(&str, &str); 5] = [
 ];
 
 /// The path of a named tokenizer in the fetched `tokenizers` dataset, or
-/// `None` if `spec` is not a known name.
+/// `None` if `spec` is not a known name. Only the named tokenizer's own files
+/// need to be there, with their pinned SHA-256.
 fn named_tokenizer_path(spec: &str) -> Result<Option<PathBuf>> {
+    use crate::registry::{self, FileState};
     let Some((_, rel)) = NAMED.iter().find(|(name, _)| *name == spec) else {
         return Ok(None);
     };
-    let dir = crate::registry::dataset_dir("tokenizers").map_err(|e| Error::TokenizerSpec {
+    let dataset = &registry::TOKENIZERS;
+    let dir = crate::default_data_root().join(dataset.name);
+    let not_ready = |problem: String| Error::TokenizerSpec {
         spec: spec.to_string(),
-        problem: e.to_string(),
-    })?;
+        problem: format!(
+            "{problem}; run `kindling data fetch tokenizers --from DIR` (DIR holding tokenizers/), \
+             or give the path of a tokenizer file or folder"
+        ),
+    };
+    for file in dataset.files.iter().filter(|f| {
+        f.file_name == *rel || f.file_name.starts_with(&format!("{rel}/"))
+    }) {
+        let path = dir.join(file.file_name);
+        match registry::check_file(&path, file).map_err(|e| not_ready(e.to_string()))? {
+            FileState::Verified => {}
+            FileState::Missing => return Err(not_ready(format!("{} is missing", path.display()))),
+            FileState::Corrupt { .. } => {
+                return Err(not_ready(format!(
+                    "{} is not the pinned file (sha256 differs)",
+                    path.display()
+                )))
+            }
+        }
+    }
     Ok(Some(dir.join(rel)))
 }
 
