@@ -26,8 +26,29 @@ pub struct LoadedLm {
     pub stop_ids: Vec<u32>,
 }
 
+/// A path as given, or the name of a fetched model dataset
+/// (`smollm2-135m-instruct`), which resolves to its GGUF in the data root.
+fn resolve(path: &Path) -> CliResult<PathBuf> {
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let name = path.to_string_lossy();
+    if let Ok(ds) = kindling_data::registry::find(&name) {
+        if let Some(f) = ds.files.iter().find(|f| f.file_name.ends_with(".gguf")) {
+            return Ok(kindling_data::registry::dataset_dir(&name)?.join(f.file_name));
+        }
+    }
+    Err(format!(
+        "--model {}: no such file or directory (nor a fetched model such as smollm2-135m-instruct)",
+        path.display()
+    )
+    .into())
+}
+
 pub fn load(path: &Path) -> CliResult<LoadedLm> {
     let t0 = Instant::now();
+    let resolved = resolve(path)?;
+    let path = resolved.as_path();
     let (model, tokenizer) = if path.is_dir() {
         (
             llama_files::llama_from_hf_dir(path)?,
