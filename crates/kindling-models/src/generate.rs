@@ -7,6 +7,7 @@
 //! with everything already fed (a chat's history plus a new turn), only the
 //! new tokens are run, so re-feeding the history each turn costs nothing.
 
+use crate::gpt::Gpt;
 use crate::kv::KvCache;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
@@ -32,6 +33,21 @@ impl CausalLm for Llama {
     }
     fn context_len(&self) -> usize {
         self.config.max_position_embeddings
+    }
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+}
+
+impl CausalLm for Gpt {
+    fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        Gpt::forward_last(self, ids, Some(cache))
+    }
+    fn new_cache(&self) -> KvCache {
+        Gpt::new_cache(self)
+    }
+    fn context_len(&self) -> usize {
+        self.config.block_size
     }
     fn vocab_size(&self) -> usize {
         self.config.vocab_size

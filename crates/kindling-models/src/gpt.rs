@@ -2,12 +2,33 @@
 //! nanoGPT: learned positional embeddings, pre-LayerNorm blocks of causal
 //! multi-head self-attention and a 4× GELU MLP, a final LayerNorm and an
 //! output head optionally tied to the token embedding. Parameter names
-//! follow nanoGPT/GPT-2 (`wte`, `h.0.attn.c_attn`, ...).
+//! follow nanoGPT/GPT-2 (`wte`, `h.0.attn.c_attn`, ...); Hugging Face's
+//! GPT-2 is this model with `activation: gelu_tanh` (see `gpt2_files`).
 
+use crate::kv::{attend_to_cache, KvCache};
 use kindling_nn::module::join_name;
 use kindling_nn::{Embedding, LayerNorm, Linear, Module};
-use kindling_tensor::{no_grad, Error, Result, Rng, Tensor};
+use kindling_tensor::{cat, no_grad, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
+
+/// The MLP's GELU. nanoGPT (and Kindling's checkpoints) use the exact one;
+/// OpenAI's GPT-2 used the tanh approximation (`gelu_new` in transformers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    GeluErf,
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::GeluErf => x.gelu_erf(),
+            Activation::GeluTanh => x.gelu(),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptConfig {
@@ -24,6 +45,9 @@ pub struct GptConfig {
     /// this option existed had them.
     #[serde(default = "with_bias")]
     pub bias: bool,
+    /// Checkpoints written before this option existed used `gelu_erf`.
+    #[serde(default)]
+    pub activation: Activation,
 }
 
 fn with_bias() -> bool {
@@ -67,13 +91,25 @@ fn dropout(x: Tensor, p: f32, train: &mut Train) -> Result<Tensor> {
 pub struct Attention {
     pub c_attn: Linear,
     pub c_proj: Linear,
-    n_head: usize,
+    pub(crate) n_head: usize,
 }
 
 pub struct Mlp {
     pub c_fc: Linear,
     pub c_proj: Linear,
+    pub(crate) activation: Activation,
 }
+
+impl Mlp {
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.c_proj
+            .forward(&self.activation.apply(&self.c_fc.forward(x)?)?)
+    }
+}
+
+/// A layer's slot in the KV cache and the number of positions before the
+/// new ones.
+type CacheSlot<'a> = Option<(&'a mut Option<(Tensor, Tensor)>, usize)>;
 
 pub struct Block {
     pub ln_1: LayerNorm,
@@ -110,6 +146,31 @@ impl Attention {
         let (y, probs) = qkv.causal_self_attention(self.n_head)?;
         Ok((self.c_proj.forward(&y)?, keep_probs.then_some(probs)))
     }
+
+    /// As `forward`, with this layer's keys and values (`[B, T, H, D]`)
+    /// appended to the cache; the new queries attend to every cached
+    /// position before their own.
+    fn forward_cached(&self, x: &Tensor, slot: CacheSlot) -> Result<Tensor> {
+        let Some((slot, past)) = slot else {
+            return Ok(self.forward(x, false)?.0);
+        };
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let (h, d) = (self.n_head, c / self.n_head);
+        let qkv = self.c_attn.forward(x)?;
+        let head = |i: usize| qkv.narrow(-1, i * c, c)?.reshape(&[b, t, h, d]);
+        let (k, v) = match slot.take() {
+            Some((pk, pv)) => (cat(&[&pk, &head(1)?], 1)?, cat(&[&pv, &head(2)?], 1)?),
+            None => (head(1)?, head(2)?),
+        };
+        *slot = Some((k.detach(), v.detach()));
+        let y = if past == 0 {
+            // Prefill: the fused causal kernel on the packed projection.
+            qkv.causal_self_attention(h)?.0
+        } else {
+            attend_to_cache(&head(0)?, &k, &v, past)?
+        };
+        self.c_proj.forward(&y)
+    }
 }
 
 impl Block {
@@ -122,11 +183,13 @@ impl Block {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (a, probs) = self.attn.forward(&self.ln_1.forward(x)?, keep_probs)?;
         let x = x.add(&dropout(a, p, train)?)?;
-        let m = self
-            .mlp
-            .c_proj
-            .forward(&self.mlp.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu_erf()?)?;
+        let m = self.mlp.forward(&self.ln_2.forward(&x)?)?;
         Ok((x.add(&dropout(m, p, train)?)?, probs))
+    }
+
+    fn forward_cached(&self, x: &Tensor, slot: CacheSlot) -> Result<Tensor> {
+        let x = x.add(&self.attn.forward_cached(&self.ln_1.forward(x)?, slot)?)?;
+        x.add(&self.mlp.forward(&self.ln_2.forward(&x)?)?)
     }
 }
 
@@ -149,6 +212,7 @@ impl Gpt {
                 mlp: Mlp {
                     c_fc: linear(c, 4 * c, std, bias, rng),
                     c_proj: linear(4 * c, c, proj_std, bias, rng),
+                    activation: config.activation,
                 },
             })
             .collect();
@@ -210,6 +274,57 @@ impl Gpt {
         }
         let x = self.ln_f.forward(&x)?;
         Ok((self.head(&x)?, maps))
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.n_layer)
+    }
+
+    /// Final hidden states `[B, T, C]` (after `ln_f`) for ids `[B, T]`, in
+    /// evaluation mode. Without a cache the positions are 0..T; with one,
+    /// the ids continue the cached sequence (positions offset by its
+    /// length) and their keys and values are appended.
+    pub fn hidden_cached(&self, idx: &Tensor, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        if idx.rank() != 2 || idx.shape()[1] == 0 {
+            return Err(Error::shape(
+                "gpt",
+                format!("token ids must be [B, T] with T at least 1, got {:?}", idx.shape()),
+            ));
+        }
+        let t = idx.shape()[1];
+        let start = cache.as_ref().map_or(0, |c| c.len());
+        if start + t > self.config.block_size {
+            return Err(Error::msg(format!(
+                "{} tokens exceed the model's block size {}",
+                start + t,
+                self.config.block_size
+            )));
+        }
+        let pos = Tensor::from_vec_i64((start as i64..(start + t) as i64).collect(), &[t])?;
+        let mut x = self
+            .wte
+            .forward_ids(idx)?
+            .add(&self.wpe.forward_ids(&pos)?)?;
+        for (l, block) in self.h.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| (c.layer(l), start));
+            x = block.forward_cached(&x, slot)?;
+        }
+        if let Some(c) = cache {
+            c.advance(t);
+        }
+        self.ln_f.forward(&x)
+    }
+
+    /// Logits `[B, T, V]`, continuing the sequence held in `cache` if any.
+    pub fn forward_cached(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.head(&self.hidden_cached(idx, cache)?)
+    }
+
+    /// Logits of the last position only, `[B, V]`.
+    pub fn forward_last(&self, idx: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let h = self.hidden_cached(idx, cache)?;
+        let t = h.shape()[1];
+        self.head(&h.narrow(1, t - 1, 1)?)?.squeeze(1)
     }
 
     fn head(&self, x: &Tensor) -> Result<Tensor> {

@@ -2,7 +2,30 @@
 //! position fed so far (`[B, T, H_kv, D]`), so that each new token runs only
 //! its own position through the network.
 
-use kindling_tensor::Tensor;
+use kindling_tensor::{Result, Tensor};
+
+/// New queries `q [B, T, H, D]` at positions `past..past+T` against keys and
+/// values `[B, past+T, H, D]` (cached ones first): softmax(q kᵀ/√d) v, query
+/// i seeing keys 0..=past+i. Returns `[B, T, H·D]`, the heads side by side.
+pub fn attend_to_cache(q: &Tensor, k: &Tensor, v: &Tensor, past: usize) -> Result<Tensor> {
+    let (b, t, h, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
+    let tk = k.shape()[1];
+    let q = q.permute(&[0, 2, 1, 3])?; // [B, H, T, D]
+    let k = k.permute(&[0, 2, 3, 1])?; // [B, H, D, Tk]
+    let v = v.permute(&[0, 2, 1, 3])?; // [B, H, Tk, D]
+    let mut scores = q.matmul(&k)?.mul_scalar(1.0 / (d as f32).sqrt())?;
+    if t > 1 {
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..tk).map(move |j| if j > past + i { 1.0 } else { 0.0 }))
+            .collect();
+        scores = scores.masked_fill(&Tensor::from_vec(mask, &[t, tk])?, f32::NEG_INFINITY)?;
+    }
+    scores
+        .softmax(-1)?
+        .matmul(&v)?
+        .permute(&[0, 2, 1, 3])?
+        .reshape(&[b, t, h * d])
+}
 
 #[derive(Default)]
 pub struct KvCache {

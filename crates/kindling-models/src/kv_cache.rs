@@ -88,13 +88,7 @@ impl Gpt {
             }
             let a = block.attn.c_proj.forward(&Tensor::from_vec(y, &[1, c])?)?;
             x = x.add(&a)?;
-            let m = block.mlp.c_proj.forward(
-                &block
-                    .mlp
-                    .c_fc
-                    .forward(&block.ln_2.forward(&x)?)?
-                    .gelu_erf()?,
-            )?;
+            let m = block.mlp.forward(&block.ln_2.forward(&x)?)?;
             x = x.add(&m)?;
         }
         cache.len += 1;

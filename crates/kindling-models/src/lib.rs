@@ -10,5 +10,6 @@ pub mod sampling;
 pub mod kv;
 pub mod llama;
 pub mod llama_files;
+pub mod gpt2_files;
 pub mod generate;
 pub mod chat;

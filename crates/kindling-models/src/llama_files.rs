@@ -145,7 +145,7 @@ pub fn read_hf_config(dir: &Path) -> Result<LlamaConfig> {
 }
 
 /// Every tensor of a folder's safetensors file(s), as f32.
-fn read_safetensors(dir: &Path) -> Result<HashMap<String, Tensor>> {
+pub(crate) fn read_safetensors(dir: &Path) -> Result<HashMap<String, Tensor>> {
     let index = dir.join("model.safetensors.index.json");
     let files: Vec<std::path::PathBuf> = if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(|e| Error::Io {

@@ -16,6 +16,7 @@ fn tiny(tie: bool) -> Gpt {
         dropout: 0.0,
         tie_weights: tie,
         bias: true,
+        activation: Default::default(),
     };
     Gpt::new(config, &mut Rng::new(3)).unwrap()
 }

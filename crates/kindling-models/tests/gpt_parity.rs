@@ -37,6 +37,7 @@ fn model_from(f: &HashMap<String, Tensor>) -> Gpt {
         dropout: 0.0,
         tie_weights: true,
         bias: true,
+        activation: Default::default(),
     };
     let m = Gpt::new(config, &mut Rng::new(0)).unwrap();
     for (name, p) in m.named_parameters() {

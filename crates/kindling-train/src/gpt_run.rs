@@ -103,6 +103,7 @@ impl GptTrainOptions {
             dropout: self.dropout,
             tie_weights: self.tie_weights,
             bias: self.bias,
+            activation: Default::default(),
         }
     }
 
