@@ -6,9 +6,8 @@ use crate::report::{CliResult, Report};
 use clap::Args;
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::chat::{ChatTemplate, Message, CHATML};
-use kindling_models::generate::{GenerateOptions, Generation, Generator};
-use kindling_models::llama::Llama;
-use kindling_models::llama_files;
+use kindling_models::generate::{CausalLm, GenerateOptions, Generation, Generator};
+use kindling_models::{gpt2_files, llama_files};
 use kindling_models::sampling::Sampling;
 use kindling_tensor::gguf::GgufFile;
 use kindling_tensor::{no_grad, Tensor};
@@ -19,7 +18,9 @@ use std::time::Instant;
 
 /// A model with its tokenizer and chat template.
 pub struct LoadedLm {
-    pub model: Llama,
+    /// A LLaMA or a GPT-2.
+    pub model: Box<dyn CausalLm>,
+    pub num_parameters: usize,
     pub tokenizer: Tokenizer,
     pub template: ChatTemplate,
     /// Ids that end a turn: the tokenizer's EOS and, for ChatML, `<|im_end|>`.
@@ -45,18 +46,46 @@ fn resolve(path: &Path) -> CliResult<PathBuf> {
     .into())
 }
 
+/// `model_type` of a Hugging Face folder's `config.json`.
+fn hf_model_type(dir: &Path) -> CliResult<String> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    Ok(v.get("model_type").and_then(|m| m.as_str()).unwrap_or("?").to_string())
+}
+
 pub fn load(path: &Path) -> CliResult<LoadedLm> {
     let t0 = Instant::now();
     let resolved = resolve(path)?;
     let path = resolved.as_path();
-    let (model, tokenizer) = if path.is_dir() {
-        (
-            llama_files::llama_from_hf_dir(path)?,
-            Tokenizer::from_dir(path)?,
-        )
+    // (model, parameters, layers, width, the config's end-of-sequence id)
+    type Described = (Box<dyn CausalLm>, usize, usize, usize, Option<u32>);
+    let gpt2 = |m: kindling_models::gpt::Gpt| -> Described {
+        let (n, l, c) = (kindling_nn::Module::num_parameters(&m), m.config.n_layer, m.config.n_embd);
+        (Box::new(m), n, l, c, None)
+    };
+    let llama = |m: kindling_models::llama::Llama| -> Described {
+        let (n, l, c) = (kindling_nn::Module::num_parameters(&m), m.config.num_hidden_layers, m.config.hidden_size);
+        let eos = m.config.eos_token_id;
+        (Box::new(m), n, l, c, eos)
+    };
+    let ((model, num_parameters, layers, width, config_eos), tokenizer) = if path.is_dir() {
+        let model = match hf_model_type(path)?.as_str() {
+            "gpt2" => gpt2(gpt2_files::gpt_from_hf_dir(path)?),
+            "llama" => llama(llama_files::llama_from_hf_dir(path)?),
+            other => {
+                return Err(format!(
+                    "{}: model_type `{other}` is not supported (llama and gpt2 are)",
+                    path.join("config.json").display()
+                )
+                .into())
+            }
+        };
+        (model, Tokenizer::from_dir(path)?)
     } else if path.is_file() {
         let g = GgufFile::open(path)?;
-        (llama_files::llama_from_gguf(&g)?, Tokenizer::from_gguf(&g)?)
+        (llama(llama_files::llama_from_gguf(&g)?), Tokenizer::from_gguf(&g)?)
     } else {
         return Err(format!("--model {}: no such file or directory", path.display()).into());
     };
@@ -66,7 +95,7 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
     let mut stop_ids: Vec<u32> = tokenizer
         .eos_token_id()
         .into_iter()
-        .chain(model.config.eos_token_id)
+        .chain(config_eos)
         .chain(tokenizer.token_to_id("<|im_end|>"))
         .collect();
     stop_ids.sort_unstable();
@@ -74,13 +103,14 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
     eprintln!(
         "loaded {} ({} layers, {} wide, {:.1}M parameters) in {:.1} s",
         path.display(),
-        model.config.num_hidden_layers,
-        model.config.hidden_size,
-        kindling_nn::Module::num_parameters(&model) as f64 / 1e6,
+        layers,
+        width,
+        num_parameters as f64 / 1e6,
         t0.elapsed().as_secs_f64()
     );
     Ok(LoadedLm {
         model,
+        num_parameters,
         tokenizer,
         template,
         stop_ids,
@@ -127,13 +157,13 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
     if ids.is_empty() {
         return Err("--text must not be empty".into());
     }
-    let ctx = lm.model.config.max_position_embeddings;
+    let ctx = lm.model.context_len();
     if ids.len() > ctx {
         return Err(format!("--text is {} tokens, longer than the model's context of {ctx}", ids.len()).into());
     }
     let _g = no_grad();
     let x = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
-    let logits = lm.model.forward_last(&x, None)?.to_vec_f32()?;
+    let logits = lm.model.forward_last(&x, &mut lm.model.new_cache())?.to_vec_f32()?;
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
     let total: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -243,8 +273,7 @@ pub fn chat(args: Chat) -> CliResult<()> {
     set_threads(args.threads)?;
     let lm = load(&args.model)?;
     let options = args.sampling.options(&lm.stop_ids)?;
-    let model: &Llama = &lm.model;
-    let mut gen = Generator::new(model, options)?;
+    let mut gen = Generator::new(lm.model.as_ref(), options)?;
     let mut history = Vec::new();
     if let Some(s) = &args.system {
         history.push(Message::new("system", s.clone())?);
@@ -315,7 +344,7 @@ pub fn generate(
     set_threads(threads)?;
     let lm = load(model_path)?;
     let ids = lm.tokenizer.encode(prompt)?;
-    let mut gen = Generator::new(&lm.model, sampling.options(&lm.stop_ids)?)?;
+    let mut gen = Generator::new(lm.model.as_ref(), sampling.options(&lm.stop_ids)?)?;
     let decode = |ids: &[u32]| lm.tokenizer.decode(ids).unwrap_or_default();
     let mut out = std::io::stdout();
     if !json_out {
@@ -393,7 +422,7 @@ pub fn bench(args: BenchLm) -> CliResult<()> {
     for _ in 0..args.runs {
         let mut opts = GenerateOptions::greedy(args.new_tokens.max(1));
         opts.stop_ids.clear();
-        let mut gen = Generator::new(&lm.model, opts)?;
+        let mut gen = Generator::new(lm.model.as_ref(), opts)?;
         let g = gen.generate(&ids, &|_| String::new(), &mut |_| true)?;
         prefill.push(ids.len() as f64 / g.prefill_secs);
         // The first new token comes from the prefill's logits; the others
@@ -403,7 +432,7 @@ pub fn bench(args: BenchLm) -> CliResult<()> {
         }
     }
     let (p, d) = (median(prefill), if decode.is_empty() { 0.0 } else { median(decode) });
-    let weight_bytes = kindling_nn::Module::num_parameters(&lm.model) as f64 * 4.0;
+    let weight_bytes = lm.num_parameters as f64 * 4.0;
     let report = Report::new(args.json);
     report.line(format!(
         "prefill {p:.1} tokens/s ({} tokens), generation {d:.1} tokens/s ({} tokens), {} threads, {} kernels; {:.0} MB of f32 weights read per generated token",
