@@ -170,11 +170,7 @@ fn train(a: TrainTokenizer) -> CliResult<()> {
     let report = Report::new(a.json);
     let target = a.out.join("tokenizer.json");
     if target.exists() && !a.force {
-        return Err(format!(
-            "{} exists; pass --force to overwrite it",
-            target.display()
-        )
-        .into());
+        return Err(format!("{} exists; pass --force to overwrite it", target.display()).into());
     }
     let text = kindling_train::corpus::load(&a.data).map_err(|e| e.to_string())?;
     let specials: Vec<&str> = a.specials.iter().map(String::as_str).collect();

@@ -652,7 +652,9 @@ fn fetch_file(
         let (origin, origin_text) = match from {
             Some(mirror) => {
                 let looked = [
-                    mirror.join(mirror_folder(dataset.name)).join(file.file_name),
+                    mirror
+                        .join(mirror_folder(dataset.name))
+                        .join(file.file_name),
                     mirror.join(file.file_name),
                 ];
                 let src = looked
@@ -926,7 +928,13 @@ mod tests {
         fs::create_dir_all(scratch.path().join("mirror/nested/sub")).unwrap();
         scratch.write("mirror/nested/sub/abc.txt", b"abc");
         let root = scratch.path().join("root");
-        fetch_dataset(&root, &NESTED, Some(&scratch.path().join("mirror")), &mut quiet()).unwrap();
+        fetch_dataset(
+            &root,
+            &NESTED,
+            Some(&scratch.path().join("mirror")),
+            &mut quiet(),
+        )
+        .unwrap();
         assert_eq!(entries(&root.join("nested/sub")), ["abc.txt"]);
         assert!(status_in(&root, &NESTED).unwrap().is_present());
     }

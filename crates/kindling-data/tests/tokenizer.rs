@@ -74,8 +74,8 @@ fn every_tokenizer_matches_its_reference_on_every_text_and_round_trips() {
         let Some(path) = data_file(entry["path"].as_str().unwrap()) else {
             continue;
         };
-        let tok = Tokenizer::from_spec(path.to_str().unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tok =
+            Tokenizer::from_spec(path.to_str().unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let expected = entry["ids"].as_array().unwrap();
         assert_eq!(expected.len(), texts.len());
         let mut matched = 0;
@@ -92,7 +92,11 @@ fn every_tokenizer_matches_its_reference_on_every_text_and_round_trips() {
                 failures.push(format!("{name}/{text_name}: decode gave {back:?}"));
             }
         }
-        eprintln!("{name}: {matched}/{} texts match {}", texts.len(), entry["reference"]);
+        eprintln!(
+            "{name}: {matched}/{} texts match {}",
+            texts.len(),
+            entry["reference"]
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -103,14 +107,22 @@ fn special_tokens_ids_and_chat_templates_come_through() {
         let tok = Tokenizer::from_spec(path.to_str().unwrap()).unwrap();
         assert_eq!(tok.encode("<|im_start|>").unwrap(), [151644]);
         assert_eq!(tok.token_to_id("<|im_end|>"), Some(151645));
-        assert_eq!(tok.eos_token_id(), Some(151645), "eos_token from tokenizer_config.json");
+        assert_eq!(
+            tok.eos_token_id(),
+            Some(151645),
+            "eos_token from tokenizer_config.json"
+        );
         assert!(tok.chat_template().unwrap().contains("<|im_start|>"));
     }
     if let Some(path) = data_file("tokenizers/tiktoken/cl100k_base.tiktoken") {
         let tok = Tokenizer::from_spec(path.to_str().unwrap()).unwrap();
         assert_eq!(tok.encode("<|endoftext|>").unwrap(), [100257]);
         assert_eq!(tok.eos_token_id(), Some(100257));
-        assert_eq!(tok.vocab_size(), 100277, "ids up to <|endofprompt|> = 100276");
+        assert_eq!(
+            tok.vocab_size(),
+            100277,
+            "ids up to <|endofprompt|> = 100276"
+        );
         assert_eq!(tok.decode(&[100276]).unwrap(), "<|endofprompt|>");
     }
     if let Some(path) = data_file("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") {
@@ -137,7 +149,10 @@ fn pieces_are_readable_text_and_partial_characters_are_lossy() {
     // 🙂 is four UTF-8 bytes; GPT-2 cuts it into byte tokens that are not text alone.
     let ids = tok.encode("🙂").unwrap();
     assert!(ids.len() > 1, "{ids:?}");
-    let bytes: Vec<u8> = ids.iter().flat_map(|&id| tok.piece_bytes(id).unwrap()).collect();
+    let bytes: Vec<u8> = ids
+        .iter()
+        .flat_map(|&id| tok.piece_bytes(id).unwrap())
+        .collect();
     assert_eq!(bytes, "🙂".as_bytes());
     assert!(tok.piece(ids[0]).unwrap().contains('\u{fffd}'));
     assert_eq!(tok.piece(60000), None);
@@ -153,8 +168,16 @@ fn saved_tokenizer_loads_back_with_the_same_ids_and_specials() {
     let scratch = Scratch::new("save");
     tok.save(&scratch.0).unwrap();
     let back = Tokenizer::from_spec(scratch.0.to_str().unwrap()).unwrap();
-    for text in ["9.11 vs 9.3", "GPT-4o 说: \"Hello\" 🙂<|endoftext|>x", "  a\r\n\tb  "] {
-        assert_eq!(back.encode(text).unwrap(), tok.encode(text).unwrap(), "{text:?}");
+    for text in [
+        "9.11 vs 9.3",
+        "GPT-4o 说: \"Hello\" 🙂<|endoftext|>x",
+        "  a\r\n\tb  ",
+    ] {
+        assert_eq!(
+            back.encode(text).unwrap(),
+            tok.encode(text).unwrap(),
+            "{text:?}"
+        );
     }
     assert_eq!(back.eos_token_id(), Some(199999));
     assert_eq!(back.vocab_size(), tok.vocab_size());
@@ -176,27 +199,48 @@ fn a_tiny_gguf_tokenizer_is_read_and_an_unknown_model_is_named() {
             ("tokenizer.ggml.model", GgufValue::Str(model.into())),
             ("tokenizer.ggml.tokens", GgufValue::Array(tokens.clone())),
             ("tokenizer.ggml.token_type", GgufValue::Array(types.clone())),
-            ("tokenizer.ggml.merges", GgufValue::Array(vec![GgufValue::Str("a b".into())])),
+            (
+                "tokenizer.ggml.merges",
+                GgufValue::Array(vec![GgufValue::Str("a b".into())]),
+            ),
             ("tokenizer.ggml.eos_token_id", GgufValue::U32(257)),
-            ("tokenizer.chat_template", GgufValue::Str("{{ messages }}".into())),
+            (
+                "tokenizer.chat_template",
+                GgufValue::Str("{{ messages }}".into()),
+            ),
         ]
     };
     let good = scratch.0.join("tiny.gguf");
     gguf::write(&good, &meta("gpt2"), &[]).unwrap();
     let tok = Tokenizer::from_spec(good.to_str().unwrap()).unwrap();
-    assert_eq!(tok.encode("abc<|endoftext|>").unwrap(), [256, b'c' as u32, 257]);
+    assert_eq!(
+        tok.encode("abc<|endoftext|>").unwrap(),
+        [256, b'c' as u32, 257]
+    );
     assert_eq!(tok.eos_token_id(), Some(257));
     assert_eq!(tok.chat_template(), Some("{{ messages }}"));
 
     let llama = scratch.0.join("sentencepiece.gguf");
     gguf::write(&llama, &meta("llama"), &[]).unwrap();
-    let msg = Tokenizer::from_spec(llama.to_str().unwrap()).unwrap_err().to_string();
+    let msg = Tokenizer::from_spec(llama.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains(&llama.display().to_string()), "{msg}");
-    assert!(msg.contains("`llama`") && msg.contains("byte-level BPE"), "{msg}");
+    assert!(
+        msg.contains("`llama`") && msg.contains("byte-level BPE"),
+        "{msg}"
+    );
 
     let none = scratch.0.join("weights-only.gguf");
-    gguf::write(&none, &[("general.architecture", GgufValue::Str("llama".into()))], &[]).unwrap();
-    let msg = Tokenizer::from_spec(none.to_str().unwrap()).unwrap_err().to_string();
+    gguf::write(
+        &none,
+        &[("general.architecture", GgufValue::Str("llama".into()))],
+        &[],
+    )
+    .unwrap();
+    let msg = Tokenizer::from_spec(none.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("no tokenizer"), "{msg}");
 }
 
@@ -208,41 +252,77 @@ fn a_file_of_the_wrong_kind_gets_one_line_naming_it_and_what_is_wrong() {
     safetensors.extend((header.len() as u64).to_le_bytes());
     safetensors.extend(header);
     safetensors.extend([0u8; 4]);
-    let random: Vec<u8> = (0..64u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    let random: Vec<u8> = (0..64u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
 
     let cases: Vec<(PathBuf, &str)> = vec![
         (scratch.write("tokenizer.json", &safetensors), "safetensors"),
         (scratch.write("random.json", &random), "not JSON"),
-        (scratch.write("config.json", br#"{"n_layer": 12, "vocab_size": "x"}"#), "no `model` field"),
-        (scratch.write("vocabish.json", br#"{"a": 0, "b": 1}"#), "vocab.json"),
-        (scratch.write("truncated.json", br#"{"model": {"#), "invalid JSON"),
+        (
+            scratch.write("config.json", br#"{"n_layer": 12, "vocab_size": "x"}"#),
+            "no `model` field",
+        ),
+        (
+            scratch.write("vocabish.json", br#"{"a": 0, "b": 1}"#),
+            "vocab.json",
+        ),
+        (
+            scratch.write("truncated.json", br#"{"model": {"#),
+            "invalid JSON",
+        ),
         (scratch.write("empty.json", b""), "empty"),
         (scratch.write("cl100k_base.tiktoken", &random), "line 1"),
-        (scratch.write("mystery.tiktoken", b"IQ== 0\n"), "unknown tiktoken encoding `mystery`"),
-        (scratch.write("model.gguf", b"not a gguf at all"), "not a GGUF file"),
+        (
+            scratch.write("mystery.tiktoken", b"IQ== 0\n"),
+            "unknown tiktoken encoding `mystery`",
+        ),
+        (
+            scratch.write("model.gguf", b"not a gguf at all"),
+            "not a GGUF file",
+        ),
     ];
     for (path, says) in cases {
         let err = Tokenizer::from_spec(path.to_str().unwrap()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
+        assert!(
+            msg.contains(&path.display().to_string()),
+            "names the file: {msg}"
+        );
         assert!(msg.contains(says), "says {says:?}: {msg}");
         assert!(!msg.contains('\n'), "one line: {msg}");
     }
 
     let gpt2 = Scratch::new("bad-gpt2");
     gpt2.write("vocab.json", br#"{"a": 0, "b": 1}"#);
-    let msg = Tokenizer::from_spec(gpt2.0.to_str().unwrap()).unwrap_err().to_string();
+    let msg = Tokenizer::from_spec(gpt2.0.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("no merges beside it"), "{msg}");
     gpt2.write("merges.txt", b"#version: 0.2\na b\n");
-    let msg = Tokenizer::from_spec(gpt2.0.to_str().unwrap()).unwrap_err().to_string();
-    assert!(msg.contains("merges.txt") && msg.contains("makes `ab`"), "{msg}");
+    let msg = Tokenizer::from_spec(gpt2.0.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("merges.txt") && msg.contains("makes `ab`"),
+        "{msg}"
+    );
     gpt2.write("merges.txt", b"#version: 0.2\nab\n");
-    let msg = Tokenizer::from_spec(gpt2.0.to_str().unwrap()).unwrap_err().to_string();
+    let msg = Tokenizer::from_spec(gpt2.0.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("line 2 is not `left right`"), "{msg}");
 
-    let msg = Tokenizer::from_spec("no-such-tokenizer").unwrap_err().to_string();
-    assert!(msg.contains("`no-such-tokenizer`") && msg.contains("cl100k_base"), "{msg}");
+    let msg = Tokenizer::from_spec("no-such-tokenizer")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`no-such-tokenizer`") && msg.contains("cl100k_base"),
+        "{msg}"
+    );
     let empty = Scratch::new("bad-empty-dir");
-    let msg = Tokenizer::from_spec(empty.0.to_str().unwrap()).unwrap_err().to_string();
+    let msg = Tokenizer::from_spec(empty.0.to_str().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("no tokenizer here"), "{msg}");
 }

@@ -65,36 +65,6 @@ pub fn is_byte_level(token: &str) -> bool {
     token.chars().all(|c| char_byte(c).is_some())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn table_matches_gpt2_for_the_well_known_bytes() {
-        assert_eq!(byte_char(b' '), 'Ġ');
-        assert_eq!(byte_char(b'\n'), 'Ċ');
-        assert_eq!(byte_char(b'\t'), 'ĉ');
-        assert_eq!(byte_char(0), 'Ā');
-        assert_eq!(byte_char(b'a'), 'a');
-        assert_eq!(byte_char(0xad), 'Ń');
-        assert_eq!(bytes_to_token(" the".as_bytes()), "Ġthe");
-    }
-
-    #[test]
-    fn every_byte_round_trips_and_the_alphabet_has_256_characters() {
-        let mut chars: Vec<char> = (0..=255u8).map(byte_char).collect();
-        for b in 0..=255u8 {
-            assert_eq!(char_byte(byte_char(b)), Some(b));
-        }
-        chars.sort();
-        chars.dedup();
-        assert_eq!(chars.len(), 256);
-        assert_eq!(char_byte('ġ'), Some(0x7f));
-        assert_eq!(char_byte('你'), None);
-        assert_eq!(token_bytes("Ġä½ł").unwrap(), " 你".as_bytes());
-    }
-}
-
 /// A byte-level BPE engine around `model`, as Hugging Face builds one: text
 /// is cut into pieces by `split_pattern` (a tiktoken-style regex, each match
 /// its own piece) or, without one, by GPT-2's own regex inside the ByteLevel
@@ -126,4 +96,34 @@ pub(crate) fn engine(
     tok.with_decoder(Some(ByteLevel::default()));
     tok.with_post_processor(Some(ByteLevel::new(true, false, true)));
     Ok(tok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_gpt2_for_the_well_known_bytes() {
+        assert_eq!(byte_char(b' '), 'Ġ');
+        assert_eq!(byte_char(b'\n'), 'Ċ');
+        assert_eq!(byte_char(b'\t'), 'ĉ');
+        assert_eq!(byte_char(0), 'Ā');
+        assert_eq!(byte_char(b'a'), 'a');
+        assert_eq!(byte_char(0xad), 'Ń');
+        assert_eq!(bytes_to_token(" the".as_bytes()), "Ġthe");
+    }
+
+    #[test]
+    fn every_byte_round_trips_and_the_alphabet_has_256_characters() {
+        let mut chars: Vec<char> = (0..=255u8).map(byte_char).collect();
+        for b in 0..=255u8 {
+            assert_eq!(char_byte(byte_char(b)), Some(b));
+        }
+        chars.sort();
+        chars.dedup();
+        assert_eq!(chars.len(), 256);
+        assert_eq!(char_byte('ġ'), Some(0x7f));
+        assert_eq!(char_byte('你'), None);
+        assert_eq!(token_bytes("Ġä½ł").unwrap(), " 你".as_bytes());
+    }
 }

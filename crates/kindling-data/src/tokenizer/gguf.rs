@@ -8,10 +8,12 @@
 //! (`integrations/gguf/gguf_tokenizer_mapping.py`, transformers 5.24):
 //! GPT-2's byte-level BPE, with the split regex of the `pre` names it knows
 //! and GPT-2's own regex otherwise; control tokens special, user-defined
-//! tokens added whole. For SmolLM2 (`pre` = `smollm`) that is GPT-2's regex,
-//! which differs from SmolLM2's own `tokenizer.json`: that one also splits
-//! digits one by one (`Digits(individual_digits=true)`), so "2024" is four
-//! tokens there and fewer here. Our parity fixture follows transformers.
+//! tokens added whole. For SmolLM2 (`pre` = `smollm`) that is GPT-2's regex
+//! alone, where SmolLM2's own `tokenizer.json` first splits digits one by one
+//! (`Digits(individual_digits=true)`). The ids still agree on our parity
+//! texts (checked with transformers 5.24: swapping in SmolLM2's pre-tokenizer
+//! changes none of the 25), because its vocabulary has no token holding two
+//! digits or a space before a digit; our fixture follows transformers.
 
 use super::{bad_file, byte_level, engine_error, Tokenizer};
 use crate::Result;
@@ -54,7 +56,12 @@ pub fn load(file: &GgufFile) -> Result<Tokenizer> {
     let key = |k: &str| file.get(k);
     let model = key("tokenizer.ggml.model")
         .and_then(GgufValue::as_str)
-        .ok_or_else(|| bad_file(path, "GGUF has no tokenizer (no tokenizer.ggml.model string)"))?;
+        .ok_or_else(|| {
+            bad_file(
+                path,
+                "GGUF has no tokenizer (no tokenizer.ggml.model string)",
+            )
+        })?;
     if model != "gpt2" {
         let kind = match model {
             "llama" => " (SentencePiece)",
@@ -115,7 +122,12 @@ pub fn load(file: &GgufFile) -> Result<Tokenizer> {
         merges.push((l.to_string(), r.to_string()));
     }
     let bpe = tokenizers::models::bpe::BPE::builder()
-        .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+        .vocab_and_merges(
+            vocab
+                .into_iter()
+                .collect::<tokenizers::models::bpe::Vocab>(),
+            merges,
+        )
         .build()
         .map_err(|e| bad_file(path, format!("GGUF tokenizer: cannot build the BPE: {e}")))?;
     let pre = key("tokenizer.ggml.pre").and_then(GgufValue::as_str);
@@ -152,6 +164,9 @@ pub fn load(file: &GgufFile) -> Result<Tokenizer> {
         .and_then(GgufValue::as_str)
         .map(str::to_string);
     Ok(Tokenizer::new(tok, path.display().to_string())
-        .with_specials(id("tokenizer.ggml.bos_token_id"), id("tokenizer.ggml.eos_token_id"))
+        .with_specials(
+            id("tokenizer.ggml.bos_token_id"),
+            id("tokenizer.ggml.eos_token_id"),
+        )
         .with_chat_template(template))
 }

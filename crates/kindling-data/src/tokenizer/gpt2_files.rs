@@ -24,7 +24,10 @@ pub fn vocab_path(dir: &Path) -> Option<PathBuf> {
 /// token when the vocabulary has it, as `GPT2TokenizerFast` does.
 pub fn load_dir(dir: &Path) -> Result<Tokenizer> {
     let vocab_path = vocab_path(dir).ok_or_else(|| {
-        bad_file(dir, "no vocab.json or encoder.json (GPT-2-style tokenizer folder)")
+        bad_file(
+            dir,
+            "no vocab.json or encoder.json (GPT-2-style tokenizer folder)",
+        )
     })?;
     let merges_path = first_existing(dir, &MERGES_NAMES).ok_or_else(|| {
         bad_file(
@@ -52,7 +55,12 @@ pub fn load_dir(dir: &Path) -> Result<Tokenizer> {
     }
     let endoftext = vocab.get("<|endoftext|>").copied();
     let model = tokenizers::models::bpe::BPE::builder()
-        .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+        .vocab_and_merges(
+            vocab
+                .into_iter()
+                .collect::<tokenizers::models::bpe::Vocab>(),
+            merges,
+        )
         .build()
         .map_err(|e| bad_file(&vocab_path, format!("cannot build the BPE: {e}")))?;
     let mut tok = byte_level::engine(model, None).map_err(|e| engine_error("pre-tokenizer", e))?;
@@ -68,18 +76,26 @@ fn parse_vocab(path: &Path) -> Result<HashMap<String, u32>> {
     let bytes = read_file(path)?;
     let value: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| bad_file(path, format!("not a GPT-2 vocabulary: invalid JSON ({e})")))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| bad_file(path, "not a GPT-2 vocabulary: not a JSON object of token → id"))?;
+    let object = value.as_object().ok_or_else(|| {
+        bad_file(
+            path,
+            "not a GPT-2 vocabulary: not a JSON object of token → id",
+        )
+    })?;
     object
         .iter()
         .map(|(token, id)| {
-            let id = id.as_u64().and_then(|id| u32::try_from(id).ok()).ok_or_else(|| {
-                bad_file(
-                    path,
-                    format!("not a GPT-2 vocabulary: token {token:?} has id {id}, not a number"),
-                )
-            })?;
+            let id = id
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| {
+                    bad_file(
+                        path,
+                        format!(
+                            "not a GPT-2 vocabulary: token {token:?} has id {id}, not a number"
+                        ),
+                    )
+                })?;
             Ok((token.clone(), id))
         })
         .collect()
@@ -108,7 +124,10 @@ pub fn parse_merges(path: &Path) -> Result<Vec<(String, String)>> {
             .ok_or_else(|| {
                 bad_file(
                     path,
-                    format!("not a merges file: line {} is not `left right` ({line:?})", i + 1),
+                    format!(
+                        "not a merges file: line {} is not `left right` ({line:?})",
+                        i + 1
+                    ),
                 )
             })?;
         merges.push((l.to_string(), r.to_string()));

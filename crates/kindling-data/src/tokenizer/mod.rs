@@ -388,10 +388,7 @@ impl Tokenizer {
         let (bos, eos) = (token(self.bos_token_id), token(self.eos_token_id));
         if bos.is_some() || eos.is_some() || self.chat_template.is_some() {
             let mut config = serde_json::Map::new();
-            config.insert(
-                "tokenizer_class".into(),
-                "PreTrainedTokenizerFast".into(),
-            );
+            config.insert("tokenizer_class".into(), "PreTrainedTokenizerFast".into());
             if let Some(bos) = bos {
                 config.insert("bos_token".into(), bos.into());
             }
@@ -447,9 +444,11 @@ fn named_tokenizer_path(spec: &str) -> Result<Option<PathBuf>> {
              or give the path of a tokenizer file or folder"
         ),
     };
-    for file in dataset.files.iter().filter(|f| {
-        f.file_name == *rel || f.file_name.starts_with(&format!("{rel}/"))
-    }) {
+    for file in dataset
+        .files
+        .iter()
+        .filter(|f| f.file_name == *rel || f.file_name.starts_with(&format!("{rel}/")))
+    {
         let path = dir.join(file.file_name);
         match registry::check_file(&path, file).map_err(|e| not_ready(e.to_string()))? {
             FileState::Verified => {}

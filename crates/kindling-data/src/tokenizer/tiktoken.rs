@@ -91,9 +91,7 @@ pub fn load_with(path: &Path, enc: &Encoding) -> Result<Tokenizer> {
     let eos = enc.special_tokens.first().map(|&(_, id)| id);
     from_ranks(&ranks, enc)
         .map_err(|e| bad_file(path, e.to_string()))
-        .map(|tok| {
-            Tokenizer::new(tok, path.display().to_string()).with_specials(None, eos)
-        })
+        .map(|tok| Tokenizer::new(tok, path.display().to_string()).with_specials(None, eos))
 }
 
 /// `(token bytes, rank)` for every line of a `.tiktoken` file.
@@ -114,7 +112,10 @@ pub fn parse_ranks(path: &Path, bytes: &[u8]) -> Result<Vec<(Vec<u8>, u32)>> {
             )
         };
         let text = std::str::from_utf8(line).map_err(|_| bad())?;
-        let (token, rank) = text.trim_end_matches('\r').split_once(' ').ok_or_else(bad)?;
+        let (token, rank) = text
+            .trim_end_matches('\r')
+            .split_once(' ')
+            .ok_or_else(bad)?;
         let token = base64_decode(token).ok_or_else(bad)?;
         let rank: u32 = rank.parse().map_err(|_| bad())?;
         ranks.push((token, rank));
@@ -165,7 +166,12 @@ pub fn from_ranks(
         vocab.insert(content.to_string(), id);
     }
     let model = BPE::builder()
-        .vocab_and_merges(vocab.into_iter().collect::<tokenizers::models::bpe::Vocab>(), merges)
+        .vocab_and_merges(
+            vocab
+                .into_iter()
+                .collect::<tokenizers::models::bpe::Vocab>(),
+            merges,
+        )
         .ignore_merges(true)
         .build()
         .map_err(|e| format!("cannot build the BPE: {e}"))?;
@@ -193,7 +199,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         } as u32)
     }
     let body = text.trim_end_matches('=');
-    if body.is_empty() || text.len() % 4 != 0 || text.len() - body.len() > 2 {
+    if body.is_empty() || !text.len().is_multiple_of(4) || text.len() - body.len() > 2 {
         return None;
     }
     let mut out = Vec::with_capacity(body.len() * 3 / 4);

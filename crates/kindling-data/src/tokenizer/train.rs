@@ -39,8 +39,8 @@ pub fn train_bpe<S: AsRef<str> + Send>(
         .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
         .build()
         .into();
-    let mut tok = byte_level::engine(BPE::default(), None)
-        .map_err(|e| engine_error("pre-tokenizer", e))?;
+    let mut tok =
+        byte_level::engine(BPE::default(), None).map_err(|e| engine_error("pre-tokenizer", e))?;
     tok.train(&mut trainer, texts)
         .map_err(|e| engine_error("train", e))?;
     let eos = specials.first().and_then(|s| tok.token_to_id(s));
@@ -57,10 +57,17 @@ mod tests {
         let tok = train_bpe(text.split_inclusive('\n'), 300, &["<|endoftext|>"]).unwrap();
         assert_eq!(tok.token_to_id("<|endoftext|>"), Some(0));
         assert_eq!(tok.eos_token_id(), Some(0));
-        assert!(tok.vocab_size() <= 300 && tok.vocab_size() > 257, "{}", tok.vocab_size());
+        assert!(
+            tok.vocab_size() <= 300 && tok.vocab_size() > 257,
+            "{}",
+            tok.vocab_size()
+        );
         let ids = tok.encode(" the cat").unwrap();
         assert_eq!(ids.len(), 2, "frequent words become single tokens: {ids:?}");
-        for s in ["the cat sat<|endoftext|>on the mat", "unseen: ζ 9.11 vs 9.3 🙂\r\n"] {
+        for s in [
+            "the cat sat<|endoftext|>on the mat",
+            "unseen: ζ 9.11 vs 9.3 🙂\r\n",
+        ] {
             let ids = tok.encode(s).unwrap();
             assert_eq!(tok.decode(&ids).unwrap(), s);
         }
