@@ -172,7 +172,12 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
     report.line(format!("{} prompt tokens; the next token:", ids.len()));
     let mut top = Vec::new();
     for &i in order.iter().take(args.top) {
-        let token = lm.tokenizer.decode(&[i as u32])?;
+        // A model's vocabulary may be padded beyond the tokenizer's (nanoGPT's 50304).
+        let token = if i < lm.tokenizer.vocab_size() {
+            lm.tokenizer.decode(&[i as u32])?
+        } else {
+            format!("<unused id {i}>")
+        };
         let prob = ((logits[i] - max) as f64).exp() / total;
         report.line(format!("{:>8}  {:<20} logit {:>8.3}  p {:.4}", i, format!("{token:?}"), logits[i], prob));
         top.push(json!({"id": i, "token": token, "logit": logits[i], "prob": prob}));
