@@ -95,6 +95,26 @@ fn train_then_tokenize_with_the_trained_tokenizer() {
         .expect("special kept whole");
     assert_eq!(ids[eot], 0, "specials take the first ids");
 
+    // --file reads the text from a file, CRLF and all.
+    let text_file = scratch.0.join("text.txt");
+    std::fs::write(&text_file, "the cat\r\nsat").unwrap();
+    let v = json_of(&kindling(&[
+        "tokenize",
+        "--tokenizer",
+        out_s,
+        "--file",
+        text_file.to_str().unwrap(),
+        "--json",
+    ]));
+    let joined: String = v["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(joined, "the cat\r\nsat");
+    assert_eq!(v["bytes"], 12);
+
     // The human view: pieces between bars, the ids, a count.
     let out = kindling(&["tokenize", "--tokenizer", out_s, "--text", "the cat"]);
     let stdout = String::from_utf8(out.stdout).unwrap();

@@ -375,6 +375,10 @@ impl Tokenizer {
     /// Writes `dir/tokenizer.json` and, when BOS, EOS or a chat template is
     /// known, `dir/tokenizer_config.json` (the two files Hugging Face's
     /// `AutoTokenizer` reads). Creates `dir` if needed.
+    ///
+    /// tiktoken vocabularies have unused ids (cl100k: 100256, 100261..=100275);
+    /// the `tokenizers` crate saves them faithfully but prints a warning about
+    /// the "holes" to stdout, which a `--json` command must keep in mind.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io {
             path: dir.to_path_buf(),
