@@ -22,8 +22,11 @@ with torch.no_grad():
             p.uniform_(0.5, 1.5) if n.endswith("weight") else p.uniform_(-0.3, 0.3)
         elif n.endswith("bias"):
             p.uniform_(-0.1, 0.1)
-        elif "wpe" in n:
-            p.normal_(0.0, 0.1)
+        else:
+            # Weights 10x GPT-2's init, so pre-activations reach the range
+            # where exact and tanh GELU differ (at std 0.02 they agree to ~1e-6
+            # in the logits, inside any tolerance).
+            p.normal_(0.0, 0.2)
 model.save_pretrained(OUT, safe_serialization=True)
 ids = torch.tensor([[1, 5, 9, 60, 3, 3, 7, 11, 0, 42, 17, 29]])
 with torch.no_grad():

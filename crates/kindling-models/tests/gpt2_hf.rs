@@ -35,6 +35,10 @@ fn logits(m: &Gpt, ids: &[i64]) -> Vec<f32> {
 }
 
 fn tiny(tie: bool, bias: bool) -> Gpt {
+    tiny_with(tie, bias, Activation::GeluTanh)
+}
+
+fn tiny_with(tie: bool, bias: bool, activation: Activation) -> Gpt {
     let config = GptConfig {
         n_layer: 2,
         n_head: 4,
@@ -44,15 +48,18 @@ fn tiny(tie: bool, bias: bool) -> Gpt {
         dropout: 0.0,
         tie_weights: tie,
         bias,
-        activation: Activation::GeluTanh,
+        activation,
     };
     let m = Gpt::new(config, &mut Rng::new(7)).unwrap();
-    // Gains and biases away from 1 and 0, as a trained model's are.
+    // Gains and biases away from 1 and 0, as a trained model's are, and
+    // weights 10x the init, so that exact and tanh GELU differ visibly.
     let mut rng = Rng::new(8);
     for (n, p) in m.named_parameters() {
         if n.contains("ln_") || n.ends_with("bias") {
             let noise = kindling_nn::init::normal(p.shape(), 0.2, &mut rng);
             p.assign(&p.add(&noise).unwrap()).unwrap();
+        } else {
+            p.assign(&p.mul_scalar(10.0).unwrap()).unwrap();
         }
     }
     m
@@ -70,6 +77,17 @@ fn transformers_saved_gpt2_loads_with_the_same_logits_and_saves_back_identically
     let want = r["logits"].to_vec_f32().unwrap();
     let d = max_diff(&got, &want);
     assert!(d < 1e-5, "logits differ by {d}");
+    // The fixture tells the GELUs apart: read as exact GELU it misses by
+    // 9e-4, ninety times the tolerance.
+    let erf = tmp("as-erf");
+    std::fs::create_dir_all(&erf).unwrap();
+    std::fs::copy(dir.join("model.safetensors"), erf.join("model.safetensors")).unwrap();
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(erf.join("config.json"), cfg.replace("\"gelu_new\"", "\"gelu\"")).unwrap();
+    let wrong = gpt_from_hf_dir(&erf).unwrap();
+    assert_eq!(wrong.config.activation, Activation::GeluErf);
+    let d = max_diff(&logits(&wrong, &ids), &want);
+    assert!(d > 1e-4, "exact GELU misses by only {d}");
 
     let out = tmp("resave");
     save_gpt_hf_dir(&model, &out).unwrap();
@@ -223,9 +241,21 @@ fn cached_greedy_generation_equals_uncached_argmax() {
 /// logits where `KINDLING_HF_EXPORT` points, for `tools/check_hf_roundtrip.py`.
 #[test]
 fn kindling_gpt2_exports_for_the_transformers_check() {
-    let model = tiny(false, true);
-    let out = std::env::var_os("KINDLING_HF_EXPORT").map(PathBuf::from).unwrap_or_else(|| tmp("export"));
+    export(tiny(false, true), "KINDLING_HF_EXPORT", "export");
+}
+
+/// The same for a model shaped like `kindling train gpt`'s (exact GELU,
+/// written as `gelu`; no biases, written as zeros; tied head), where
+/// `KINDLING_HF_EXPORT_NANOGPT` points.
+#[test]
+fn kindling_nanogpt_exports_for_the_transformers_check() {
+    export(tiny_with(true, false, Activation::GeluErf), "KINDLING_HF_EXPORT_NANOGPT", "export-nanogpt");
+}
+
+fn export(model: Gpt, env: &str, name: &str) {
+    let out = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| tmp(name));
     save_gpt_hf_dir(&model, &out).unwrap();
+    assert_eq!(gpt_from_hf_dir(&out).unwrap().config.activation, model.config.activation);
     let ids: Vec<i64> = (0..20).map(|i| (i * 7 % 50) as i64).collect();
     let l = model.forward_ids(&ids_tensor(&ids), None).unwrap();
     safetensors_io::save(
