@@ -30,6 +30,24 @@ pub struct Tokenize {
 pub enum TokenizerCmd {
     /// Train a byte-level BPE on a corpus and save it as tokenizer.json.
     Train(TrainTokenizer),
+    /// Save any tokenizer Kindling reads (tiktoken ranks, GPT-2 files, GGUF)
+    /// as tokenizer.json + tokenizer_config.json.
+    Convert(ConvertTokenizer),
+}
+
+#[derive(Args)]
+pub struct ConvertTokenizer {
+    /// The tokenizer (as for `kindling tokenize`).
+    #[arg(long, value_name = "SPEC")]
+    pub tokenizer: String,
+    /// Folder to write tokenizer.json (and tokenizer_config.json) into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Overwrite an existing tokenizer.json in --out.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -163,15 +181,45 @@ pub fn tokenize(a: Tokenize) -> CliResult<()> {
 pub fn run(cmd: TokenizerCmd) -> CliResult<()> {
     match cmd {
         TokenizerCmd::Train(a) => train(a),
+        TokenizerCmd::Convert(a) => convert(a),
     }
+}
+
+/// `DIR/tokenizer.json`, refused if it exists and `force` is not set.
+fn output_file(out: &Path, force: bool) -> CliResult<PathBuf> {
+    let target = out.join("tokenizer.json");
+    if target.exists() && !force {
+        return Err(format!("{} exists; pass --force to overwrite it", target.display()).into());
+    }
+    Ok(target)
+}
+
+fn convert(a: ConvertTokenizer) -> CliResult<()> {
+    let report = Report::new(a.json);
+    let target = output_file(&a.out, a.force)?;
+    let tok = load(&a.tokenizer)?;
+    tok.save(&a.out)?;
+    report.line(format!(
+        "{} -> {} (vocabulary {}, {} special tokens)",
+        tok.source(),
+        target.display(),
+        tok.vocab_size(),
+        tok.special_tokens().len()
+    ));
+    report.finish(json!({
+        "tokenizer": target.display().to_string(),
+        "from": tok.source(),
+        "vocab_size": tok.vocab_size(),
+        "bos_token_id": tok.bos_token_id(),
+        "eos_token_id": tok.eos_token_id(),
+        "chat_template": tok.chat_template().is_some(),
+    }));
+    Ok(())
 }
 
 fn train(a: TrainTokenizer) -> CliResult<()> {
     let report = Report::new(a.json);
-    let target = a.out.join("tokenizer.json");
-    if target.exists() && !a.force {
-        return Err(format!("{} exists; pass --force to overwrite it", target.display()).into());
-    }
+    let target = output_file(&a.out, a.force)?;
     let text = kindling_train::corpus::load(&a.data).map_err(|e| e.to_string())?;
     let specials: Vec<&str> = a.specials.iter().map(String::as_str).collect();
     eprintln!(

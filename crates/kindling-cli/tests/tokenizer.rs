@@ -163,6 +163,32 @@ fn tokenize_cuts_9_11_vs_9_3_like_tiktoken_cl100k() {
         v["tokens"],
         serde_json::json!(["9", ".", "11", " vs", " ", "9", ".", "3"])
     );
+
+    // Converted to tokenizer.json, it cuts the same way.
+    let scratch = Scratch::new("convert");
+    let out = scratch.0.join("cl100k");
+    let convert = [
+        "tokenizer",
+        "convert",
+        "--tokenizer",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let c = json_of(&kindling(&convert));
+    assert_eq!(c["eos_token_id"], 100257);
+    let w = json_of(&kindling(&[
+        "tokenize",
+        "--tokenizer",
+        out.to_str().unwrap(),
+        "--text",
+        "9.11 vs 9.3",
+        "--json",
+    ]));
+    assert_eq!(w["ids"], v["ids"]);
+    let line = one_line_error(&kindling(&convert));
+    assert!(line.contains("--force"), "{line}");
 }
 
 #[test]
