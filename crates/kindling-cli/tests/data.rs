@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "mnist",
     "shakespeare",
     "tang-poems",
     "usps",
     "fashion-mnist",
     "tokenizers",
+    "smollm2-135m-instruct",
 ];
 
 /// A temporary data root, removed on drop.
