@@ -67,6 +67,21 @@ impl DataParallel {
         params: &[Tensor],
         loss_of: impl Fn(usize, usize, usize) -> Result<Tensor> + Sync,
     ) -> Result<f32> {
+        self.accumulate(rows, rows, params, loss_of)
+    }
+
+    /// [`backward`](Self::backward) for one micro-batch of `rows` out of a
+    /// step of `step_rows` (gradient accumulation): each shard's loss is
+    /// weighted by its rows over `step_rows`, so the micro-batches' summed
+    /// gradients and returned losses are those of one batch of `step_rows`.
+    /// With `step_rows == rows` this is exactly `backward`.
+    pub fn accumulate(
+        &self,
+        rows: usize,
+        step_rows: usize,
+        params: &[Tensor],
+        loss_of: impl Fn(usize, usize, usize) -> Result<Tensor> + Sync,
+    ) -> Result<f32> {
         if rows == 0 {
             return Err(kindling_tensor::Error::msg(
                 "data-parallel step on an empty batch",
@@ -75,7 +90,7 @@ impl DataParallel {
         let parts = Self::split(rows, self.shards());
         let parts: Vec<(usize, (usize, usize))> = parts.into_iter().enumerate().collect();
         let shard = |&(i, (start, len)): &(usize, (usize, usize))| -> Result<(f32, kindling_tensor::Gradients)> {
-            let w = len as f32 / rows as f32;
+            let w = len as f32 / step_rows.max(rows) as f32;
             let loss = loss_of(i, start, len)?;
             let grads = loss.gradients_with(Tensor::full(loss.shape(), w))?;
             Ok((w * loss.item()?, grads))

@@ -15,6 +15,7 @@ pub mod plot;
 pub mod progress;
 pub mod run_dir;
 pub mod sweep;
+pub mod trainer;
 
 /// Errors from training: any library error, boxed, printed on one line.
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;

@@ -1,0 +1,473 @@
+//! The one training loop. A [`Task`] says what is trained: its batches, its
+//! loss, what to evaluate, what a checkpoint records about it. The
+//! [`Trainer`] does what every task repeats: the learning-rate schedule,
+//! data-parallel shards, gradient accumulation, clipping, the optimizer
+//! step, a stop at the first non-finite loss, evaluation every
+//! `eval_every` steps, `metrics.jsonl`, the progress bar (or a log line
+//! every `log_every` steps when stderr is not a terminal), atomic
+//! checkpoints with the optimizer state, `--resume` and `curves.png`.
+//!
+//! Randomness is counter-based: every draw of step `s` comes from a stream
+//! keyed by `(seed, purpose, s)` ([`stream`]), so the seed and the step
+//! count in a checkpoint are the whole RNG state, and a resumed run draws
+//! exactly what the uninterrupted run would have.
+
+use crate::data_parallel::DataParallel;
+use crate::plot::{save_panels, Panel};
+use crate::progress::bar;
+use crate::run_dir::RunDir;
+use crate::Result;
+use indicatif::ProgressBar;
+use kindling_nn::checkpoint::{self, Checkpoint};
+use kindling_nn::clip::clip_grad_norm;
+use kindling_nn::optim::Optimizer;
+use kindling_nn::schedule::LrSchedule;
+use kindling_nn::Module;
+use kindling_tensor::{Rng, Tensor};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+/// The checkpoint's file name in a run directory.
+pub const CHECKPOINT: &str = "model.safetensors";
+
+/// Stream purposes: the batches of a step, and the dropout masks of shard
+/// `i` of micro-batch `m` (`DROPOUT + 1000 i + 1_000_000 m`; shard 0 of
+/// micro-batch 0 is the single-thread stream).
+pub const BATCH_STREAM: u64 = 1;
+pub const DROPOUT_STREAM: u64 = 2;
+
+/// An independent, reproducible random stream per (purpose, step).
+pub fn stream(seed: u64, purpose: u64, step: usize) -> Rng {
+    Rng::new(seed ^ Rng::new(purpose.wrapping_mul(0x9E37_79B9) ^ step as u64).next_u64())
+}
+
+/// What the loop measured since the last evaluation, handed to
+/// [`Task::evaluate`].
+pub struct Period {
+    /// Optimizer steps done so far (the evaluation happens before step `step`).
+    pub step: usize,
+    /// Mean training loss per example over the period (`None` before any step).
+    pub train_loss: Option<f64>,
+    pub examples: usize,
+    /// Time spent in training steps (batches included, evaluation not).
+    pub seconds: f64,
+    /// The learning rate of the last step.
+    pub lr: f32,
+}
+
+/// An evaluation's `metrics.jsonl` record and the line to log, if any.
+pub struct Evaluated {
+    pub record: Value,
+    pub line: Option<String>,
+}
+
+/// What a task supplies; the [`Trainer`] does the rest. `loss` runs on
+/// several shard threads at once, hence `&self` and `Sync` on the batch.
+pub trait Task {
+    type Batch: Sync;
+    /// The model being trained (checkpointed and restored by the trainer).
+    fn model(&self) -> &dyn Module;
+    /// Micro-batch `micro` of step `step`. `rng` is the step's batch stream,
+    /// shared by its micro-batches in order, so `k` micro-batches of `B`
+    /// draw what one batch of `kB` would.
+    fn batch(&mut self, step: usize, micro: usize, rng: &mut Rng) -> Result<Self::Batch>;
+    /// Rows of the batch, cut into shards; also its weight in the step's loss.
+    fn rows(&self, batch: &Self::Batch) -> usize;
+    /// Examples the batch counts for throughput and the mean training loss.
+    fn examples(&self, batch: &Self::Batch) -> usize {
+        self.rows(batch)
+    }
+    /// The mean loss over rows `start..start + len` of `batch`. `rng` is this
+    /// shard's training stream (dropout).
+    fn loss(
+        &self,
+        batch: &Self::Batch,
+        start: usize,
+        len: usize,
+        rng: &mut Rng,
+    ) -> kindling_tensor::Result<Tensor>;
+    /// Scores the model; the record goes to `metrics.jsonl`.
+    fn evaluate(&mut self, period: &Period) -> Result<Evaluated>;
+    /// Where `steps` done stand, in the task's words ("epoch 3 of 12").
+    fn describe(&self, steps: usize) -> String;
+    /// The checkpoint's metadata after `steps` (a JSON object).
+    fn checkpoint_meta(&self, _steps: usize) -> Value {
+        json!({})
+    }
+    /// Checks that a checkpoint belongs to this run (same options) and
+    /// returns the steps it has done.
+    fn resume(&mut self, _checkpoint: &Checkpoint, path: &Path) -> Result<usize> {
+        Err(format!("{}: this task cannot resume", path.display()).into())
+    }
+    /// The step a `metrics.jsonl` record belongs to (resuming drops the
+    /// records after the checkpoint's step, and those with none).
+    fn record_step(&self, _record: &Value) -> Option<usize> {
+        None
+    }
+    /// The panels of `curves.png`, from the records so far (none: no file).
+    fn curves(&self, _records: &[Value]) -> Vec<Panel<'static>> {
+        Vec::new()
+    }
+}
+
+/// The progress bar.
+pub enum Bar {
+    /// One bar per evaluation period, counting examples, prefixed
+    /// "{label}epoch 3/12".
+    PerEpoch {
+        label: String,
+        examples: u64,
+        unit: &'static str,
+    },
+    /// One bar for the run, counting steps.
+    Run { label: String, unit: &'static str },
+}
+
+/// How a run goes: its length, optimization and cadences.
+pub struct Plan {
+    pub total_steps: usize,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    pub accum_steps: usize,
+    pub schedule: LrSchedule,
+    /// Clip gradients to this global L2 norm.
+    pub grad_clip: Option<f32>,
+    /// Evaluate (and checkpoint) every this many steps, and after the last.
+    pub eval_every: usize,
+    /// Also evaluate before the first step of a fresh run.
+    pub eval_at_start: bool,
+    pub seed: u64,
+    /// Record `{key: step, "loss": loss}` every N steps.
+    pub loss_records: Option<(&'static str, usize)>,
+    /// Without a terminal, log a line every N steps (0: never).
+    pub log_every: usize,
+    /// What a step is called in log lines ("iter", "step").
+    pub step_name: &'static str,
+    pub bar: Bar,
+    /// Update the bar's message every N steps.
+    pub message_every: usize,
+    /// Throughput unit and how many of them a row holds (`("tokens", T)`).
+    pub throughput: (&'static str, usize),
+}
+
+/// What a [`Trainer::run`] call did.
+pub struct Summary {
+    /// Steps run by this call.
+    pub steps: usize,
+    pub train_seconds: f64,
+    pub examples: usize,
+    /// Every `metrics.jsonl` record of the run, including before a resume.
+    pub records: Vec<Value>,
+}
+
+impl Summary {
+    /// Throughput in `units` per second (`units_per_example` of them per example).
+    pub fn per_sec(&self, units_per_example: usize) -> f64 {
+        if self.train_seconds > 0.0 {
+            (self.examples * units_per_example) as f64 / self.train_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+type RecordHook<'a> = Box<dyn FnMut(&Value) -> Result<()> + 'a>;
+
+pub struct Trainer<'a> {
+    plan: Plan,
+    opt: Box<dyn Optimizer>,
+    /// The optimizer's parameters in the model's order (the order gradient
+    /// norms are summed in).
+    params: Vec<Tensor>,
+    dp: DataParallel,
+    run: Option<&'a RunDir>,
+    log: &'a dyn Fn(&str),
+    on_record: Option<RecordHook<'a>>,
+    start: usize,
+    resumed: bool,
+    records: Vec<Value>,
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer for `model` with `opt` over (some of) its parameters; one
+    /// data-parallel shard per thread. With a run directory it writes
+    /// `metrics.jsonl`, checkpoints and `curves.png` there.
+    pub fn new(
+        plan: Plan,
+        model: &dyn Module,
+        opt: Box<dyn Optimizer>,
+        run: Option<&'a RunDir>,
+        log: &'a dyn Fn(&str),
+    ) -> Result<Trainer<'a>> {
+        for (what, v) in [
+            ("steps", plan.total_steps),
+            ("accumulation steps", plan.accum_steps),
+            ("evaluation interval", plan.eval_every),
+        ] {
+            if v == 0 {
+                return Err(format!("trainer: {what} must be at least 1").into());
+            }
+        }
+        let trained: HashSet<usize> = opt.params().iter().map(Tensor::id).collect();
+        let params: Vec<Tensor> = model
+            .parameters()
+            .into_iter()
+            .filter(|p| trained.contains(&p.id()))
+            .collect();
+        if params.is_empty() {
+            return Err("trainer: the optimizer has none of the model's parameters".into());
+        }
+        Ok(Trainer {
+            plan,
+            opt,
+            params,
+            dp: DataParallel::new(kindling_tensor::num_threads())?,
+            run,
+            log,
+            on_record: None,
+            start: 0,
+            resumed: false,
+            records: Vec::new(),
+        })
+    }
+
+    /// Calls `f` with each evaluation record as it is made (callers that
+    /// keep their own files, e.g. fine-tuning's phases).
+    pub fn on_record(mut self, f: impl FnMut(&Value) -> Result<()> + 'a) -> Self {
+        self.on_record = Some(Box::new(f));
+        self
+    }
+
+    /// The first step this call will run (after a resume, the checkpoint's).
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Restores the model, the optimizer state, the step count and the
+    /// metrics so far from the run directory's checkpoint, after the task
+    /// has checked it belongs to this run. No checkpoint yet: a fresh start.
+    pub fn resume<T: Task>(&mut self, task: &mut T) -> Result<()> {
+        let run = self.run.ok_or("--resume needs a run directory")?;
+        let path = run.file(CHECKPOINT);
+        if !path.exists() {
+            (self.log)(&format!(
+                "--resume: no checkpoint in {} yet; starting from scratch",
+                run.path.display()
+            ));
+            return Ok(());
+        }
+        let ck = checkpoint::read(&path)?;
+        let steps = task.resume(&ck, &path)?;
+        ck.load_into(task.model(), &path)?;
+        let state: HashMap<String, Tensor> = ck
+            .tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("optim.").map(|s| (s.to_string(), v.clone())))
+            .collect();
+        self.opt.load_state(&state)?;
+        self.start = steps.min(self.plan.total_steps);
+        self.resumed = true;
+        self.records = run
+            .read_metrics()?
+            .into_iter()
+            .filter(|m| task.record_step(m).is_some_and(|s| s <= steps))
+            .collect();
+        (self.log)(&format!(
+            "resuming {} after {}",
+            run.path.display(),
+            task.describe(steps)
+        ));
+        Ok(())
+    }
+
+    /// One optimizer step: the step's micro-batches, each forward and
+    /// backward spread over the shards with its loss weighted so that the
+    /// accumulated gradient is the whole step's mean; clipping; the update.
+    /// Returns the step's mean loss and its examples.
+    pub fn step<T: Task + Sync>(&mut self, task: &mut T, step: usize) -> Result<(f32, usize)> {
+        let seed = self.plan.seed;
+        let mut rng = stream(seed, BATCH_STREAM, step);
+        let batches = (0..self.plan.accum_steps)
+            .map(|m| task.batch(step, m, &mut rng))
+            .collect::<Result<Vec<_>>>()?;
+        let task: &T = task;
+        let step_rows: usize = batches.iter().map(|b| task.rows(b)).sum();
+        let examples: usize = batches.iter().map(|b| task.examples(b)).sum();
+        self.opt.set_lr(self.plan.schedule.lr_at(step));
+        self.opt.zero_grad();
+        let mut loss = 0f32;
+        for (m, b) in batches.iter().enumerate() {
+            loss += self
+                .dp
+                .accumulate(task.rows(b), step_rows, &self.params, |shard, start, len| {
+                    let purpose = DROPOUT_STREAM + 1000 * shard as u64 + 1_000_000 * m as u64;
+                    task.loss(b, start, len, &mut stream(seed, purpose, step))
+                })?;
+        }
+        if !loss.is_finite() {
+            return Err(format!(
+                "step {step} ({}): the loss is {loss}; stopping at the first non-finite loss (a lower --lr may help)",
+                task.describe(step + 1)
+            )
+            .into());
+        }
+        if let Some(max_norm) = self.plan.grad_clip {
+            clip_grad_norm(&self.params, max_norm)?;
+        }
+        self.opt.step()?;
+        Ok((loss, examples))
+    }
+
+    /// Runs from the start step to the end, or for `stop_after` steps (then
+    /// saves and returns an error saying so: the run stays resumable).
+    pub fn run<T: Task + Sync>(
+        &mut self,
+        task: &mut T,
+        stop_after: Option<usize>,
+    ) -> Result<Summary> {
+        let (start, total) = (self.start, self.plan.total_steps);
+        let end = stop_after.map_or(total, |k| (start + k).min(total));
+        let terminal = std::io::stderr().is_terminal();
+        let epochs = total.div_ceil(self.plan.eval_every);
+        let mut pb: Option<ProgressBar> = match &self.plan.bar {
+            Bar::Run { label, unit } => Some(bar((total - start) as u64, label.clone(), unit)),
+            Bar::PerEpoch { .. } => None,
+        };
+        let (mut loss_sum, mut seen, mut period_seconds) = (0f64, 0usize, 0f64);
+        let (mut train_seconds, mut examples) = (0f64, 0usize);
+        let mut saved_at = None;
+        let mut s = start;
+        loop {
+            let fresh_start = s == start && !self.resumed && self.plan.eval_at_start;
+            if (s > start || fresh_start) && (s % self.plan.eval_every == 0 || s == total) {
+                if let (Bar::PerEpoch { .. }, Some(b)) = (&self.plan.bar, pb.take()) {
+                    b.finish_and_clear();
+                }
+                let period = Period {
+                    step: s,
+                    train_loss: (seen > 0).then(|| loss_sum / seen as f64),
+                    examples: seen,
+                    seconds: period_seconds,
+                    lr: self.opt.lr(),
+                };
+                let ev = task.evaluate(&period)?;
+                if let Some(line) = &ev.line {
+                    match &pb {
+                        Some(b) => b.suspend(|| (self.log)(line)),
+                        None => (self.log)(line),
+                    }
+                }
+                if let Some(f) = self.on_record.as_mut() {
+                    f(&ev.record)?;
+                }
+                self.records.push(ev.record);
+                (loss_sum, seen, period_seconds) = (0.0, 0, 0.0);
+                if s > start {
+                    self.save(task, s)?;
+                    saved_at = Some(s);
+                }
+            }
+            if s == end {
+                break;
+            }
+            if pb.is_none() {
+                if let Bar::PerEpoch {
+                    label,
+                    examples,
+                    unit,
+                } = &self.plan.bar
+                {
+                    let epoch = s / self.plan.eval_every + 1;
+                    pb = Some(bar(*examples, format!("{label}epoch {epoch}/{epochs}"), unit));
+                }
+            }
+            let t0 = Instant::now();
+            let (loss, n) = self.step(task, s)?;
+            let dt = t0.elapsed().as_secs_f64();
+            (loss_sum, seen, period_seconds) =
+                (loss_sum + loss as f64 * n as f64, seen + n, period_seconds + dt);
+            (train_seconds, examples) = (train_seconds + dt, examples + n);
+            if let Some(b) = &pb {
+                b.inc(match self.plan.bar {
+                    Bar::PerEpoch { .. } => n as u64,
+                    Bar::Run { .. } => 1,
+                });
+            }
+            let (unit, per_example) = self.plan.throughput;
+            let rate = (examples * per_example) as f64 / train_seconds.max(1e-9);
+            if s % self.plan.message_every.max(1) == 0 {
+                if let Some(b) = &pb {
+                    b.set_message(format!(
+                        "loss {:.4}, {rate:.0} {unit}/s",
+                        loss_sum / seen.max(1) as f64
+                    ));
+                }
+            }
+            if let Some((key, every)) = self.plan.loss_records {
+                if s % every.max(1) == 0 {
+                    self.records.push(json!({ key: s, "loss": loss }));
+                }
+            }
+            if self.plan.log_every > 0 && s % self.plan.log_every == 0 && !terminal {
+                (self.log)(&format!(
+                    "{} {s:>5}: loss {loss:.4}, {rate:.0} {unit}/s",
+                    self.plan.step_name
+                ));
+            }
+            s += 1;
+        }
+        if let Some(b) = pb {
+            b.finish_and_clear();
+        }
+        if end < total {
+            if saved_at != Some(end) {
+                self.save(task, end)?;
+            }
+            return Err(format!(
+                "stopped after {} as asked; continue with --resume",
+                task.describe(end)
+            )
+            .into());
+        }
+        Ok(Summary {
+            steps: end - start,
+            train_seconds,
+            examples,
+            records: self.records.clone(),
+        })
+    }
+
+    /// Metrics, then the checkpoint (model, optimizer state, the task's
+    /// metadata and the step count that keys the RNG streams), then the
+    /// curves. Metrics first: a crash between the two leaves extra lines,
+    /// which a resume drops, never a checkpoint ahead of its metrics.
+    fn save<T: Task>(&self, task: &T, steps: usize) -> Result<()> {
+        let Some(run) = self.run else {
+            return Ok(());
+        };
+        let mut extra: Vec<(String, Tensor)> = self
+            .opt
+            .state()
+            .into_iter()
+            .map(|(k, v)| (format!("optim.{k}"), v))
+            .collect();
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut meta = task.checkpoint_meta(steps);
+        if let Some(m) = meta.as_object_mut() {
+            m.insert(
+                "trainer".into(),
+                json!({ "steps_done": steps, "seed": self.plan.seed, "accum_steps": self.plan.accum_steps }),
+            );
+        }
+        run.write_metrics(&self.records)?;
+        checkpoint::save(&run.file(CHECKPOINT), task.model(), &meta, &extra)?;
+        let panels = task.curves(&self.records);
+        if !panels.is_empty() {
+            save_panels(&run.file("curves.png"), &panels)
+                .map_err(|e| format!("curves.png: {e}"))?;
+        }
+        Ok(())
+    }
+}
