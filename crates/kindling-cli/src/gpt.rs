@@ -8,7 +8,6 @@ use kindling_models::kv_cache::KvCache;
 use kindling_models::sampling::Sampling;
 use kindling_nn::Module;
 use kindling_tensor::{Rng, Tensor};
-use kindling_train::data_parallel::DataParallel;
 use kindling_train::gpt_run::{self, GptTrainOptions, CHECKPOINT};
 use serde_json::json;
 use std::io::Write;
@@ -59,6 +58,9 @@ pub struct TrainGpt {
     /// Biases in the Linear and LayerNorm layers (true or false; the preset decides by default).
     #[arg(long)]
     pub bias: Option<bool>,
+    /// Micro-batches of --batch-size per optimizer step (gradient accumulation; default 1).
+    #[arg(long)]
+    pub accum_steps: Option<usize>,
     #[arg(long)]
     pub threads: Option<usize>,
     #[arg(long, default_value = "runs/gpt")]
@@ -95,7 +97,8 @@ impl TrainGpt {
             eval_iters,
             dropout,
             seed,
-            bias
+            bias,
+            accum_steps
         );
         if self.untied {
             o.tie_weights = false;
@@ -404,24 +407,8 @@ pub fn bench(args: BenchGpt) -> CliResult<()> {
     set_threads(args.threads)?;
     let opts = GptTrainOptions::preset(&args.preset).map_err(|e| e.to_string())?;
     let text = kindling_train::corpus::load(&opts.data).map_err(|e| e.to_string())?;
-    let data = gpt_run::TokenData::from_text(&text, &opts.data).map_err(|e| e.to_string())?;
-    let model = kindling_models::gpt::Gpt::new(
-        opts.model_config(data.tokenizer.vocab_size()),
-        &mut Rng::new(opts.seed),
-    )?;
-    let params = model.parameters();
-    let mut opt = gpt_run::make_optimizer(&model, &opts);
-    let dp = DataParallel::new(kindling_tensor::num_threads())?;
-    for i in 0..10 {
-        gpt_run::train_step(&model, &mut opt, &opts, &data.train, i, &params, &dp)
-            .map_err(|e| e.to_string())?;
-    }
-    let t0 = Instant::now();
-    for i in 0..args.iters {
-        gpt_run::train_step(&model, &mut opt, &opts, &data.train, 10 + i, &params, &dp)
-            .map_err(|e| e.to_string())?;
-    }
-    let ms_per_iter = t0.elapsed().as_secs_f64() * 1000.0 / args.iters as f64;
+    let (model, ms_per_iter) =
+        gpt_run::bench(&opts, &text, 10, args.iters).map_err(|e| e.to_string())?;
     let sampling = Sampling {
         temperature: 1.0,
         top_k: None,

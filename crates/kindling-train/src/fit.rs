@@ -1,20 +1,26 @@
-//! Fitting a digit classifier: `epochs` passes of shuffled mini-batches over a
-//! [`DigitSet`] with Adam or SGD (momentum 0.9), cosine decay from `lr` to
-//! `lr / 100`, a progress bar per epoch and validation after each. Shared by
-//! fine-tuning and the hyper-parameter sweep. The LeNet-5 trainer keeps its
-//! own loop because it checkpoints every epoch and resumes mid-run.
+//! Fitting a digit classifier: the [`DigitTask`] the training loop runs for
+//! LeNet-5 on MNIST, fine-tuning and the sweep (shuffled mini-batches of a
+//! [`DigitSet`], cross-entropy, optional FGSM adversarial copies, validation
+//! after each epoch), the optimizer they choose from (Adam or SGD with
+//! momentum 0.9) and their schedule (cosine decay from `lr` to `lr / 100`).
+//! [`fit`] runs it without a run directory, for fine-tuning and the sweep.
 
 use crate::classify::evaluate;
-use crate::progress::bar;
+use crate::fgsm;
+use crate::plot::{Panel, Series};
+use crate::trainer::{Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_data::{Batches, DigitSet, Normalize, Order};
+use kindling_models::lenet5::LeNet5;
+use kindling_nn::checkpoint::Checkpoint;
 use kindling_nn::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
-use kindling_tensor::Tensor;
+use kindling_tensor::{Rng, Tensor};
+use plotters::style::{BLUE, RED};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitOptions {
@@ -43,6 +49,41 @@ impl FitOptions {
             return Err(format!("optimizer must be adam or sgd, got `{}`", self.optimizer).into());
         }
         Ok(())
+    }
+
+    /// The training loop's plan: an epoch per evaluation period, cosine
+    /// decay over the whole run, one bar per epoch labelled `label`.
+    pub fn plan(&self, train_images: usize, label: &str, log_every: usize) -> Plan {
+        let steps_per_epoch = train_images.div_ceil(self.batch_size);
+        Plan {
+            total_steps: self.epochs * steps_per_epoch,
+            accum_steps: 1,
+            schedule: cosine_schedule(self.lr, self.epochs * steps_per_epoch),
+            grad_clip: None,
+            eval_every: steps_per_epoch,
+            eval_at_start: false,
+            seed: self.seed,
+            loss_records: None,
+            log_every,
+            step_name: "step",
+            bar: Bar::PerEpoch {
+                label: label.to_string(),
+                examples: train_images as u64,
+                unit: "img",
+            },
+            message_every: 20,
+            throughput: ("images", 1),
+        }
+    }
+}
+
+/// Cosine decay from `lr` to `lr / 100` over `total` steps.
+pub fn cosine_schedule(lr: f32, total: usize) -> LrSchedule {
+    LrSchedule::WarmupCosine {
+        lr,
+        min_lr: lr * 0.01,
+        warmup: 0,
+        total,
     }
 }
 
@@ -73,6 +114,20 @@ impl EpochRecord {
             "seconds": self.seconds,
         })
     }
+
+    /// From a [`DigitTask`] record (same fields, in f64).
+    pub fn from_record(r: &Value) -> EpochRecord {
+        let f = |k: &str| r[k].as_f64().map(|v| v as f32);
+        EpochRecord {
+            epoch: r["epoch"].as_u64().unwrap_or(0) as usize,
+            train_loss: f("train_loss").unwrap_or(f32::NAN),
+            val_loss: f("val_loss"),
+            val_accuracy: f("val_accuracy"),
+            lr: f("lr").unwrap_or(0.0),
+            train_images_per_sec: f("images_per_sec").unwrap_or(0.0),
+            seconds: f("seconds").unwrap_or(0.0),
+        }
+    }
 }
 
 /// Adam (PyTorch's defaults) or SGD with momentum 0.9 over `params`.
@@ -92,13 +147,240 @@ pub fn make_optimizer(name: &str, lr: f32, params: Vec<Tensor>) -> Result<Box<dy
     }
 }
 
+/// How a [`DigitTask`] run is checkpointed and recognised on `--resume`.
+pub struct Resumable {
+    /// The checkpoint's metadata but the step count (`epochs_done` is added).
+    pub meta: Value,
+    /// Whether a checkpoint's stored `options` are the run's (`meta["options"]`).
+    pub same_options: fn(stored: &Value, now: &Value) -> bool,
+}
+
+/// Classifying digits: a LeNet-5 on shuffled mini-batches of a digit set,
+/// cross-entropy, validation after every epoch.
+pub struct DigitTask<'a> {
+    pub model: &'a LeNet5,
+    pub train: &'a DigitSet,
+    pub val: Option<&'a DigitSet>,
+    pub batch_size: usize,
+    pub epochs: usize,
+    /// Seeds the batch order of every epoch (with the epoch number).
+    pub seed: u64,
+    /// Each batch is followed by its FGSM copy at this ε, crafted against
+    /// the current model.
+    pub adversarial_eps: Option<f32>,
+    pub normalize: Normalize,
+    /// Log a line per epoch ("epoch  3/12: train loss ...").
+    pub announce: bool,
+    pub resumable: Option<Resumable>,
+    /// The epoch being read, and the index of its next batch.
+    cursor: Option<(usize, usize, Batches<'a>)>,
+}
+
+impl<'a> DigitTask<'a> {
+    pub fn new(
+        model: &'a LeNet5,
+        train: &'a DigitSet,
+        val: Option<&'a DigitSet>,
+        opts: &FitOptions,
+    ) -> DigitTask<'a> {
+        DigitTask {
+            model,
+            train,
+            val,
+            batch_size: opts.batch_size,
+            epochs: opts.epochs,
+            seed: opts.seed,
+            adversarial_eps: None,
+            normalize: Normalize::MNIST,
+            announce: false,
+            resumable: None,
+            cursor: None,
+        }
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.batch_size).max(1)
+    }
+}
+
+/// Mean cross-entropy of `model` on rows `start..start + len`.
+pub fn digit_loss(
+    model: &LeNet5,
+    images: &Tensor,
+    targets: &Tensor,
+    start: usize,
+    len: usize,
+) -> kindling_tensor::Result<Tensor> {
+    model
+        .forward(&images.narrow(0, start, len)?)?
+        .cross_entropy(&targets.narrow(0, start, len)?, None)
+}
+
+/// (images, targets, clean images counted).
+pub type DigitBatch = (Tensor, Tensor, usize);
+
+impl Task for DigitTask<'_> {
+    type Batch = DigitBatch;
+
+    fn model(&self) -> &dyn Module {
+        self.model
+    }
+
+    fn batch(&mut self, step: usize, _micro: usize, _rng: &mut Rng) -> Result<DigitBatch> {
+        let spe = self.steps_per_epoch();
+        let (epoch, index) = (step / spe, step % spe);
+        if !matches!(&self.cursor, Some((e, i, _)) if (*e, *i) == (epoch, index)) {
+            let order = Order::Shuffled {
+                seed: self.seed,
+                epoch: epoch as u64,
+            };
+            let mut batches =
+                Batches::new(self.train, self.batch_size, order, false, self.normalize)?;
+            if index > 0 {
+                batches.nth(index - 1);
+            }
+            self.cursor = Some((epoch, index, batches));
+        }
+        let (_, next, batches) = self.cursor.as_mut().expect("set just above");
+        *next += 1;
+        let (images, labels) = batches
+            .next()
+            .ok_or_else(|| format!("epoch {} has no batch {index}", epoch + 1))?;
+        let examples = labels.numel();
+        let (images, targets) = match self.adversarial_eps {
+            Some(eps) => {
+                fgsm::clean_and_adversarial(self.model, &images, &labels, eps, self.normalize)?
+            }
+            None => (images, labels),
+        };
+        Ok((images, targets, examples))
+    }
+
+    fn rows(&self, batch: &DigitBatch) -> usize {
+        batch.0.shape()[0]
+    }
+
+    fn examples(&self, batch: &DigitBatch) -> usize {
+        batch.2
+    }
+
+    fn loss(
+        &self,
+        b: &DigitBatch,
+        start: usize,
+        len: usize,
+        _rng: &mut Rng,
+    ) -> kindling_tensor::Result<Tensor> {
+        digit_loss(self.model, &b.0, &b.1, start, len)
+    }
+
+    fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
+        let epoch = p.step.div_ceil(self.steps_per_epoch());
+        let val = self
+            .val
+            .map(|v| evaluate(self.model, v, 10, self.normalize))
+            .transpose()?;
+        let train_loss = p.train_loss.unwrap_or(f64::NAN);
+        let images_per_sec = p.examples as f64 / p.seconds.max(1e-9);
+        let record = json!({
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val.as_ref().map(|v| v.loss),
+            "val_accuracy": val.as_ref().map(|v| v.accuracy),
+            "lr": p.lr,
+            "images_per_sec": images_per_sec,
+            "seconds": p.seconds,
+        });
+        let line = self.announce.then(|| {
+            format!(
+                "epoch {epoch:>2}/{}: train loss {train_loss:.4}{}, {images_per_sec:.0} images/s",
+                self.epochs,
+                val.as_ref().map_or(String::new(), |v| format!(
+                    ", val loss {:.4}, val accuracy {:.2}%",
+                    v.loss,
+                    v.accuracy * 100.0
+                ))
+            )
+        });
+        Ok(Evaluated { record, line })
+    }
+
+    fn describe(&self, steps: usize) -> String {
+        format!("epoch {} of {}", steps / self.steps_per_epoch(), self.epochs)
+    }
+
+    fn checkpoint_meta(&self, steps: usize) -> Value {
+        let mut meta = self.resumable.as_ref().map_or(json!({}), |r| r.meta.clone());
+        meta["epochs_done"] = json!(steps / self.steps_per_epoch());
+        meta
+    }
+
+    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
+        let r = self
+            .resumable
+            .as_ref()
+            .ok_or_else(|| format!("{}: this run cannot resume", path.display()))?;
+        ck.expect_model(path, "lenet5", "LeNet-5")?;
+        if !(r.same_options)(&ck.config["options"], &r.meta["options"]) {
+            let dir = path.parent().unwrap_or(path);
+            return Err(format!("--resume: {} was started with different options; use the same flags or a new --out", dir.display()).into());
+        }
+        let epochs = ck.config["epochs_done"].as_u64().unwrap_or(0) as usize;
+        Ok(epochs * self.steps_per_epoch())
+    }
+
+    fn record_step(&self, record: &Value) -> Option<usize> {
+        Some(record["epoch"].as_u64()? as usize * self.steps_per_epoch())
+    }
+
+    fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
+        let pts = |key: &str| crate::plot::points(metrics, "epoch", key);
+        let loss = Panel {
+            title: "Loss",
+            x_label: "epoch",
+            y_label: "cross-entropy",
+            series: vec![
+                Series {
+                    label: "train",
+                    points: pts("train_loss"),
+                    color: BLUE,
+                    dots: false,
+                },
+                Series {
+                    label: "validation",
+                    points: pts("val_loss"),
+                    color: RED,
+                    dots: false,
+                },
+            ],
+            log_y: true,
+        };
+        let acc = Panel {
+            title: "Validation accuracy",
+            x_label: "epoch",
+            y_label: "accuracy (%)",
+            series: vec![Series {
+                label: "validation",
+                points: pts("val_accuracy")
+                    .into_iter()
+                    .map(|(e, a)| (e, a * 100.0))
+                    .collect(),
+                color: RED,
+                dots: metrics.len() < 2,
+            }],
+            log_y: false,
+        };
+        vec![loss, acc]
+    }
+}
+
 /// Trains `model` on `train` (images normalised as MNIST's), updating only
 /// `trainable` — a subset of the model's parameters freezes the rest. After
 /// each epoch it scores `val` (if any) and calls `on_epoch`, which may write
 /// the record somewhere; its error stops the fit. `label` prefixes the
 /// progress bar ("fine-tune", "c1=6 c3=16 f6=84").
 pub fn fit(
-    model: &dyn Module,
+    model: &LeNet5,
     trainable: Vec<Tensor>,
     train: &DigitSet,
     val: Option<&DigitSet>,
@@ -113,62 +395,19 @@ pub fn fit(
     if train.is_empty() {
         return Err(format!("{label}: no training images").into());
     }
-    let mut opt = make_optimizer(&opts.optimizer, opts.lr, trainable)?;
-    let steps_per_epoch = train.len().div_ceil(opts.batch_size);
-    let schedule = LrSchedule::WarmupCosine {
-        lr: opts.lr,
-        min_lr: opts.lr * 0.01,
-        warmup: 0,
-        total: opts.epochs * steps_per_epoch,
-    };
-    let normalize = Normalize::MNIST;
+    let opt = make_optimizer(&opts.optimizer, opts.lr, trainable)?;
+    let mut task = DigitTask::new(model, train, val, opts);
     let mut records = Vec::with_capacity(opts.epochs);
-    for epoch in 0..opts.epochs {
-        let pb = bar(
-            train.len() as u64,
-            format!("{label} epoch {}/{}", epoch + 1, opts.epochs),
-            "img",
-        );
-        let t0 = Instant::now();
-        let (mut loss_sum, mut seen) = (0f64, 0usize);
-        let order = Order::Shuffled {
-            seed: opts.seed,
-            epoch: epoch as u64,
-        };
-        for (step, (images, labels)) in
-            Batches::new(train, opts.batch_size, order, false, normalize)?.enumerate()
-        {
-            opt.set_lr(schedule.lr_at(epoch * steps_per_epoch + step));
-            // Frozen parameters still receive gradients (they are leaves that
-            // require them); clearing the whole model keeps those from
-            // piling up, and the optimizer only ever reads its own.
-            model.zero_grad();
-            let loss = model.forward(&images)?.cross_entropy(&labels, None)?;
-            loss.backward()?;
-            opt.step()?;
-            let b = labels.numel();
-            loss_sum += loss.item()? as f64 * b as f64;
-            seen += b;
-            pb.inc(b as u64);
-            if step % 20 == 0 {
-                pb.set_message(format!("loss {:.4}", loss_sum / seen as f64));
-            }
-        }
-        let seconds = t0.elapsed().as_secs_f32();
-        pb.finish_and_clear();
-        let scored = val.map(|v| evaluate(model, v, 10, normalize)).transpose()?;
-        let record = EpochRecord {
-            epoch: epoch + 1,
-            train_loss: (loss_sum / seen as f64) as f32,
-            val_loss: scored.as_ref().map(|e| e.loss),
-            val_accuracy: scored.as_ref().map(|e| e.accuracy),
-            lr: opt.lr(),
-            train_images_per_sec: seen as f32 / seconds.max(1e-9),
-            seconds,
-        };
-        on_epoch(&record)?;
-        records.push(record);
-    }
+    let quiet = |_: &str| {};
+    let plan = opts.plan(train.len(), &format!("{label} "), 0);
+    Trainer::new(plan, model, opt, None, &quiet)?
+        .on_record(|r| {
+            let record = EpochRecord::from_record(r);
+            on_epoch(&record)?;
+            records.push(record);
+            Ok(())
+        })
+        .run(&mut task, None)?;
     Ok(records)
 }
 

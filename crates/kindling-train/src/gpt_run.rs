@@ -3,27 +3,24 @@
 //! then cosine decay, gradient clipping at global norm 1, periodic loss
 //! estimates on train and validation batches, atomic checkpoints, resume.
 
-use crate::data_parallel::DataParallel;
-use crate::plot::{save_panels, Panel, Series};
-use crate::progress::bar;
+use crate::plot::{Panel, Series};
 use crate::run_dir::RunDir;
+use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_data::char_tokenizer::CharTokenizer;
 use kindling_models::gpt::{Gpt, GptConfig};
-use kindling_nn::clip::clip_grad_norm;
-use kindling_nn::optim::{Adam, AdamConfig, Optimizer, ParamGroup};
+use kindling_nn::checkpoint::{self, Checkpoint};
+use kindling_nn::optim::{Adam, AdamConfig, ParamGroup};
 use kindling_nn::schedule::LrSchedule;
-use kindling_nn::{checkpoint, Module};
+use kindling_nn::Module;
 use kindling_tensor::{no_grad, Rng, Tensor};
 use plotters::style::{BLUE, RED};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-pub const CHECKPOINT: &str = "model.safetensors";
+pub use crate::trainer::CHECKPOINT;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GptTrainOptions {
@@ -48,10 +45,19 @@ pub struct GptTrainOptions {
     /// had them).
     #[serde(default = "yes")]
     pub bias: bool,
+    /// Micro-batches of `batch_size` per optimizer step (gradient
+    /// accumulation: the step's gradient is that of one batch of
+    /// `accum_steps * batch_size`).
+    #[serde(default = "one")]
+    pub accum_steps: usize,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> usize {
+    1
 }
 
 impl GptTrainOptions {
@@ -77,6 +83,7 @@ impl GptTrainOptions {
             seed: 1337,
             tie_weights: true,
             bias: true,
+            accum_steps: 1,
         }
     }
 
@@ -117,6 +124,7 @@ impl GptTrainOptions {
             ("--max-iters", self.max_iters),
             ("--eval-interval", self.eval_interval),
             ("--eval-iters", self.eval_iters),
+            ("--accum-steps", self.accum_steps),
         ];
         for (flag, v) in positive {
             if v == 0 {
@@ -187,12 +195,6 @@ pub fn get_batch(
     ))
 }
 
-/// Independent, reproducible random streams per (purpose, iteration), so a
-/// resumed run draws exactly the batches the uninterrupted run would.
-fn stream(seed: u64, purpose: u64, iter: usize) -> Rng {
-    Rng::new(seed ^ Rng::new(purpose.wrapping_mul(0x9E37_79B9) ^ iter as u64).next_u64())
-}
-
 pub fn estimate_loss(
     model: &Gpt,
     data: &[u32],
@@ -249,39 +251,6 @@ pub fn schedule(opts: &GptTrainOptions) -> LrSchedule {
     }
 }
 
-/// One optimization step; returns the loss.
-/// One optimizer step on a fresh batch, its forward and backward spread
-/// over `dp`'s shards. Returns the batch's training loss.
-pub fn train_step(
-    model: &Gpt,
-    opt: &mut Adam,
-    opts: &GptTrainOptions,
-    data: &[u32],
-    iter: usize,
-    params: &[Tensor],
-    dp: &DataParallel,
-) -> Result<f32> {
-    let (x, y) = get_batch(
-        data,
-        opts.batch_size,
-        opts.block_size,
-        &mut stream(opts.seed, 1, iter),
-    )?;
-    opt.set_lr(schedule(opts).lr_at(iter));
-    opt.zero_grad();
-    let loss = dp.backward(opts.batch_size, params, |shard, start, len| {
-        // Dropout masks: one stream per shard (shard 0 keeps the
-        // single-thread stream).
-        let mut drop_rng = stream(opts.seed, 2 + 1000 * shard as u64, iter);
-        model
-            .forward_ids(&x.narrow(0, start, len)?, Some(&mut drop_rng))?
-            .cross_entropy(&y.narrow(0, start, len)?, None)
-    })?;
-    clip_grad_norm(params, opts.grad_clip)?;
-    opt.step()?;
-    Ok(loss)
-}
-
 /// A GPT checkpoint: the model, its tokenizer and the stored metadata.
 pub struct LoadedGpt {
     pub model: Gpt,
@@ -291,6 +260,17 @@ pub struct LoadedGpt {
 
 pub fn load(path: &Path) -> Result<LoadedGpt> {
     let ck = checkpoint::read(path)?;
+    let (model, tokenizer) = loaded_gpt(&ck, path)?;
+    ck.load_into(&model, path)?;
+    Ok(LoadedGpt {
+        model,
+        tokenizer,
+        checkpoint: ck,
+    })
+}
+
+/// The model (initial weights) and tokenizer a GPT checkpoint describes.
+fn loaded_gpt(ck: &Checkpoint, path: &Path) -> Result<(Gpt, CharTokenizer)> {
     ck.expect_model(path, "gpt", "GPT")?;
     let config: GptConfig = serde_json::from_value(ck.config["gpt"].clone())
         .map_err(|e| format!("{}: bad `gpt` config: {e}", path.display()))?;
@@ -299,13 +279,7 @@ pub fn load(path: &Path) -> Result<LoadedGpt> {
         .ok_or_else(|| format!("{}: no `vocab` in metadata", path.display()))?;
     let tokenizer =
         CharTokenizer::from_vocab_string(vocab).map_err(|e| format!("{}: {e}", path.display()))?;
-    let model = Gpt::new(config, &mut Rng::new(0))?;
-    ck.load_into(&model, path)?;
-    Ok(LoadedGpt {
-        model,
-        tokenizer,
-        checkpoint: ck,
-    })
+    Ok((Gpt::new(config, &mut Rng::new(0))?, tokenizer))
 }
 
 pub struct Outcome {
@@ -315,6 +289,191 @@ pub struct Outcome {
     pub val_loss: f32,
     pub ms_per_iter: f32,
     pub tokens_per_sec: f32,
+}
+
+/// Language-model pretraining of a GPT on a token stream: random windows,
+/// next-token cross-entropy, loss estimates on both splits.
+pub struct GptTask<'a> {
+    pub model: &'a Gpt,
+    pub data: &'a TokenData,
+    pub opts: &'a GptTrainOptions,
+}
+
+/// (inputs, next-token targets), `[B, T]` each.
+pub type TokenBatch = (Tensor, Tensor);
+
+impl Task for GptTask<'_> {
+    type Batch = TokenBatch;
+
+    fn model(&self) -> &dyn Module {
+        self.model
+    }
+
+    fn batch(&mut self, _step: usize, _micro: usize, rng: &mut Rng) -> Result<TokenBatch> {
+        get_batch(
+            &self.data.train,
+            self.opts.batch_size,
+            self.opts.block_size,
+            rng,
+        )
+    }
+
+    fn rows(&self, batch: &TokenBatch) -> usize {
+        batch.0.shape()[0]
+    }
+
+    fn loss(
+        &self,
+        (x, y): &TokenBatch,
+        start: usize,
+        len: usize,
+        rng: &mut Rng,
+    ) -> kindling_tensor::Result<Tensor> {
+        self.model
+            .forward_ids(&x.narrow(0, start, len)?, Some(rng))?
+            .cross_entropy(&y.narrow(0, start, len)?, None)
+    }
+
+    fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
+        let (seed, iter) = (self.opts.seed, p.step);
+        let tl = estimate_loss(
+            self.model,
+            &self.data.train,
+            self.opts,
+            &mut trainer::stream(seed, 3, iter),
+        )?;
+        let vl = estimate_loss(
+            self.model,
+            &self.data.val,
+            self.opts,
+            &mut trainer::stream(seed, 4, iter),
+        )?;
+        Ok(Evaluated {
+            record: json!({ "iter": iter, "train_loss": tl, "val_loss": vl, "lr": schedule(self.opts).lr_at(iter) }),
+            line: Some(format!(
+                "iter {iter:>5}: train loss {tl:.4}, val loss {vl:.4}"
+            )),
+        })
+    }
+
+    fn describe(&self, steps: usize) -> String {
+        format!("iteration {steps} of {}", self.opts.max_iters)
+    }
+
+    fn checkpoint_meta(&self, steps: usize) -> Value {
+        json!({
+            "model": "gpt",
+            "gpt": self.model.config,
+            "vocab": self.data.tokenizer.to_vocab_string(),
+            "options": self.opts,
+            "iters_done": steps,
+        })
+    }
+
+    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
+        let dir = path.parent().unwrap_or(path).display();
+        let loaded = loaded_gpt(ck, path)?;
+        // Compare with the options stored in the checkpoint itself: config.json
+        // may already belong to a newer run that never saved a checkpoint.
+        let stored: Option<GptTrainOptions> =
+            serde_json::from_value(ck.config["options"].clone()).ok();
+        if stored.as_ref() != Some(self.opts) {
+            // Name the settings that differ, as the flags spell them.
+            let (was, now) = (json!(stored), json!(self.opts));
+            let show = |v: Option<&Value>| match v {
+                Some(Value::Number(n)) if n.is_f64() => {
+                    format!("{}", n.as_f64().unwrap_or(0.0) as f32)
+                }
+                Some(v) => v.to_string(),
+                None => "?".into(),
+            };
+            let differ: Vec<String> = now
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, v)| was.get(k.as_str()) != Some(*v))
+                        .map(|(k, v)| {
+                            format!(
+                                "--{} {} (run: {})",
+                                k.replace('_', "-"),
+                                show(Some(v)),
+                                show(was.get(k.as_str()))
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(format!(
+                "--resume: {dir} was started with different options ({}); use the same flags or a new --out",
+                differ.join(", ")
+            )
+            .into());
+        }
+        if loaded.1 != self.data.tokenizer {
+            return Err(format!(
+                "--resume: the corpus vocabulary differs from the checkpoint's in {dir}"
+            )
+            .into());
+        }
+        Ok(ck.config["iters_done"].as_u64().unwrap_or(0) as usize)
+    }
+
+    fn record_step(&self, record: &Value) -> Option<usize> {
+        Some(record["iter"].as_u64()? as usize)
+    }
+
+    fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
+        let pts = |key: &str| crate::plot::points(metrics, "iter", key);
+        vec![Panel {
+            title: "GPT loss",
+            x_label: "iteration",
+            y_label: "cross-entropy (nats/char)",
+            series: vec![
+                Series {
+                    label: "train (batch)",
+                    points: pts("loss"),
+                    color: plotters::style::RGBColor(150, 150, 220),
+                    dots: false,
+                },
+                Series {
+                    label: "train (estimate)",
+                    points: pts("train_loss"),
+                    color: BLUE,
+                    dots: false,
+                },
+                Series {
+                    label: "validation",
+                    points: pts("val_loss"),
+                    color: RED,
+                    dots: false,
+                },
+            ],
+            log_y: false,
+        }]
+    }
+}
+
+/// nanoGPT's loop: evaluation every `eval_interval` iterations (and before
+/// the first), clipping, a loss record every 10 iterations.
+pub fn plan(opts: &GptTrainOptions) -> Plan {
+    Plan {
+        total_steps: opts.max_iters,
+        accum_steps: opts.accum_steps,
+        schedule: schedule(opts),
+        grad_clip: Some(opts.grad_clip),
+        eval_every: opts.eval_interval,
+        eval_at_start: true,
+        seed: opts.seed,
+        loss_records: Some(("iter", 10)),
+        log_every: 100,
+        step_name: "iter",
+        bar: Bar::Run {
+            label: "train gpt".into(),
+            unit: "it",
+        },
+        message_every: 10,
+        throughput: ("tokens", opts.block_size),
+    }
 }
 
 /// Trains (or resumes) a run in `dir`. `stop_after` ends this call after that
@@ -346,73 +505,15 @@ pub fn train(
         opts.model_config(data.tokenizer.vocab_size()),
         &mut Rng::new(opts.seed),
     )?;
-    let params = model.parameters();
-    let dp = DataParallel::new(kindling_tensor::num_threads())?;
-    let mut opt = make_optimizer(&model, opts);
-    let ckpt_path = run.file(CHECKPOINT);
-    let mut start = 0;
-    let mut metrics: Vec<Value> = Vec::new();
-    if resume && ckpt_path.exists() {
-        // Compare with the options stored in the checkpoint itself: config.json
-        // may already belong to a newer run that never saved a checkpoint.
-        let loaded = load(&ckpt_path)?;
-        let stored: Option<GptTrainOptions> =
-            serde_json::from_value(loaded.checkpoint.config["options"].clone()).ok();
-        if stored.as_ref() != Some(opts) {
-            // Name the settings that differ, as the flags spell them.
-            let (was, now) = (json!(stored), json!(opts));
-            let show = |v: Option<&Value>| match v {
-                Some(Value::Number(n)) if n.is_f64() => {
-                    format!("{}", n.as_f64().unwrap_or(0.0) as f32)
-                }
-                Some(v) => v.to_string(),
-                None => "?".into(),
-            };
-            let differ: Vec<String> = now
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, v)| was.get(k.as_str()) != Some(*v))
-                        .map(|(k, v)| {
-                            format!(
-                                "--{} {} (run: {})",
-                                k.replace('_', "-"),
-                                show(Some(v)),
-                                show(was.get(k.as_str()))
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            return Err(format!(
-                "--resume: {} was started with different options ({}); use the same flags or a new --out",
-                dir.display(),
-                differ.join(", ")
-            )
-            .into());
-        }
-        if loaded.tokenizer != data.tokenizer {
-            return Err(format!(
-                "--resume: the corpus vocabulary differs from the checkpoint's in {}",
-                dir.display()
-            )
-            .into());
-        }
-        loaded.checkpoint.load_into(&model, &ckpt_path)?;
-        let state: HashMap<String, Tensor> = loaded
-            .checkpoint
-            .tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("optim.").map(|s| (s.to_string(), v.clone())))
-            .collect();
-        opt.load_state(&state)?;
-        start = loaded.checkpoint.config["iters_done"].as_u64().unwrap_or(0) as usize;
-        metrics = run
-            .read_metrics()?
-            .into_iter()
-            .filter(|m| m["iter"].as_u64().is_some_and(|i| i as usize <= start))
-            .collect();
-        log(&format!("resuming {} at iteration {start}", dir.display()));
+    let opt = Box::new(make_optimizer(&model, opts));
+    let mut task = GptTask {
+        model: &model,
+        data: &data,
+        opts,
+    };
+    let mut trainer = Trainer::new(plan(opts), &model, opt, Some(&run), log)?;
+    if resume {
+        trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
     log(&format!(
@@ -422,125 +523,62 @@ pub fn train(
         data.train.len(),
         data.val.len()
     ));
-
-    let save = |iters_done: usize, opt: &Adam, metrics: &[Value]| -> Result<()> {
-        let mut extra: Vec<(String, Tensor)> = opt
-            .state()
-            .into_iter()
-            .map(|(k, v)| (format!("optim.{k}"), v))
-            .collect();
-        extra.sort_by(|a, b| a.0.cmp(&b.0));
-        let meta = json!({
-            "model": "gpt",
-            "gpt": model.config,
-            "vocab": data.tokenizer.to_vocab_string(),
-            "options": opts,
-            "iters_done": iters_done,
-        });
-        // Metrics first: a crash between the two leaves extra lines, which a
-        // resume drops, never a checkpoint ahead of its metrics.
-        run.write_metrics(metrics)?;
-        checkpoint::save(&ckpt_path, &model, &meta, &extra)?;
-        draw_curves(&run, metrics)
-    };
-
-    let end = stop_after.map_or(opts.max_iters, |k| (start + k).min(opts.max_iters));
-    let pb = bar((opts.max_iters - start) as u64, "train gpt".into(), "it");
-    let (mut train_secs, mut train_iters) = (0f64, 0usize);
-    let (mut last_train, mut last_val) = (f32::NAN, f32::NAN);
-    for iter in start..=end {
-        let is_last = iter == opts.max_iters;
-        if iter % opts.eval_interval == 0 || is_last {
-            let tl = estimate_loss(&model, &data.train, opts, &mut stream(opts.seed, 3, iter))?;
-            let vl = estimate_loss(&model, &data.val, opts, &mut stream(opts.seed, 4, iter))?;
-            (last_train, last_val) = (tl, vl);
-            pb.suspend(|| {
-                log(&format!(
-                    "iter {iter:>5}: train loss {tl:.4}, val loss {vl:.4}"
-                ))
-            });
-            metrics.push(json!({ "iter": iter, "train_loss": tl, "val_loss": vl, "lr": schedule(opts).lr_at(iter) }));
-            if iter > start || is_last {
-                save(iter, &opt, &metrics)?;
-            }
-        }
-        if iter == end {
-            break;
-        }
-        let t0 = Instant::now();
-        let loss = train_step(&model, &mut opt, opts, &data.train, iter, &params, &dp)?;
-        let dt = t0.elapsed().as_secs_f64();
-        train_secs += dt;
-        train_iters += 1;
-        pb.inc(1);
-        if iter % 10 == 0 {
-            let tps = (train_iters * opts.batch_size * opts.block_size) as f64 / train_secs;
-            pb.set_message(format!("loss {loss:.4}, {tps:.0} tok/s"));
-            metrics.push(json!({ "iter": iter, "loss": loss }));
-            // Without a terminal the bar is hidden: log a line now and then instead.
-            if iter % 100 == 0 && !std::io::stderr().is_terminal() {
-                log(&format!(
-                    "iter {iter:>5}: loss {loss:.4}, {tps:.0} tokens/s"
-                ));
-            }
-        }
-    }
-    pb.finish_and_clear();
-    if end < opts.max_iters {
-        save(end, &opt, &metrics)?;
-        return Err(format!(
-            "stopped after iteration {end} of {} as asked; continue with --resume",
-            opts.max_iters
-        )
-        .into());
-    }
-    let ms = if train_iters > 0 {
-        train_secs * 1000.0 / train_iters as f64
+    let summary = trainer.run(&mut task, stop_after)?;
+    let last = summary
+        .records
+        .iter()
+        .rev()
+        .find(|r| r.get("val_loss").is_some());
+    let loss = |key: &str| last.and_then(|r| r[key].as_f64()).unwrap_or(f64::NAN) as f32;
+    let ms = if summary.steps > 0 {
+        summary.train_seconds * 1000.0 / summary.steps as f64
     } else {
         0.0
     };
     Ok(Outcome {
         params: model.num_parameters(),
         iters: opts.max_iters,
-        train_loss: last_train,
-        val_loss: last_val,
+        train_loss: loss("train_loss"),
+        val_loss: loss("val_loss"),
         ms_per_iter: ms as f32,
         tokens_per_sec: if ms > 0.0 {
-            (opts.batch_size * opts.block_size) as f32 / (ms as f32 / 1000.0)
+            (opts.batch_size * opts.accum_steps * opts.block_size) as f32 / (ms as f32 / 1000.0)
         } else {
             0.0
         },
     })
 }
 
-fn draw_curves(run: &RunDir, metrics: &[Value]) -> Result<()> {
-    let pts = |key: &str| crate::plot::points(metrics, "iter", key);
-    let panel = Panel {
-        title: "GPT loss",
-        x_label: "iteration",
-        y_label: "cross-entropy (nats/char)",
-        series: vec![
-            Series {
-                label: "train (batch)",
-                points: pts("loss"),
-                color: plotters::style::RGBColor(150, 150, 220),
-                dots: false,
-            },
-            Series {
-                label: "train (estimate)",
-                points: pts("train_loss"),
-                color: BLUE,
-                dots: false,
-            },
-            Series {
-                label: "validation",
-                points: pts("val_loss"),
-                color: RED,
-                dots: false,
-            },
-        ],
-        log_y: false,
+/// Training speed: `warmup` untimed iterations, then `iters` timed, each
+/// through the training loop's step. Returns the model (for a generation
+/// timing) and the milliseconds per iteration.
+pub fn bench(
+    opts: &GptTrainOptions,
+    text: &str,
+    warmup: usize,
+    iters: usize,
+) -> Result<(Gpt, f64)> {
+    let data = TokenData::from_text(text, &opts.data)?;
+    let model = Gpt::new(
+        opts.model_config(data.tokenizer.vocab_size()),
+        &mut Rng::new(opts.seed),
+    )?;
+    let opt = Box::new(make_optimizer(&model, opts));
+    let mut task = GptTask {
+        model: &model,
+        data: &data,
+        opts,
     };
-    save_panels(&run.file("curves.png"), &[panel]).map_err(|e| format!("curves.png: {e}"))?;
-    Ok(())
+    let quiet = |_: &str| {};
+    let mut trainer = Trainer::new(plan(opts), &model, opt, None, &quiet)?;
+    for i in 0..warmup {
+        trainer.step(&mut task, i)?;
+    }
+    let t0 = Instant::now();
+    for i in 0..iters {
+        trainer.step(&mut task, warmup + i)?;
+    }
+    let ms = t0.elapsed().as_secs_f64() * 1000.0 / iters.max(1) as f64;
+    drop(trainer);
+    Ok((model, ms))
 }
