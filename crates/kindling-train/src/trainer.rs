@@ -153,6 +153,7 @@ pub struct Plan {
 }
 
 /// What a [`Trainer::run`] call did.
+#[derive(Debug)]
 pub struct Summary {
     /// Steps run by this call.
     pub steps: usize,
@@ -308,8 +309,8 @@ impl<'a> Trainer<'a> {
         }
         if !loss.is_finite() {
             return Err(format!(
-                "step {step} ({}): the loss is {loss}; stopping at the first non-finite loss (a lower --lr may help)",
-                task.describe(step + 1)
+                "non-finite loss ({loss}) at step {step} ({} done); stopping (a lower --lr may help)",
+                task.describe(step)
             )
             .into());
         }
@@ -469,5 +470,162 @@ impl<'a> Trainer<'a> {
                 .map_err(|e| format!("curves.png: {e}"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindling_nn::optim::{Sgd, SgdConfig};
+
+    /// Least squares on a fixed linear map: `w` (4x1) fits 32 rows, drawn
+    /// in order from the step's batch stream.
+    struct LinearFit {
+        w: Tensor,
+        x: Tensor,
+        y: Tensor,
+        rows: usize,
+        scale: f32,
+    }
+
+    impl LinearFit {
+        fn new(rows: usize) -> LinearFit {
+            let mut rng = Rng::new(5);
+            let x = Tensor::randn(&[32, 4], 0.0, 1.0, &mut rng);
+            let y = x
+                .matmul(&Tensor::from_vec(vec![1.0, -2.0, 0.5, 3.0], &[4, 1]).unwrap())
+                .unwrap();
+            LinearFit {
+                w: Tensor::zeros(&[4, 1]).requires_grad_(true),
+                x,
+                y,
+                rows,
+                scale: 1.0,
+            }
+        }
+    }
+
+    impl Module for LinearFit {
+        fn forward(&self, x: &Tensor) -> kindling_tensor::Result<Tensor> {
+            x.matmul(&self.w)
+        }
+        fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+            f(kindling_nn::module::join_name(prefix, "w"), &self.w);
+        }
+    }
+
+    impl Task for LinearFit {
+        type Batch = Vec<usize>;
+        fn model(&self) -> &dyn Module {
+            self
+        }
+        fn batch(&mut self, _step: usize, _micro: usize, rng: &mut Rng) -> Result<Vec<usize>> {
+            Ok((0..self.rows).map(|_| rng.below(32)).collect())
+        }
+        fn rows(&self, batch: &Vec<usize>) -> usize {
+            batch.len()
+        }
+        fn loss(
+            &self,
+            batch: &Vec<usize>,
+            start: usize,
+            len: usize,
+            _rng: &mut Rng,
+        ) -> kindling_tensor::Result<Tensor> {
+            let pick = |t: &Tensor| -> kindling_tensor::Result<Tensor> {
+                let v = t.to_vec_f32()?;
+                let rows: Vec<f32> = batch[start..start + len]
+                    .iter()
+                    .flat_map(|&i| v[i * t.shape()[1]..(i + 1) * t.shape()[1]].to_vec())
+                    .collect();
+                Tensor::from_vec(rows, &[len, t.shape()[1]])
+            };
+            self.forward(&pick(&self.x)?)?
+                .mse_loss(&pick(&self.y)?)?
+                .affine(self.scale, 0.0)
+        }
+        fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
+            Ok(Evaluated {
+                record: json!({ "step": p.step, "train_loss": p.train_loss }),
+                line: None,
+            })
+        }
+        fn describe(&self, steps: usize) -> String {
+            format!("step {steps}")
+        }
+    }
+
+    fn plan(accum_steps: usize, total_steps: usize) -> Plan {
+        Plan {
+            total_steps,
+            accum_steps,
+            schedule: LrSchedule::Constant { lr: 0.05 },
+            grad_clip: Some(10.0),
+            eval_every: 2,
+            eval_at_start: true,
+            seed: 9,
+            loss_records: Some(("step", 1)),
+            log_every: 0,
+            step_name: "step",
+            bar: Bar::Run {
+                label: "test".into(),
+                unit: "it",
+            },
+            message_every: 1,
+            throughput: ("rows", 1),
+        }
+    }
+
+    fn train(rows: usize, accum_steps: usize) -> (Vec<f32>, Vec<Value>) {
+        let mut task = LinearFit::new(rows);
+        let opt = Box::new(Sgd::new(
+            vec![task.w.clone()],
+            SgdConfig {
+                lr: 0.05,
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: 0.0,
+            },
+        ));
+        let quiet = |_: &str| {};
+        let mut trainer = Trainer::new(plan(accum_steps, 5), &task, opt, None, &quiet).unwrap();
+        let summary = trainer.run(&mut task, None).unwrap();
+        (task.w.to_vec_f32().unwrap(), summary.records)
+    }
+
+    #[test]
+    fn accumulated_micro_batches_equal_one_big_batch() {
+        let (big, big_records) = train(12, 1);
+        let (accum, accum_records) = train(4, 3);
+        for (a, b) in accum.iter().zip(&big) {
+            assert!((a - b).abs() < 1e-5, "{accum:?} vs {big:?}");
+        }
+        // Evaluations before step 0, after 2, after 4 and after the last (5).
+        let evals = |r: &[Value]| r.iter().filter(|r| r.get("train_loss").is_some()).count();
+        assert_eq!((evals(&big_records), evals(&accum_records)), (4, 4));
+        let loss = |r: &[Value]| r.iter().filter_map(|r| r["loss"].as_f64()).collect::<Vec<_>>();
+        for (a, b) in loss(&accum_records).iter().zip(loss(&big_records)) {
+            assert!((a - b).abs() < 1e-5, "step losses {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_non_finite_loss_stops_the_run_naming_the_step() {
+        let mut task = LinearFit::new(8);
+        task.scale = f32::NAN;
+        let opt = Box::new(Sgd::new(vec![task.w.clone()], SgdConfig::default()));
+        let quiet = |_: &str| {};
+        let mut trainer = Trainer::new(plan(1, 5), &task, opt, None, &quiet).unwrap();
+        let err = trainer.run(&mut task, None).unwrap_err().to_string();
+        assert!(err.contains("step 0") && err.contains("NaN"), "{err}");
+        assert_eq!(task.w.to_vec_f32().unwrap(), vec![0.0; 4], "no update");
+    }
+
+    #[test]
+    fn streams_differ_by_purpose_and_step_and_repeat_for_the_same_key() {
+        let draw = |p, s| stream(1, p, s).next_u64();
+        assert_eq!(draw(BATCH_STREAM, 3), draw(BATCH_STREAM, 3));
+        assert_ne!(draw(BATCH_STREAM, 3), draw(BATCH_STREAM, 4));
+        assert_ne!(draw(BATCH_STREAM, 3), draw(DROPOUT_STREAM, 3));
     }
 }
