@@ -36,6 +36,12 @@ pub struct FitOptions {
 
 impl FitOptions {
     pub fn validate(&self) -> Result<()> {
+        self.check("learning rate", "optimizer")
+    }
+
+    /// [`validate`](Self::validate), naming the learning rate and the
+    /// optimizer as `lr` and `optimizer` (a command's flags).
+    pub fn check(&self, lr: &str, optimizer: &str) -> Result<()> {
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".into());
         }
@@ -43,10 +49,12 @@ impl FitOptions {
             return Err("--batch-size must be at least 1".into());
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("learning rate must be a positive number, got {}", self.lr).into());
+            return Err(format!("{lr} must be a positive number, got {}", self.lr).into());
         }
         if !matches!(self.optimizer.as_str(), "adam" | "sgd") {
-            return Err(format!("optimizer must be adam or sgd, got `{}`", self.optimizer).into());
+            return Err(
+                format!("{optimizer} must be adam or sgd, got `{}`", self.optimizer).into(),
+            );
         }
         Ok(())
     }
@@ -172,6 +180,9 @@ pub struct DigitTask<'a> {
     /// Log a line per epoch ("epoch  3/12: train loss ...").
     pub announce: bool,
     pub resumable: Option<Resumable>,
+    /// Pre-built batches to cycle through instead of the epochs of `train`
+    /// (the benchmark's: data loading not timed).
+    pub fixed: Vec<DigitBatch>,
     /// The epoch being read, and the index of its next batch.
     cursor: Option<(usize, usize, Batches<'a>)>,
 }
@@ -194,6 +205,7 @@ impl<'a> DigitTask<'a> {
             normalize: Normalize::MNIST,
             announce: false,
             resumable: None,
+            fixed: Vec::new(),
             cursor: None,
         }
     }
@@ -227,6 +239,9 @@ impl Task for DigitTask<'_> {
     }
 
     fn batch(&mut self, step: usize, _micro: usize, _rng: &mut Rng) -> Result<DigitBatch> {
+        if !self.fixed.is_empty() {
+            return Ok(self.fixed[step % self.fixed.len()].clone());
+        }
         let spe = self.steps_per_epoch();
         let (epoch, index) = (step / spe, step % spe);
         if !matches!(&self.cursor, Some((e, i, _)) if (*e, *i) == (epoch, index)) {
@@ -306,11 +321,18 @@ impl Task for DigitTask<'_> {
     }
 
     fn describe(&self, steps: usize) -> String {
-        format!("epoch {} of {}", steps / self.steps_per_epoch(), self.epochs)
+        format!(
+            "epoch {} of {}",
+            steps / self.steps_per_epoch(),
+            self.epochs
+        )
     }
 
     fn checkpoint_meta(&self, steps: usize) -> Value {
-        let mut meta = self.resumable.as_ref().map_or(json!({}), |r| r.meta.clone());
+        let mut meta = self
+            .resumable
+            .as_ref()
+            .map_or(json!({}), |r| r.meta.clone());
         meta["epochs_done"] = json!(steps / self.steps_per_epoch());
         meta
     }
@@ -340,18 +362,8 @@ impl Task for DigitTask<'_> {
             x_label: "epoch",
             y_label: "cross-entropy",
             series: vec![
-                Series {
-                    label: "train",
-                    points: pts("train_loss"),
-                    color: BLUE,
-                    dots: false,
-                },
-                Series {
-                    label: "validation",
-                    points: pts("val_loss"),
-                    color: RED,
-                    dots: false,
-                },
+                Series::line("train", pts("train_loss"), BLUE),
+                Series::line("validation", pts("val_loss"), RED),
             ],
             log_y: true,
         };

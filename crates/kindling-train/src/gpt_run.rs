@@ -336,18 +336,15 @@ impl Task for GptTask<'_> {
 
     fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
         let (seed, iter) = (self.opts.seed, p.step);
-        let tl = estimate_loss(
-            self.model,
-            &self.data.train,
-            self.opts,
-            &mut trainer::stream(seed, 3, iter),
-        )?;
-        let vl = estimate_loss(
-            self.model,
-            &self.data.val,
-            self.opts,
-            &mut trainer::stream(seed, 4, iter),
-        )?;
+        let estimate = |data: &[u32], purpose| {
+            estimate_loss(
+                self.model,
+                data,
+                self.opts,
+                &mut trainer::stream(seed, purpose, iter),
+            )
+        };
+        let (tl, vl) = (estimate(&self.data.train, 3)?, estimate(&self.data.val, 4)?);
         Ok(Evaluated {
             record: json!({ "iter": iter, "train_loss": tl, "val_loss": vl, "lr": schedule(self.opts).lr_at(iter) }),
             line: Some(format!(
@@ -429,28 +426,27 @@ impl Task for GptTask<'_> {
             x_label: "iteration",
             y_label: "cross-entropy (nats/char)",
             series: vec![
-                Series {
-                    label: "train (batch)",
-                    points: pts("loss"),
-                    color: plotters::style::RGBColor(150, 150, 220),
-                    dots: false,
-                },
-                Series {
-                    label: "train (estimate)",
-                    points: pts("train_loss"),
-                    color: BLUE,
-                    dots: false,
-                },
-                Series {
-                    label: "validation",
-                    points: pts("val_loss"),
-                    color: RED,
-                    dots: false,
-                },
+                Series::line(
+                    "train (batch)",
+                    pts("loss"),
+                    plotters::style::RGBColor(150, 150, 220),
+                ),
+                Series::line("train (estimate)", pts("train_loss"), BLUE),
+                Series::line("validation", pts("val_loss"), RED),
             ],
             log_y: false,
         }]
     }
+}
+
+/// A fresh model for `data`'s vocabulary, seeded by the options, and its AdamW.
+fn model_and_optimizer(opts: &GptTrainOptions, data: &TokenData) -> Result<(Gpt, Box<Adam>)> {
+    let model = Gpt::new(
+        opts.model_config(data.tokenizer.vocab_size()),
+        &mut Rng::new(opts.seed),
+    )?;
+    let opt = Box::new(make_optimizer(&model, opts));
+    Ok((model, opt))
 }
 
 /// nanoGPT's loop: evaluation every `eval_interval` iterations (and before
@@ -501,11 +497,7 @@ pub fn train(
         .into());
     }
     let run = RunDir::create(dir)?;
-    let model = Gpt::new(
-        opts.model_config(data.tokenizer.vocab_size()),
-        &mut Rng::new(opts.seed),
-    )?;
-    let opt = Box::new(make_optimizer(&model, opts));
+    let (model, opt) = model_and_optimizer(opts, &data)?;
     let mut task = GptTask {
         model: &model,
         data: &data,
@@ -559,11 +551,7 @@ pub fn bench(
     iters: usize,
 ) -> Result<(Gpt, f64)> {
     let data = TokenData::from_text(text, &opts.data)?;
-    let model = Gpt::new(
-        opts.model_config(data.tokenizer.vocab_size()),
-        &mut Rng::new(opts.seed),
-    )?;
-    let opt = Box::new(make_optimizer(&model, opts));
+    let (model, opt) = model_and_optimizer(opts, &data)?;
     let mut task = GptTask {
         model: &model,
         data: &data,

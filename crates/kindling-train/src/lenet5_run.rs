@@ -6,17 +6,15 @@
 
 use crate::classify::evaluate;
 use crate::fgsm;
-use crate::fit::{
-    cosine_schedule, digit_loss, make_optimizer, DigitBatch, DigitTask, FitOptions, Resumable,
-};
+use crate::fit::{cosine_schedule, make_optimizer, DigitBatch, DigitTask, FitOptions, Resumable};
 use crate::run_dir::RunDir;
-use crate::trainer::{Evaluated, Period, Plan, Task, Trainer};
+use crate::trainer::{Plan, Trainer};
 use crate::Result;
 use kindling_data::{Batches, DigitSet, Normalize, Order};
 use kindling_models::lenet5::{LeNet5, LeNet5Config};
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::{checkpoint, Module};
-use kindling_tensor::{Rng, Tensor};
+use kindling_tensor::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -55,20 +53,7 @@ impl Default for TrainOptions {
 
 impl TrainOptions {
     pub fn validate(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err("--epochs must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return Err("--batch-size must be at least 1".into());
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("--lr must be a positive number, got {}", self.lr).into());
-        }
-        if !matches!(self.optimizer.as_str(), "adam" | "sgd") {
-            return Err(
-                format!("--optimizer must be adam or sgd, got `{}`", self.optimizer).into(),
-            );
-        }
+        self.fit_options().check("--lr", "--optimizer")?;
         if let Some(eps) = self.adversarial_eps {
             fgsm::check_eps(eps).map_err(|e| format!("--adversarial: {e}"))?;
         }
@@ -220,13 +205,12 @@ pub fn bench(
     if batches.is_empty() {
         return Err("bench: not enough images for one batch".into());
     }
-    let mut task = FixedBatches {
-        model: &model,
-        batches,
-    };
+    let fit = opts.fit_options();
+    let mut task = DigitTask::new(&model, set, None, &fit);
+    task.fixed = batches;
     let plan = Plan {
         eval_every: usize::MAX,
-        ..opts.fit_options().plan(set.len(), "", 0)
+        ..fit.plan(set.len(), "", 0)
     };
     let quiet = |_: &str| {};
     let mut trainer = Trainer::new(plan, &model, opt, None, &quiet)?;
@@ -243,47 +227,4 @@ pub fn bench(
         ms_per_step: dt * 1000.0 / steps as f64,
         peak_rss_mb: peak_rss_mb().unwrap_or(0.0),
     })
-}
-
-/// The bench's task: the same loss on a fixed list of batches, in turn.
-struct FixedBatches<'a> {
-    model: &'a LeNet5,
-    batches: Vec<DigitBatch>,
-}
-
-impl Task for FixedBatches<'_> {
-    type Batch = DigitBatch;
-
-    fn model(&self) -> &dyn Module {
-        self.model
-    }
-
-    fn batch(&mut self, step: usize, _micro: usize, _rng: &mut Rng) -> Result<DigitBatch> {
-        Ok(self.batches[step % self.batches.len()].clone())
-    }
-
-    fn rows(&self, batch: &DigitBatch) -> usize {
-        batch.0.shape()[0]
-    }
-
-    fn loss(
-        &self,
-        b: &DigitBatch,
-        start: usize,
-        len: usize,
-        _rng: &mut Rng,
-    ) -> kindling_tensor::Result<Tensor> {
-        digit_loss(self.model, &b.0, &b.1, start, len)
-    }
-
-    fn evaluate(&mut self, _period: &Period) -> Result<Evaluated> {
-        Ok(Evaluated {
-            record: Value::Null,
-            line: None,
-        })
-    }
-
-    fn describe(&self, steps: usize) -> String {
-        format!("step {steps}")
-    }
 }

@@ -28,6 +28,18 @@ pub struct Series<'a> {
     pub dots: bool,
 }
 
+impl<'a> Series<'a> {
+    /// A line of `points`.
+    pub fn line(label: &'a str, points: Vec<(f32, f32)>, color: RGBColor) -> Series<'a> {
+        Series {
+            label,
+            points,
+            color,
+            dots: false,
+        }
+    }
+}
+
 pub struct Panel<'a> {
     pub title: &'a str,
     pub x_label: &'a str,

@@ -300,12 +300,15 @@ impl<'a> Trainer<'a> {
         self.opt.zero_grad();
         let mut loss = 0f32;
         for (m, b) in batches.iter().enumerate() {
-            loss += self
-                .dp
-                .accumulate(task.rows(b), step_rows, &self.params, |shard, start, len| {
+            loss += self.dp.accumulate(
+                task.rows(b),
+                step_rows,
+                &self.params,
+                |shard, start, len| {
                     let purpose = DROPOUT_STREAM + 1000 * shard as u64 + 1_000_000 * m as u64;
                     task.loss(b, start, len, &mut stream(seed, purpose, step))
-                })?;
+                },
+            )?;
         }
         if !loss.is_finite() {
             return Err(format!(
@@ -381,14 +384,21 @@ impl<'a> Trainer<'a> {
                 } = &self.plan.bar
                 {
                     let epoch = s / self.plan.eval_every + 1;
-                    pb = Some(bar(*examples, format!("{label}epoch {epoch}/{epochs}"), unit));
+                    pb = Some(bar(
+                        *examples,
+                        format!("{label}epoch {epoch}/{epochs}"),
+                        unit,
+                    ));
                 }
             }
             let t0 = Instant::now();
             let (loss, n) = self.step(task, s)?;
             let dt = t0.elapsed().as_secs_f64();
-            (loss_sum, seen, period_seconds) =
-                (loss_sum + loss as f64 * n as f64, seen + n, period_seconds + dt);
+            (loss_sum, seen, period_seconds) = (
+                loss_sum + loss as f64 * n as f64,
+                seen + n,
+                period_seconds + dt,
+            );
             (train_seconds, examples) = (train_seconds + dt, examples + n);
             if let Some(b) = &pb {
                 b.inc(match self.plan.bar {
@@ -603,7 +613,11 @@ mod tests {
         // Evaluations before step 0, after 2, after 4 and after the last (5).
         let evals = |r: &[Value]| r.iter().filter(|r| r.get("train_loss").is_some()).count();
         assert_eq!((evals(&big_records), evals(&accum_records)), (4, 4));
-        let loss = |r: &[Value]| r.iter().filter_map(|r| r["loss"].as_f64()).collect::<Vec<_>>();
+        let loss = |r: &[Value]| {
+            r.iter()
+                .filter_map(|r| r["loss"].as_f64())
+                .collect::<Vec<_>>()
+        };
         for (a, b) in loss(&accum_records).iter().zip(loss(&big_records)) {
             assert!((a - b).abs() < 1e-5, "step losses {a} vs {b}");
         }
