@@ -30,6 +30,10 @@ pub struct LoadedLm {
 /// A path as given, or the name of a fetched model dataset
 /// (`smollm2-135m-instruct`), which resolves to its GGUF in the data root.
 fn resolve(path: &Path) -> CliResult<PathBuf> {
+    // A `train lm` run directory keeps its Hugging Face folder in `hf/`.
+    if path.join("hf").join("config.json").is_file() {
+        return Ok(path.join("hf"));
+    }
     if path.exists() {
         return Ok(path.to_path_buf());
     }

@@ -10,6 +10,7 @@ mod lab;
 mod lab_attack;
 mod lenet;
 mod lm;
+mod train_lm;
 mod report;
 mod tokenize_cmd;
 
@@ -96,6 +97,8 @@ enum TrainModel {
     Lenet5(lenet::TrainLenet5),
     /// A character-level GPT (decoder-only Transformer) on a text corpus.
     Gpt(gpt::TrainGpt),
+    /// A LLaMA- or GPT-2-architecture language model with a BPE (or character) tokenizer.
+    Lm(train_lm::TrainLm),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +161,9 @@ fn main() -> ExitCode {
         Command::Train {
             model: TrainModel::Gpt(a),
         } => gpt::train(a),
+        Command::Train {
+            model: TrainModel::Lm(a),
+        } => train_lm::train(a),
         Command::Generate(a) => gpt::generate(a),
         Command::Attention(a) => gpt::attention(a),
         Command::NextToken(a) => lm::next_token(a),

@@ -1,0 +1,157 @@
+//! `kindling train lm`: pretraining a LLaMA- or GPT-2-architecture language
+//! model with a BPE (or character) tokenizer, on the one training loop.
+
+use crate::report::{CliResult, Report};
+use clap::Args;
+use kindling_train::lm_run::{self, LmTrainOptions};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TrainLm {
+    /// Start from a named preset (shakespeare-cpu-modern: nanoGPT's CPU run
+    /// with a LLaMA block, character tokens); flags below override it.
+    #[arg(long, default_value = "shakespeare-cpu-modern")]
+    pub preset: String,
+    /// Architecture: llama (RMSNorm, RoPE, SwiGLU, GQA) or gpt2 (LayerNorm, learned positions, GELU).
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Tokenizer: a tokenizer.json, GPT-2 folder, .tiktoken file, GGUF, a name
+    /// (gpt2, cl100k_base, ...; `kindling data fetch tokenizers`), or `char`.
+    #[arg(long)]
+    pub tokenizer: Option<String>,
+    /// Corpus: shakespeare, tang-poems (after `kindling data fetch tang-poems`), or a UTF-8 text file.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Transformer blocks.
+    #[arg(long)]
+    pub n_layer: Option<usize>,
+    /// Attention heads.
+    #[arg(long)]
+    pub n_head: Option<usize>,
+    /// Key/value heads for grouped-query attention (llama; 0 = --n-head).
+    #[arg(long)]
+    pub n_kv_head: Option<usize>,
+    /// Width of the residual stream.
+    #[arg(long)]
+    pub n_embd: Option<usize>,
+    /// MLP width (0 = 4 x n-embd for gpt2, 8/3 x n-embd rounded up to 8 for llama).
+    #[arg(long)]
+    pub intermediate: Option<usize>,
+    /// Tokens of context per training window (also the model's context).
+    #[arg(long)]
+    pub block_size: Option<usize>,
+    /// Windows per step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Optimizer steps.
+    #[arg(long)]
+    pub max_iters: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Learning rate at the end of the cosine decay.
+    #[arg(long)]
+    pub min_lr: Option<f32>,
+    /// Steps of linear warmup.
+    #[arg(long)]
+    pub warmup_iters: Option<usize>,
+    /// AdamW decoupled weight decay on matrices.
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// Adam's second-moment decay.
+    #[arg(long)]
+    pub beta2: Option<f32>,
+    /// Clip the global gradient norm to this (0 = off).
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    /// Estimate train/validation loss every N steps.
+    #[arg(long)]
+    pub eval_interval: Option<usize>,
+    /// Batches per loss estimate.
+    #[arg(long)]
+    pub eval_iters: Option<usize>,
+    /// Seed for initialization and batches.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Share the output head with the token embedding: true or false.
+    #[arg(long)]
+    pub tie_weights: Option<bool>,
+    /// RoPE base (llama).
+    #[arg(long)]
+    pub rope_theta: Option<f64>,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    #[arg(long)]
+    pub accum_steps: Option<usize>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Run directory.
+    #[arg(long, default_value = "runs/lm")]
+    pub out: PathBuf,
+    /// Continue the run in --out.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after N iterations of this invocation, resumable (a stand-in for an interruption).
+    #[arg(long, hide = true)]
+    pub interrupt_after: Option<usize>,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl TrainLm {
+    fn options(&self) -> CliResult<LmTrainOptions> {
+        let mut o = LmTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?;
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = self.$f.clone() { o.$f = v; } )*};
+        }
+        set!(arch, tokenizer, data, n_layer, n_head, n_kv_head, n_embd, intermediate, block_size, batch_size,
+             max_iters, lr, min_lr, warmup_iters, weight_decay, beta2, grad_clip, eval_interval, eval_iters,
+             seed, tie_weights, rope_theta, accum_steps);
+        o.validate().map_err(|e| e.to_string())?;
+        Ok(o)
+    }
+}
+
+pub fn train(args: TrainLm) -> CliResult<()> {
+    let opts = args.options()?;
+    if let Some(n) = args.threads {
+        if n == 0 {
+            return Err("--threads must be at least 1".into());
+        }
+        kindling_tensor::set_num_threads(n)?;
+    }
+    let out = Report::new(args.json);
+    let text = kindling_train::corpus::load(&opts.data).map_err(|e| e.to_string())?;
+    eprintln!(
+        "training a {} language model on `{}` ({} tokens) with {} threads; run directory {}",
+        opts.arch,
+        opts.data,
+        opts.tokenizer,
+        kindling_tensor::num_threads(),
+        args.out.display()
+    );
+    let o = lm_run::train(&opts, &text, &args.out, args.resume, args.interrupt_after, &|l| eprintln!("{l}"))
+        .map_err(|e| e.to_string())?;
+    out.line(format!(
+        "{} ({} parameters, vocabulary {}), {} iterations: train loss {:.4}, val loss {:.4}; {:.1} ms/iter, {:.0} tokens/s",
+        opts.arch, o.params, o.vocab_size, opts.max_iters, o.train_loss, o.val_loss, o.ms_per_iter, o.tokens_per_sec
+    ));
+    if let Some(hf) = &o.hf_dir {
+        out.line(format!("  Hugging Face folder {} (loads in transformers; --model {} works)", hf.display(), args.out.display()));
+    }
+    out.finish(json!({
+        "params": o.params,
+        "iters": opts.max_iters,
+        "train_loss": o.train_loss,
+        "val_loss": o.val_loss,
+        "ms_per_iter": o.ms_per_iter,
+        "tokens_per_sec": o.tokens_per_sec,
+        "vocab_size": o.vocab_size,
+        "train_tokens": o.train_tokens,
+        "run_dir": args.out,
+        "hf_dir": o.hf_dir,
+    }));
+    Ok(())
+}
