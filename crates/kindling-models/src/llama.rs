@@ -8,7 +8,7 @@
 //! so a `model.safetensors` loads and saves without renaming; GGUF's names
 //! (`blk.0.attn_q.weight`) map through [`gguf_name`].
 
-use crate::kv::KvCache;
+use crate::kv::{attend_to_cache, KvCache};
 use kindling_nn::module::join_name;
 use kindling_nn::{Embedding, Linear, Module, RmsNorm};
 use kindling_tensor::{cat, Error, Result, Rng, Tensor};
@@ -213,24 +213,8 @@ impl Attention {
             )?;
             qkv.causal_self_attention(h)?.0
         } else {
-            // New queries against cached keys: softmax(q kᵀ/√d) v, query i
-            // (at position past+i) seeing keys 0..=past+i.
-            let tk = past + t;
-            let q = q.permute(&[0, 2, 1, 3])?; // [B, H, T, D]
-            let k = repeat_kv(&k, rep)?.permute(&[0, 2, 3, 1])?; // [B, H, D, Tk]
-            let v = repeat_kv(&v, rep)?.permute(&[0, 2, 1, 3])?; // [B, H, Tk, D]
-            let mut scores = q.matmul(&k)?.mul_scalar(1.0 / (d as f32).sqrt())?;
-            if t > 1 {
-                let mask: Vec<f32> = (0..t)
-                    .flat_map(|i| (0..tk).map(move |j| if j > past + i { 1.0 } else { 0.0 }))
-                    .collect();
-                scores = scores.masked_fill(&Tensor::from_vec(mask, &[t, tk])?, f32::NEG_INFINITY)?;
-            }
-            scores
-                .softmax(-1)?
-                .matmul(&v)?
-                .permute(&[0, 2, 1, 3])?
-                .reshape(&[b, t, h * d])?
+            // New queries against cached keys.
+            attend_to_cache(&q, &repeat_kv(&k, rep)?, &repeat_kv(&v, rep)?, past)?
         };
         self.o_proj.forward(&y)
     }
