@@ -215,26 +215,40 @@ pub fn estimate_loss(
 
 pub fn make_optimizer(model: &Gpt, opts: &GptTrainOptions) -> Adam {
     let decay_names = model.decay_parameter_names();
-    let (mut decay, mut no_decay) = (Vec::new(), Vec::new());
+    adamw_groups(model, opts.lr, opts.weight_decay, 0.99, &|name, _| {
+        decay_names.iter().any(|n| n == name)
+    })
+}
+
+/// AdamW with decoupled weight decay on the parameters `decay` picks (the
+/// matrices, by the language models' convention) and none on the rest.
+pub fn adamw_groups(
+    model: &dyn Module,
+    lr: f32,
+    weight_decay: f32,
+    beta2: f32,
+    decay: &dyn Fn(&str, &Tensor) -> bool,
+) -> Adam {
+    let (mut decayed, mut not) = (Vec::new(), Vec::new());
     for (name, p) in model.named_parameters() {
-        if decay_names.contains(&name) {
-            decay.push(p)
+        if decay(&name, &p) {
+            decayed.push(p)
         } else {
-            no_decay.push(p)
+            not.push(p)
         }
     }
     let config = AdamConfig {
-        beta2: 0.99,
-        ..AdamConfig::adamw(opts.lr, opts.weight_decay)
+        beta2,
+        ..AdamConfig::adamw(lr, weight_decay)
     };
     Adam::with_groups(
         vec![
             ParamGroup {
-                params: decay,
-                weight_decay: opts.weight_decay,
+                params: decayed,
+                weight_decay,
             },
             ParamGroup {
-                params: no_decay,
+                params: not,
                 weight_decay: 0.0,
             },
         ],
@@ -420,23 +434,25 @@ impl Task for GptTask<'_> {
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
-        let pts = |key: &str| crate::plot::points(metrics, "iter", key);
-        vec![Panel {
-            title: "GPT loss",
-            x_label: "iteration",
-            y_label: "cross-entropy (nats/char)",
-            series: vec![
-                Series::line(
-                    "train (batch)",
-                    pts("loss"),
-                    plotters::style::RGBColor(150, 150, 220),
-                ),
-                Series::line("train (estimate)", pts("train_loss"), BLUE),
-                Series::line("validation", pts("val_loss"), RED),
-            ],
-            log_y: false,
-        }]
+        loss_curves(metrics, "GPT loss", "cross-entropy (nats/char)")
     }
+}
+
+/// A language model's loss panel: the per-step batch loss and the periodic
+/// train and validation estimates against the iteration.
+pub fn loss_curves(metrics: &[Value], title: &'static str, y_label: &'static str) -> Vec<Panel<'static>> {
+    let pts = |key: &str| crate::plot::points(metrics, "iter", key);
+    vec![Panel {
+        title,
+        x_label: "iteration",
+        y_label,
+        series: vec![
+            Series::line("train (batch)", pts("loss"), plotters::style::RGBColor(150, 150, 220)),
+            Series::line("train (estimate)", pts("train_loss"), BLUE),
+            Series::line("validation", pts("val_loss"), RED),
+        ],
+        log_y: false,
+    }]
 }
 
 /// A fresh model for `data`'s vocabulary, seeded by the options, and its AdamW.

@@ -6,7 +6,8 @@
 //! folder (`hf/`: config.json, model.safetensors, tokenizer files) that
 //! `transformers` and every `--model` flag load.
 
-use crate::plot::{Panel, Series};
+use crate::gpt_run::{adamw_groups, get_batch, loss_curves};
+use crate::plot::Panel;
 use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
@@ -15,11 +16,10 @@ use kindling_data::tokenizer::Tokenizer;
 use kindling_models::gpt::{Activation, Gpt, GptConfig};
 use kindling_models::llama::{Llama, LlamaConfig};
 use kindling_nn::checkpoint::Checkpoint;
-use kindling_nn::optim::{Adam, AdamConfig, ParamGroup};
+use kindling_nn::optim::Adam;
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{no_grad, Rng, Tensor};
-use plotters::style::{BLUE, RED};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -255,32 +255,9 @@ impl LmModel {
 
 fn make_optimizer(model: &dyn Module, opts: &LmTrainOptions) -> Adam {
     // Decay matrices, not norms, biases or embeddings (a tied head counts as one).
-    let (mut decay, mut no_decay) = (Vec::new(), Vec::new());
-    for (name, p) in model.named_parameters() {
-        let embedding = ["embed_tokens", "wte", "wpe"].iter().any(|e| name.contains(e));
-        if p.rank() >= 2 && !embedding {
-            decay.push(p)
-        } else {
-            no_decay.push(p)
-        }
-    }
-    let config = AdamConfig {
-        beta2: opts.beta2,
-        ..AdamConfig::adamw(opts.lr, opts.weight_decay)
-    };
-    Adam::with_groups(
-        vec![
-            ParamGroup {
-                params: decay,
-                weight_decay: opts.weight_decay,
-            },
-            ParamGroup {
-                params: no_decay,
-                weight_decay: 0.0,
-            },
-        ],
-        config,
-    )
+    adamw_groups(model, opts.lr, opts.weight_decay, opts.beta2, &|name, p| {
+        p.rank() >= 2 && !["embed_tokens", "wte", "wpe"].iter().any(|e| name.contains(e))
+    })
 }
 
 fn schedule(opts: &LmTrainOptions) -> LrSchedule {
@@ -290,20 +267,6 @@ fn schedule(opts: &LmTrainOptions) -> LrSchedule {
         warmup: opts.warmup_iters,
         total: opts.max_iters,
     }
-}
-
-fn batch(data: &[u32], batch: usize, block: usize, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
-    if data.len() <= block + 1 {
-        return Err(format!("the split has {} tokens, too few for --block-size {block}", data.len()).into());
-    }
-    let mut x = Vec::with_capacity(batch * block);
-    let mut y = Vec::with_capacity(batch * block);
-    for _ in 0..batch {
-        let start = rng.below(data.len() - block - 1);
-        x.extend(data[start..start + block].iter().map(|&t| t as i64));
-        y.extend(data[start + 1..start + block + 1].iter().map(|&t| t as i64));
-    }
-    Ok((Tensor::from_vec_i64(x, &[batch, block])?, Tensor::from_vec_i64(y, &[batch, block])?))
 }
 
 pub struct LmTask<'a> {
@@ -317,7 +280,7 @@ impl LmTask<'_> {
         let _g = no_grad();
         let mut total = 0f64;
         for _ in 0..self.opts.eval_iters {
-            let (x, y) = batch(data, self.opts.batch_size, self.opts.block_size, rng)?;
+            let (x, y) = get_batch(data, self.opts.batch_size, self.opts.block_size, rng)?;
             total += self.model.logits(&x)?.cross_entropy(&y, None)?.item()? as f64;
         }
         Ok((total / self.opts.eval_iters as f64) as f32)
@@ -332,7 +295,7 @@ impl Task for LmTask<'_> {
     }
 
     fn batch(&mut self, _step: usize, _micro: usize, rng: &mut Rng) -> Result<Self::Batch> {
-        batch(&self.data.train, self.opts.batch_size, self.opts.block_size, rng)
+        get_batch(&self.data.train, self.opts.batch_size, self.opts.block_size, rng)
     }
 
     fn rows(&self, b: &Self::Batch) -> usize {
@@ -395,18 +358,7 @@ impl Task for LmTask<'_> {
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
-        let pts = |key: &str| crate::plot::points(metrics, "iter", key);
-        vec![Panel {
-            title: "language model loss",
-            x_label: "iteration",
-            y_label: "cross-entropy (nats/token)",
-            series: vec![
-                Series::line("train (batch)", pts("loss"), plotters::style::RGBColor(150, 150, 220)),
-                Series::line("train (estimate)", pts("train_loss"), BLUE),
-                Series::line("validation", pts("val_loss"), RED),
-            ],
-            log_y: false,
-        }]
+        loss_curves(metrics, "language model loss", "cross-entropy (nats/token)")
     }
 }
 
