@@ -4,10 +4,10 @@
 use crate::lenet::{checkpoint_path, set_threads};
 use crate::report::{CliResult, Report};
 use clap::Args;
-use kindling_models::kv_cache::KvCache;
+use kindling_models::generate::{GenerateOptions, Generator};
 use kindling_models::sampling::Sampling;
 use kindling_nn::Module;
-use kindling_tensor::{Rng, Tensor};
+use kindling_tensor::Tensor;
 use kindling_train::gpt_run::{self, GptTrainOptions, CHECKPOINT};
 use serde_json::json;
 use std::io::Write;
@@ -183,44 +183,27 @@ pub struct Generate {
     pub json: bool,
 }
 
-/// Samples `n` tokens after `prompt`, calling `emit` with each as it is drawn.
-/// When the KV cache reaches the block size, the last half of the context is
+/// Samples `n` tokens after `prompt` with the library's generator (no stop
+/// token: a character model writes until told to stop), calling `emit`
+/// with the text as it settles. When the context is full the last half is
 /// re-read into a fresh cache (positions are learned, so they cannot slide).
 pub fn sample(
     model: &kindling_models::gpt::Gpt,
+    decode: &dyn Fn(&[u32]) -> String,
     prompt: &[u32],
     n: usize,
     sampling: &Sampling,
-    rng: &mut Rng,
-    mut emit: impl FnMut(u32),
+    seed: u64,
+    emit: &mut dyn FnMut(&str) -> bool,
 ) -> CliResult<Vec<u32>> {
-    let block = model.config.block_size;
-    let mut context: Vec<u32> = prompt
-        .iter()
-        .copied()
-        .skip(prompt.len().saturating_sub(block))
-        .collect();
-    let mut cache = KvCache::new(model);
-    let mut logits = Vec::new();
-    for &t in &context {
-        logits = model.decode_step(t as i64, &mut cache)?;
-    }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let next = sampling.sample(&logits, rng) as u32;
-        emit(next);
-        out.push(next);
-        context.push(next);
-        if cache.len() == block {
-            cache = KvCache::new(model);
-            let keep = context.len() - (block / 2).max(1);
-            for &t in &context[keep..context.len() - 1] {
-                model.decode_step(t as i64, &mut cache)?;
-            }
-        }
-        logits = model.decode_step(next as i64, &mut cache)?;
-    }
-    Ok(out)
+    let options = GenerateOptions {
+        sampling: *sampling,
+        seed,
+        slide: true,
+        ..GenerateOptions::greedy(n)
+    };
+    let mut generator = Generator::new(model, options)?;
+    Ok(generator.generate(prompt, decode, emit)?.ids)
 }
 
 pub fn generate(args: Generate) -> CliResult<()> {
@@ -252,25 +235,21 @@ pub fn generate(args: Generate) -> CliResult<()> {
     if prompt.is_empty() {
         return Err("--prompt must not be empty".into());
     }
-    let mut rng = Rng::new(args.seed);
-    let stdout = std::io::stdout();
+    let mut stdout = std::io::stdout();
     if !args.json {
         print!("{}", args.prompt);
     }
     let t0 = Instant::now();
+    let decode = |ids: &[u32]| loaded.tokenizer.decode(ids);
     let ids = sample(
         &loaded.model,
+        &decode,
         &prompt,
         args.max_new_tokens,
         &sampling,
-        &mut rng,
-        |id| {
-            if !args.json {
-                let mut lock = stdout.lock();
-                let _ = write!(lock, "{}", loaded.tokenizer.decode_one(id).unwrap_or('?'));
-                let _ = lock.flush();
-            }
-        },
+        args.seed,
+        // A closed pipe (`| head`) ends the text quietly.
+        &mut |text| args.json || write!(stdout, "{text}").and_then(|_| stdout.flush()).is_ok(),
     )?;
     let secs = t0.elapsed().as_secs_f64();
     let tokens_per_sec = ids.len() as f64 / secs.max(1e-9);
@@ -415,15 +394,7 @@ pub fn bench(args: BenchGpt) -> CliResult<()> {
         top_p: None,
     };
     let t1 = Instant::now();
-    let n = sample(
-        &model,
-        &[0],
-        args.generate,
-        &sampling,
-        &mut Rng::new(1),
-        |_| {},
-    )?
-    .len();
+    let n = sample(&model, &|_| String::new(), &[0], args.generate, &sampling, 1, &mut |_| true)?.len();
     let tokens_per_sec = n as f64 / t1.elapsed().as_secs_f64().max(1e-9);
     let out = Report::new(args.json);
     out.line(format!(

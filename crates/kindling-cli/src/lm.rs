@@ -230,6 +230,7 @@ impl SamplingArgs {
             stop_ids: stop_ids.to_vec(),
             stop_strings: self.stop.clone(),
             seed: self.seed,
+            slide: false,
         };
         o.validate().map_err(|e| e.to_string().replace("repetition_penalty", "--repetition-penalty"))?;
         Ok(o)

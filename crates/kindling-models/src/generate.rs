@@ -68,6 +68,12 @@ pub struct GenerateOptions {
     /// before it.
     pub stop_strings: Vec<String>,
     pub seed: u64,
+    /// When the context is full: `false` ends generation (`StopReason::Context`);
+    /// `true` keeps going on the last half of the context, re-read into a
+    /// fresh cache (for models with learned positions, which cannot slide
+    /// one position at a time), and a prompt longer than the context keeps
+    /// its last tokens.
+    pub slide: bool,
 }
 
 impl GenerateOptions {
@@ -83,6 +89,7 @@ impl GenerateOptions {
             stop_ids: Vec::new(),
             stop_strings: Vec::new(),
             seed: 0,
+            slide: false,
         }
     }
 
@@ -190,7 +197,13 @@ impl<'m> Generator<'m> {
                 "prompt token id {bad} is outside the model's vocabulary of {vocab}"
             )));
         }
-        if prompt.len() > self.model.context_len() {
+        let ctx = self.model.context_len();
+        let prompt = if self.options.slide && prompt.len() > ctx {
+            &prompt[prompt.len() - ctx..]
+        } else {
+            prompt
+        };
+        if prompt.len() > ctx {
             return Err(Error::msg(format!(
                 "the prompt has {} tokens, longer than the model's context of {}",
                 prompt.len(),
@@ -273,11 +286,22 @@ impl<'m> Generator<'m> {
             if ids.len() >= self.options.max_new_tokens {
                 break StopReason::MaxTokens;
             }
-            if self.fed.len() >= self.model.context_len() {
+            let ctx = self.model.context_len();
+            let l = if self.fed.len() < ctx {
+                self.fed.push(next);
+                self.model.forward_last(&ids_tensor(&[next])?, &mut self.cache)?
+            } else if self.options.slide {
+                // The last half of the context (ending with `next`) again.
+                let keep = (ctx / 2).max(1);
+                let mut window = self.fed[self.fed.len() + 1 - keep..].to_vec();
+                window.push(next);
+                self.reset();
+                let l = self.model.forward_last(&ids_tensor(&window)?, &mut self.cache)?;
+                self.fed = window;
+                l
+            } else {
                 break StopReason::Context;
-            }
-            let l = self.model.forward_last(&ids_tensor(&[next])?, &mut self.cache)?;
-            self.fed.push(next);
+            };
             logits = l.to_vec_f32()?;
         };
         if stop == StopReason::Eos {
@@ -333,6 +357,7 @@ mod tests {
             tie_word_embeddings: true,
             bos_token_id: None,
             eos_token_id: None,
+            qk_norm: false,
         };
         Llama::new(config, &mut Rng::new(5)).unwrap()
     }
@@ -408,5 +433,20 @@ mod tests {
         assert_eq!(out.stop, StopReason::Context);
         let e = g.generate(&[1; 33], &letters, &mut |_| true).unwrap_err().to_string();
         assert!(e.contains("longer than the model's context of 32"), "{e}");
+    }
+
+    #[test]
+    fn sliding_keeps_generating_past_the_context_on_its_last_half() {
+        let m = tiny();
+        let mut opts = GenerateOptions::greedy(100);
+        opts.slide = true;
+        let mut g = Generator::new(&m, opts).unwrap();
+        // A prompt longer than the context keeps its last 32 tokens.
+        let out = g.generate(&[2; 40], &letters, &mut |_| true).unwrap();
+        assert_eq!((out.ids.len(), out.stop), (100, StopReason::MaxTokens));
+        assert!(g.fed.len() <= 32);
+        // The first token after the prompt equals the unslid model's on the last 32.
+        let mut plain = Generator::new(&m, GenerateOptions::greedy(1)).unwrap();
+        assert_eq!(plain.generate(&[2; 32], &letters, &mut |_| true).unwrap().ids[0], out.ids[0]);
     }
 }

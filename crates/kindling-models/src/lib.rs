@@ -1,7 +1,6 @@
 //! The models of Kindling's story, from the first neuron on.
 
 pub mod gpt;
-pub mod kv_cache;
 pub mod lenet5;
 pub mod mlp;
 pub mod perceptron;

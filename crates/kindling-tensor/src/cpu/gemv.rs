@@ -11,6 +11,8 @@ use rayon::prelude::*;
 /// Rows of W per task: enough work per task to amortize scheduling.
 const CHUNK: usize = 64;
 pub const MAX_ROWS: usize = 4;
+/// Weights up to this many elements (256 KiB of f32) are multiplied on the calling thread.
+const SERIAL_MAX: usize = 1 << 16;
 
 struct Dots<'a> {
     x: &'a [f32],
@@ -52,6 +54,12 @@ impl Kernel for Dots<'_> {
 /// `x [m, k]`, `w [n, k]` (both row-major) → `y [m, n]`.
 pub fn gemv_rows(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32> {
     debug_assert!(m <= MAX_ROWS && x.len() == m * k && w.len() == n * k);
+    // A small W is one task: spreading it over threads costs more than it saves.
+    if n * k <= SERIAL_MAX {
+        let mut y = vec![0f32; m * n];
+        dispatch(Dots { x, m, k, w, out: &mut y, first: 0 });
+        return y;
+    }
     // Each task writes a [m, chunk] block; blocks are scattered into y after.
     let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(CHUNK))
         .into_par_iter()
