@@ -126,7 +126,19 @@ fn tune_allocator() {
     }
 }
 
+/// Rust ignores SIGPIPE, so printing to a closed pipe (`kindling … | head`)
+/// would panic with "failed printing to stdout". The default action ends
+/// the program quietly instead, as it does every Unix filter.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at start-up, before any threads.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

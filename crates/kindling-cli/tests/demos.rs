@@ -101,3 +101,23 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn a_closed_pipe_ends_the_program_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // Like `kindling demo xor --hidden 3000 | head -1`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(["demo", "xor", "--hidden", "3000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    // The reader is dropped here: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!first.is_empty());
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}
