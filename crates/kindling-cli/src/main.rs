@@ -152,13 +152,23 @@ fn main() -> ExitCode {
             ) {
                 e.exit();
             }
-            // One line: clap's first line names the flag and what is wrong.
+            // One line, keeping what says what is wrong: the missing
+            // argument's name, the possible values, "did you mean", the tip
+            // for negative numbers; not the usage block.
             let text = e.to_string();
             let first = text
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:"))
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut first = first.trim_start_matches("error: ").to_string();
+            if first.starts_with("unexpected argument '-")
+                && first.chars().nth("unexpected argument '-".len()).is_some_and(|c| c.is_ascii_digit() || c == '.')
+            {
+                first.push_str(" tip: a negative value goes after '=', e.g. --lr=-0.1");
+            }
             eprintln!("error: {first} (see --help)");
             return ExitCode::from(2);
         }

@@ -121,3 +121,20 @@ fn a_closed_pipe_ends_the_program_quietly() {
     assert!(!first.is_empty());
     assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
 }
+
+#[test]
+fn argument_errors_are_one_line_and_keep_what_is_wrong() {
+    let stderr = |args: &[&str]| {
+        let out = kindling(args);
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).trim().to_string()
+    };
+    let e = stderr(&["eval"]);
+    assert!(e.contains("--ckpt") && !e.contains('\n'), "{e}");
+    let e = stderr(&["chat", "--mesage", "hi"]);
+    assert!(e.contains("'--message'") && !e.contains('\n'), "{e}");
+    let e = stderr(&["demo", "xor", "--hidden", "-3"]);
+    assert!(e.contains("--lr=-0.1"), "{e}");
+    let e = stderr(&["train", "lenet5", "--optimiser", "sgd"]);
+    assert!(e.contains("'--optimizer'"), "{e}");
+}
