@@ -61,6 +61,12 @@ pub fn set_threads(threads: Option<usize>) -> CliResult<()> {
         if n == 0 {
             return Err("--threads must be at least 1".into());
         }
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        if n > cores {
+            eprintln!(
+                "warning: --threads {n} is more than this machine's {cores} cores; the extra threads only wait for each other"
+            );
+        }
         kindling_tensor::set_num_threads(n)?;
     }
     Ok(())
@@ -322,8 +328,18 @@ pub fn predict(args: Predict) -> CliResult<()> {
     let out = Report::new(args.json);
     let norm = Normalize::MNIST;
     let mut predictions = Vec::new();
+    let mut failed = 0;
     for file in &args.images {
-        let digit = kindling_data::load_digit(file)?;
+        // An unreadable file is reported and the others are still read.
+        let digit = match kindling_data::load_digit(file) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: {e}");
+                predictions.push(json!({ "file": file, "error": e.to_string() }));
+                failed += 1;
+                continue;
+            }
+        };
         let x: Vec<f32> = digit
             .pixels
             .iter()
@@ -347,6 +363,10 @@ pub fn predict(args: Predict) -> CliResult<()> {
             probs[best] * 100.0
         ));
         predictions.push(json!({ "file": file, "digit": best, "probabilities": probs }));
+    }
+    if failed > 0 {
+        out.finish(json!({ "predictions": predictions }));
+        return Err(format!("{failed} of {} images could not be read", args.images.len()).into());
     }
     out.finish(json!({ "predictions": predictions }));
     Ok(())

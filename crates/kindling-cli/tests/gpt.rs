@@ -234,6 +234,7 @@ fn bad_corpora_are_named() {
     let out = dir.join("run");
     for (data, needle) in [
         ("no-such-corpus", "unknown corpus"),
+        ("/nonexistent/corpus.txt", "file not found"),
         (empty.to_str().unwrap(), "empty"),
         (latin1.to_str().unwrap(), "not UTF-8"),
     ] {

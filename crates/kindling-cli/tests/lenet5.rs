@@ -103,8 +103,16 @@ fn train_resume_eval_and_predict_work_end_to_end() {
         "--ckpt",
         straight.to_str().unwrap(),
         "/nonexistent.png",
+        seven.to_str().unwrap(),
+        "--json",
     ]);
+    // The unreadable file is named, the readable one still predicted, the exit non-zero.
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.png"));
+    assert!(!missing.status.success());
+    let stdout = String::from_utf8_lossy(&missing.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(v["predictions"][0]["error"].is_string());
+    assert_eq!(v["predictions"][1]["probabilities"].as_array().unwrap().len(), 10);
     std::fs::remove_dir_all(&straight).ok();
     std::fs::remove_dir_all(&resumed).ok();
 }

@@ -20,6 +20,16 @@ pub fn load(name: &str) -> Result<String> {
             tang_poems_text(&dir.join("tang.jsonl.gz"))?
         }
         path if Path::new(path).is_file() => read_utf8(Path::new(path))?,
+        // Something that looks like a path is a missing file, not an unknown name.
+        path if path.contains('/') || path.contains('.') => {
+            let p = Path::new(path);
+            return Err(if p.is_dir() {
+                format!("--data {path}: is a directory; give a UTF-8 text file")
+            } else {
+                format!("--data {path}: file not found")
+            }
+            .into());
+        }
         other => {
             return Err(format!(
             "--data `{other}`: unknown corpus (known: {}; or give the path of a UTF-8 text file)",
