@@ -131,10 +131,11 @@ impl GptTrainOptions {
                 return Err(format!("{flag} must be at least 1").into());
             }
         }
-        for (flag, v) in [("--lr", self.lr), ("--grad-clip", self.grad_clip)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{flag} must be a positive number, got {v}").into());
-            }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("--lr must be a positive number, got {}", self.lr).into());
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return Err(format!("--grad-clip must be >= 0 (0 = off), got {}", self.grad_clip).into());
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
             return Err(format!("--min-lr must be between 0 and --lr, got {}", self.min_lr).into());
@@ -472,7 +473,7 @@ pub fn plan(opts: &GptTrainOptions) -> Plan {
         total_steps: opts.max_iters,
         accum_steps: opts.accum_steps,
         schedule: schedule(opts),
-        grad_clip: Some(opts.grad_clip),
+        grad_clip: (opts.grad_clip > 0.0).then_some(opts.grad_clip),
         eval_every: opts.eval_interval,
         eval_at_start: true,
         seed: opts.seed,
