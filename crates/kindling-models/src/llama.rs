@@ -35,6 +35,11 @@ pub struct LlamaConfig {
     pub bos_token_id: Option<u32>,
     #[serde(default)]
     pub eos_token_id: Option<u32>,
+    /// RMSNorm on each head's queries and keys before RoPE (QK-norm, as in
+    /// Qwen3 and modded-nanogpt; Dehghani et al. 2023). Not LLaMA: written
+    /// into a config only when true, and Hugging Face's LLaMA cannot load it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub qk_norm: bool,
 }
 
 fn default_rope_theta() -> f64 {
@@ -89,6 +94,9 @@ pub struct Attention {
     pub k_proj: Linear,
     pub v_proj: Linear,
     pub o_proj: Linear,
+    /// Per-head RMSNorm of queries and keys (`qk_norm`), weights `[head_dim]`.
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
@@ -185,8 +193,12 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t) = (x.shape()[0], x.shape()[1]);
         let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
-        let q = self.q_proj.forward(x)?.reshape(&[b, t, h, d])?.rope(&rope.0, &rope.1)?;
-        let k = self.k_proj.forward(x)?.reshape(&[b, t, kvh, d])?.rope(&rope.0, &rope.1)?;
+        let norm = |n: &Option<RmsNorm>, x: Tensor| match n {
+            Some(n) => n.forward(&x),
+            None => Ok(x),
+        };
+        let q = norm(&self.q_norm, self.q_proj.forward(x)?.reshape(&[b, t, h, d])?)?.rope(&rope.0, &rope.1)?;
+        let k = norm(&self.k_norm, self.k_proj.forward(x)?.reshape(&[b, t, kvh, d])?)?.rope(&rope.0, &rope.1)?;
         let v = self.v_proj.forward(x)?.reshape(&[b, t, kvh, d])?;
         let (k, v, past) = match cache {
             None => (k, v, 0),
@@ -249,6 +261,10 @@ impl Module for Attention {
         self.k_proj.visit_parameters(&join_name(prefix, "k_proj"), f);
         self.v_proj.visit_parameters(&join_name(prefix, "v_proj"), f);
         self.o_proj.visit_parameters(&join_name(prefix, "o_proj"), f);
+        if let (Some(q), Some(k)) = (&self.q_norm, &self.k_norm) {
+            q.visit_parameters(&join_name(prefix, "q_norm"), f);
+            k.visit_parameters(&join_name(prefix, "k_norm"), f);
+        }
     }
 }
 
@@ -298,6 +314,8 @@ impl Llama {
                     k_proj: lin(c, config.num_key_value_heads * d, rng),
                     v_proj: lin(c, config.num_key_value_heads * d, rng),
                     o_proj: lin(config.num_attention_heads * d, c, rng),
+                    q_norm: config.qk_norm.then(|| RmsNorm::new(d, eps)),
+                    k_norm: config.qk_norm.then(|| RmsNorm::new(d, eps)),
                     n_head: config.num_attention_heads,
                     n_kv_head: config.num_key_value_heads,
                     head_dim: d,
@@ -339,6 +357,14 @@ impl Llama {
                     k_proj: w.linear(&format!("{p}.self_attn.k_proj"), kvh * d, c)?,
                     v_proj: w.linear(&format!("{p}.self_attn.v_proj"), kvh * d, c)?,
                     o_proj: w.linear(&format!("{p}.self_attn.o_proj"), c, h * d)?,
+                    q_norm: match config.qk_norm {
+                        true => Some(RmsNorm::from_weight(w.take(&format!("{p}.self_attn.q_norm.weight"), &[d])?, eps)),
+                        false => None,
+                    },
+                    k_norm: match config.qk_norm {
+                        true => Some(RmsNorm::from_weight(w.take(&format!("{p}.self_attn.k_norm.weight"), &[d])?, eps)),
+                        false => None,
+                    },
                     n_head: h,
                     n_kv_head: kvh,
                     head_dim: d,

@@ -66,6 +66,7 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
             .get("tokenizer.ggml.eos_token_id")
             .and_then(|v| v.as_u64())
             .map(|v| v as u32),
+        qk_norm: false,
     };
     config
         .validate()
@@ -199,6 +200,14 @@ pub fn llama_from_hf_dir(dir: &Path) -> Result<Llama> {
 /// Writes `config.json` and `model.safetensors` as `transformers` writes
 /// them for `LlamaForCausalLM` (f32). The tokenizer files are the caller's.
 pub fn save_hf_dir(model: &Llama, dir: &Path) -> Result<()> {
+    if model.config.qk_norm {
+        // transformers' LlamaForCausalLM has no q_norm/k_norm: it would load
+        // the folder, drop those weights with a warning and compute another model.
+        return Err(Error::msg(format!(
+            "{}: a LLaMA with qk_norm has no Hugging Face LLaMA equivalent; not saving it as one",
+            dir.display()
+        )));
+    }
     let io = |p: &Path, e| Error::Io {
         path: p.display().to_string(),
         source: e,

@@ -98,6 +98,7 @@ fn kindling_llama_exports_for_the_transformers_check() {
         tie_word_embeddings: false,
         bos_token_id: None,
         eos_token_id: None,
+        qk_norm: false,
     };
     let model = Llama::new(config, &mut Rng::new(3)).unwrap();
     let out = std::env::var_os("KINDLING_HF_EXPORT").map(PathBuf::from).unwrap_or_else(|| tmp("export"));
@@ -112,4 +113,48 @@ fn kindling_llama_exports_for_the_transformers_check() {
     )
     .unwrap();
     assert!(llama_from_hf_dir(&out).is_ok());
+}
+
+/// QK-norm (`qk_norm: true`) adds `self_attn.q_norm`/`k_norm` weights, keeps
+/// attention causal, and is refused by `save_hf_dir`: transformers' LLaMA
+/// would silently drop those weights. A plain config never mentions the field.
+#[test]
+fn a_qk_norm_llama_is_causal_and_is_not_saved_as_a_hugging_face_llama() {
+    let config = |qk_norm| LlamaConfig {
+        vocab_size: 11,
+        hidden_size: 16,
+        intermediate_size: 24,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: None,
+        max_position_embeddings: 8,
+        rms_norm_eps: 1e-5,
+        rope_theta: 10000.0,
+        tie_word_embeddings: true,
+        bos_token_id: None,
+        eos_token_id: None,
+        qk_norm,
+    };
+    assert!(!serde_json::to_string(&config(false)).unwrap().contains("qk_norm"));
+    let model = Llama::new(config(true), &mut Rng::new(3)).unwrap();
+    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"model.layers.1.self_attn.k_norm.weight".to_string()), "{names:?}");
+    assert_eq!(model.num_parameters(), Llama::new(config(false), &mut Rng::new(3)).unwrap().num_parameters() + 2 * 2 * 4);
+    // Changing token 5 of each row changes nothing before it.
+    let a: Vec<i64> = (0..16).map(|i| (i * 3 % 11) as i64).collect();
+    let mut b = a.clone();
+    b[5] = (b[5] + 1) % 11;
+    b[13] = (b[13] + 1) % 11;
+    let run = |ids: Vec<i64>| model.forward(&Tensor::from_vec_i64(ids, &[2, 8]).unwrap(), None).unwrap().to_vec_f32().unwrap();
+    let (la, lb) = (run(a), run(b));
+    for row in 0..2 {
+        for t in 0..8 {
+            let s = (row * 8 + t) * 11;
+            let same = la[s..s + 11] == lb[s..s + 11];
+            assert_eq!(same, t < 5, "row {row} position {t}");
+        }
+    }
+    let e = save_hf_dir(&model, &tmp("qk-norm")).unwrap_err().to_string();
+    assert!(e.contains("qk_norm"), "{e}");
 }

@@ -19,6 +19,16 @@ pub enum LrSchedule {
         warmup: usize,
         total: usize,
     },
+    /// Linear warmup to `lr` over `warmup` steps, constant, then a linear
+    /// cooldown to `min_lr` over the last `cooldown` of `total` steps
+    /// (warmup-stable-decay, the trapezoid of modded-nanogpt and MiniCPM).
+    WarmupStableDecay {
+        lr: f32,
+        min_lr: f32,
+        warmup: usize,
+        cooldown: usize,
+        total: usize,
+    },
 }
 
 impl LrSchedule {
@@ -42,6 +52,25 @@ impl LrSchedule {
                 let coeff = 0.5 * (1.0 + (std::f32::consts::PI * progress).cos());
                 min_lr + coeff * (lr - min_lr)
             }
+            LrSchedule::WarmupStableDecay {
+                lr,
+                min_lr,
+                warmup,
+                cooldown,
+                total,
+            } => {
+                if step < warmup {
+                    return lr * (step + 1) as f32 / (warmup + 1) as f32;
+                }
+                if step >= total {
+                    return min_lr;
+                }
+                let left = total - step;
+                if left >= cooldown {
+                    return lr;
+                }
+                min_lr + (lr - min_lr) * left as f32 / cooldown.max(1) as f32
+            }
         }
     }
 }
@@ -62,6 +91,22 @@ mod tests {
         assert!((s.lr_at(10) - 1.0).abs() < 1e-6);
         assert!((s.lr_at(60) - 0.55).abs() < 1e-5, "halfway is the midpoint");
         assert!((s.lr_at(110) - 0.1).abs() < 1e-6 && (s.lr_at(500) - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn warmup_stable_decay_holds_then_falls_linearly_to_min() {
+        let s = LrSchedule::WarmupStableDecay {
+            lr: 1.0,
+            min_lr: 0.0,
+            warmup: 10,
+            cooldown: 40,
+            total: 110,
+        };
+        assert!(s.lr_at(0) < s.lr_at(9) && s.lr_at(9) < 1.0);
+        assert_eq!(s.lr_at(10), 1.0);
+        assert_eq!(s.lr_at(70), 1.0, "the cooldown starts 40 steps before the end");
+        assert!((s.lr_at(90) - 0.5).abs() < 1e-6, "halfway down the cooldown");
+        assert!(s.lr_at(109) > 0.0 && s.lr_at(110) == 0.0 && s.lr_at(500) == 0.0);
     }
 
     #[test]
