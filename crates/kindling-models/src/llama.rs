@@ -82,8 +82,11 @@ impl LlamaConfig {
         if !self.head_dim().is_multiple_of(2) || self.head_dim() == 0 {
             return bad("head_dim", format!("{} must be even (RoPE rotates pairs)", self.head_dim()));
         }
-        if !(self.rms_norm_eps > 0.0) || !(self.rope_theta > 0.0) {
-            return bad("rms_norm_eps/rope_theta", "must be positive".into());
+        for (field, v) in [("rms_norm_eps", self.rms_norm_eps), ("rope_theta", self.rope_theta)] {
+            // NaN fails this too.
+            if v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                return bad(field, format!("{v} must be positive"));
+            }
         }
         Ok(())
     }
