@@ -6,7 +6,7 @@ use crate::autograd::{self, BackwardFn, Node};
 use crate::cpu;
 use crate::layout::{resolve_dim, Layout};
 use crate::{CpuStorage, DType, Device, Error, Result, Rng, Storage};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
@@ -15,7 +15,9 @@ pub(crate) struct TensorInner {
     id: usize,
     storage: Arc<RwLock<Storage>>,
     layout: Layout,
-    requires_grad: bool,
+    /// Atomic so a leaf can be frozen in place (`set_requires_grad`) while
+    /// every handle to it (the model's, the optimizer's) sees the change.
+    requires_grad: AtomicBool,
     pub(crate) node: Option<Node>,
     pub(crate) grad: RwLock<Option<Tensor>>,
 }
@@ -62,7 +64,7 @@ impl Tensor {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage,
             layout,
-            requires_grad,
+            requires_grad: AtomicBool::new(requires_grad),
             node,
             grad: RwLock::new(None),
         }))
@@ -171,7 +173,7 @@ impl Tensor {
         self.0.layout.is_contiguous()
     }
     pub fn requires_grad(&self) -> bool {
-        self.0.requires_grad
+        self.0.requires_grad.load(Ordering::Relaxed)
     }
     pub fn is_leaf(&self) -> bool {
         self.0.node.is_none()
@@ -206,10 +208,26 @@ impl Tensor {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
-            requires_grad: on,
+            requires_grad: AtomicBool::new(on),
             node: None,
             grad: RwLock::new(None),
         }))
+    }
+
+    /// Turns gradient tracking of this leaf on or off in place, for every
+    /// handle to it, as PyTorch's `p.requires_grad_(False)`: a frozen
+    /// parameter records no graph, gets no `.grad()` and costs no backward
+    /// work. Ops already recorded keep the setting they saw. Only leaves:
+    /// an op's result requires a gradient because its inputs do.
+    pub fn set_requires_grad(&self, on: bool) -> Result<()> {
+        if !self.is_leaf() {
+            return Err(Error::Autograd(format!(
+                "set_requires_grad: the result of op `{}` is not a leaf",
+                self.op_name().unwrap_or("?")
+            )));
+        }
+        self.0.requires_grad.store(on, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Same data, cut from the graph.

@@ -155,3 +155,21 @@ fn max_pool_of_an_all_minus_infinity_window_keeps_the_gradient_inside_it() {
         "first element of the window, not pixel 0: {gx:?}"
     );
 }
+
+#[test]
+fn a_leaf_frozen_in_place_gets_no_gradient_and_records_no_graph() {
+    let w = Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true);
+    let b = Tensor::from_vec(vec![3.0, 4.0], &[2]).unwrap().requires_grad_(true);
+    let handle = w.clone();
+    w.set_requires_grad(false).unwrap();
+    assert!(!handle.requires_grad(), "every handle sees the flag");
+    // Only b needs a gradient: w*w is computed without a graph node.
+    let ww = w.mul(&w).unwrap();
+    assert!(ww.op_name().is_none());
+    ww.add(&b).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(w.grad().is_none());
+    assert_eq!(b.grad().unwrap().to_vec_f32().unwrap(), vec![1.0, 1.0]);
+    // Not a leaf: an op's result requires a gradient because its inputs do.
+    let y = b.mul(&b).unwrap();
+    assert!(y.set_requires_grad(false).is_err());
+}
