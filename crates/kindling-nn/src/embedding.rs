@@ -1,6 +1,6 @@
 //! Lookup table: row `i` of `weight [num, dim]` for each id `i`.
 
-use crate::module::join_name;
+use crate::module::{join_name, Module};
 use kindling_tensor::{Result, Rng, Tensor};
 
 pub struct Embedding {
@@ -18,8 +18,15 @@ impl Embedding {
     pub fn forward_ids(&self, ids: &Tensor) -> Result<Tensor> {
         self.weight.embedding(ids)
     }
+}
 
-    pub fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+impl Module for Embedding {
+    /// `forward_ids`: the input is token ids.
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_ids(ids)
+    }
+
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
         f(join_name(prefix, "weight"), &self.weight);
     }
 }

@@ -5,6 +5,8 @@ use crate::init;
 use crate::module::{join_name, Module};
 use kindling_tensor::{Error, Result, Rng, Tensor};
 
+/// Fields are public so an adapter (LoRA) installed with `map_linears` can
+/// read and replace them.
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
@@ -55,5 +57,9 @@ impl Module for Linear {
         if let Some(b) = &self.bias {
             f(join_name(prefix, "bias"), b);
         }
+    }
+
+    fn as_linear_mut(&mut self) -> Option<&mut Linear> {
+        Some(self)
     }
 }

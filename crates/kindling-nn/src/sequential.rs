@@ -1,7 +1,7 @@
 //! Modules applied one after another; parameters are named by position
 //! (`0.weight`, `2.bias`), as in PyTorch's `nn.Sequential`.
 
-use crate::module::{join_name, Module};
+use crate::module::{join_name, visit_child, Module};
 use kindling_tensor::{Result, Tensor};
 
 #[derive(Default)]
@@ -46,6 +46,12 @@ impl Module for Sequential {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
         for (i, l) in self.layers.iter().enumerate() {
             l.visit_parameters(&join_name(prefix, &i.to_string()), f);
+        }
+    }
+
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            visit_child(l.as_mut(), &join_name(prefix, &i.to_string()), f);
         }
     }
 }

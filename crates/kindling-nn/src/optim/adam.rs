@@ -3,7 +3,7 @@
 //! written in PyTorch's form so results agree to rounding:
 //! p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
 
-use super::{load_buffer, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
+use super::{load_buffer, state_keys, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
 use kindling_tensor::simd;
 use kindling_tensor::{Result, Tensor};
 use rayon::prelude::*;
@@ -49,7 +49,14 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// One group, the parameters named by position.
     pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Self {
+        let groups = vec![ParamGroup::positional(params, config.weight_decay)];
+        Self::with_groups(groups, config)
+    }
+
+    /// One group of named parameters (`Module::named_trainable_parameters`).
+    pub fn named(params: Vec<(String, Tensor)>, config: AdamConfig) -> Self {
         let groups = vec![ParamGroup {
             params,
             weight_decay: config.weight_decay,
@@ -60,7 +67,7 @@ impl Adam {
     pub fn with_groups(groups: Vec<ParamGroup>, config: AdamConfig) -> Self {
         let sizes: Vec<usize> = groups
             .iter()
-            .flat_map(|g| g.params.iter().map(|p| p.numel()))
+            .flat_map(|g| g.params.iter().map(|(_, p)| p.numel()))
             .collect();
         Adam {
             groups,
@@ -90,7 +97,7 @@ impl Optimizer for Adam {
         let jobs: Vec<(&Tensor, f32)> = self
             .groups
             .iter()
-            .flat_map(|g| g.params.iter().map(move |p| (p, g.weight_decay)))
+            .flat_map(|g| g.params.iter().map(move |(_, p)| (p, g.weight_decay)))
             .collect();
         // Parameters are independent: spread them over the threads.
         jobs.par_iter()
@@ -123,17 +130,17 @@ impl Optimizer for Adam {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let params = self.params();
         let mut out = vec![(
             "adam.step".to_string(),
             Tensor::from_vec_i64(vec![self.step as i64], &[]).expect("one element"),
         )];
-        for (i, p) in params.iter().enumerate() {
+        let params = self.groups.iter().flat_map(|g| g.params.iter());
+        for (i, (name, p)) in params.enumerate() {
             if let Ok(t) = state_tensor(&self.m[i], p.shape()) {
-                out.push((format!("adam.m.{i}"), t));
+                out.push((format!("adam.m.{name}"), t));
             }
             if let Ok(t) = state_tensor(&self.v[i], p.shape()) {
-                out.push((format!("adam.v.{i}"), t));
+                out.push((format!("adam.v.{name}"), t));
             }
         }
         out
@@ -145,11 +152,13 @@ impl Optimizer for Adam {
                 kindling_tensor::Error::msg("optimizer state `adam.step` is empty")
             })? as u64;
         }
+        let names = ParamGroup::names(&self.groups);
+        let (m_keys, v_keys) = (state_keys(state, "adam.m", &names), state_keys(state, "adam.v", &names));
         for (i, p) in self.params().iter().enumerate() {
-            if let Some(m) = load_buffer(state, &format!("adam.m.{i}"), p.numel())? {
+            if let Some(m) = load_buffer(state, &m_keys[i], p.numel())? {
                 self.m[i] = m;
             }
-            if let Some(v) = load_buffer(state, &format!("adam.v.{i}"), p.numel())? {
+            if let Some(v) = load_buffer(state, &v_keys[i], p.numel())? {
                 self.v[i] = v;
             }
         }

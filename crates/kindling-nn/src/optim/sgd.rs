@@ -3,7 +3,7 @@
 //! g += wd*p; buf = mu*buf + g (buf = g on the first step);
 //! g = nesterov ? g + mu*buf : buf; p -= lr*g.
 
-use super::{load_buffer, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
+use super::{load_buffer, state_keys, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
 use kindling_tensor::{Result, Tensor};
 use std::collections::HashMap;
 
@@ -34,7 +34,14 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// One group, the parameters named by position.
     pub fn new(params: Vec<Tensor>, config: SgdConfig) -> Self {
+        let groups = vec![ParamGroup::positional(params, config.weight_decay)];
+        Self::with_groups(groups, config)
+    }
+
+    /// One group of named parameters (`Module::named_trainable_parameters`).
+    pub fn named(params: Vec<(String, Tensor)>, config: SgdConfig) -> Self {
         let groups = vec![ParamGroup {
             params,
             weight_decay: config.weight_decay,
@@ -63,7 +70,7 @@ impl Optimizer for Sgd {
         let mut i = 0;
         for group in &self.groups {
             let wd = group.weight_decay;
-            for p in &group.params {
+            for (_, p) in &group.params {
                 let buf = &mut self.buffers[i];
                 i += 1;
                 with_param_and_grad(p, |pv, gv| {
@@ -101,23 +108,22 @@ impl Optimizer for Sgd {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let params = self.params();
-        self.buffers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| b.as_ref().map(|b| (i, b)))
-            .filter_map(|(i, b)| {
+        let params = self.groups.iter().flat_map(|g| g.params.iter());
+        params
+            .zip(&self.buffers)
+            .filter_map(|((name, p), b)| {
                 Some((
-                    format!("sgd.momentum.{i}"),
-                    state_tensor(b, params[i].shape()).ok()?,
+                    format!("sgd.momentum.{name}"),
+                    state_tensor(b.as_ref()?, p.shape()).ok()?,
                 ))
             })
             .collect()
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let keys = state_keys(state, "sgd.momentum", &ParamGroup::names(&self.groups));
         for (i, p) in self.params().iter().enumerate() {
-            self.buffers[i] = load_buffer(state, &format!("sgd.momentum.{i}"), p.numel())?;
+            self.buffers[i] = load_buffer(state, &keys[i], p.numel())?;
         }
         Ok(())
     }
