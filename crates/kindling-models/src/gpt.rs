@@ -6,7 +6,7 @@
 //! GPT-2 is this model with `activation: gelu_tanh` (see `gpt2_files`).
 
 use crate::kv::{attend_to_cache, KvCache};
-use kindling_nn::module::join_name;
+use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{Embedding, LayerNorm, Linear, Module};
 use kindling_tensor::{cat, no_grad, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
@@ -100,10 +100,18 @@ pub struct Mlp {
     pub(crate) activation: Activation,
 }
 
-impl Mlp {
-    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.c_proj
             .forward(&self.activation.apply(&self.c_fc.forward(x)?)?)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.c_fc.visit_parameters(&join_name(prefix, "c_fc"), f);
+        self.c_proj.visit_parameters(&join_name(prefix, "c_proj"), f);
+    }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.c_fc, &join_name(prefix, "c_fc"), f);
+        visit_child(&mut self.c_proj, &join_name(prefix, "c_proj"), f);
     }
 }
 
@@ -354,23 +362,115 @@ impl Module for Gpt {
         self.wte.visit_parameters(&join_name(prefix, "wte"), f);
         self.wpe.visit_parameters(&join_name(prefix, "wpe"), f);
         for (i, b) in self.h.iter().enumerate() {
-            let p = join_name(prefix, &format!("h.{i}"));
-            b.ln_1.visit_parameters(&join_name(&p, "ln_1"), f);
-            b.attn
-                .c_attn
-                .visit_parameters(&join_name(&p, "attn.c_attn"), f);
-            b.attn
-                .c_proj
-                .visit_parameters(&join_name(&p, "attn.c_proj"), f);
-            b.ln_2.visit_parameters(&join_name(&p, "ln_2"), f);
-            b.mlp.c_fc.visit_parameters(&join_name(&p, "mlp.c_fc"), f);
-            b.mlp
-                .c_proj
-                .visit_parameters(&join_name(&p, "mlp.c_proj"), f);
+            b.visit_parameters(&join_name(prefix, &format!("h.{i}")), f);
         }
         self.ln_f.visit_parameters(&join_name(prefix, "ln_f"), f);
         if let Some(l) = &self.lm_head {
             l.visit_parameters(&join_name(prefix, "lm_head"), f);
+        }
+    }
+
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.wte, &join_name(prefix, "wte"), f);
+        visit_child(&mut self.wpe, &join_name(prefix, "wpe"), f);
+        for (i, b) in self.h.iter_mut().enumerate() {
+            visit_child(b, &join_name(prefix, &format!("h.{i}")), f);
+        }
+        visit_child(&mut self.ln_f, &join_name(prefix, "ln_f"), f);
+        if let Some(l) = &mut self.lm_head {
+            visit_child(l, &join_name(prefix, "lm_head"), f);
+        }
+    }
+}
+
+impl Module for Attention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(Attention::forward(self, x, false)?.0)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.c_attn.visit_parameters(&join_name(prefix, "c_attn"), f);
+        self.c_proj.visit_parameters(&join_name(prefix, "c_proj"), f);
+    }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.c_attn, &join_name(prefix, "c_attn"), f);
+        visit_child(&mut self.c_proj, &join_name(prefix, "c_proj"), f);
+    }
+}
+
+impl Module for Block {
+    /// Evaluation mode (no dropout).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(Block::forward(self, x, 0.0, &mut None, false)?.0)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
+        self.ln_1.visit_parameters(&join_name(prefix, "ln_1"), f);
+        self.attn.visit_parameters(&join_name(prefix, "attn"), f);
+        self.ln_2.visit_parameters(&join_name(prefix, "ln_2"), f);
+        self.mlp.visit_parameters(&join_name(prefix, "mlp"), f);
+    }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.ln_1, &join_name(prefix, "ln_1"), f);
+        visit_child(&mut self.attn, &join_name(prefix, "attn"), f);
+        visit_child(&mut self.ln_2, &join_name(prefix, "ln_2"), f);
+        visit_child(&mut self.mlp, &join_name(prefix, "mlp"), f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindling_nn::module::leaf_parameter_names;
+
+    fn one_block(tie: bool) -> Gpt {
+        let config = GptConfig {
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 8,
+            block_size: 4,
+            vocab_size: 5,
+            dropout: 0.0,
+            tie_weights: tie,
+            bias: true,
+            activation: Activation::GeluErf,
+        };
+        Gpt::new(config, &mut Rng::new(0)).unwrap()
+    }
+
+    #[test]
+    fn parameter_names_and_order_are_the_checkpoints() {
+        let mut m = one_block(false);
+        let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let mut expected = vec!["wte.weight".to_string(), "wpe.weight".to_string()];
+        for layer in ["ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"] {
+            expected.push(format!("h.0.{layer}.weight"));
+            expected.push(format!("h.0.{layer}.bias"));
+        }
+        expected.extend(["ln_f.weight", "ln_f.bias", "lm_head.weight"].map(String::from));
+        assert_eq!(names, expected);
+        assert_eq!(leaf_parameter_names(&mut m), names);
+    }
+
+    #[test]
+    fn map_linears_finds_every_projection_and_the_untied_head() {
+        let mut m = one_block(false);
+        let mut found = Vec::new();
+        m.map_linears(&mut |name, _| found.push(name.to_string()));
+        let expected = ["h.0.attn.c_attn", "h.0.attn.c_proj", "h.0.mlp.c_fc", "h.0.mlp.c_proj", "lm_head"];
+        assert_eq!(found, expected);
+        let mut tied = one_block(true);
+        let mut n = 0;
+        tied.map_linears(&mut |_, _| n += 1);
+        assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn a_frozen_block_gets_no_gradient() {
+        let m = one_block(true);
+        assert_eq!(m.set_trainable(&|n| n.starts_with("h.0."), false), 12);
+        let ids = Tensor::from_vec_i64(vec![1, 2, 3, 4], &[1, 4]).unwrap();
+        m.forward_ids(&ids, None).unwrap().sum_all().unwrap().backward().unwrap();
+        for (name, p) in m.named_parameters() {
+            assert_eq!(p.grad().is_some(), !name.starts_with("h.0."), "{name}");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! and average pooling for the historical flavour. C3 here connects every
 //! S2 map (the paper's sparse connection table was a 1998 compute saving).
 
-use kindling_nn::module::join_name;
+use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{ActivationKind, Conv2d, Linear, Module};
 use kindling_tensor::{Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
@@ -149,6 +149,14 @@ impl Module for LeNet5 {
         self.output
             .visit_parameters(&join_name(prefix, "output"), f);
     }
+
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.c1, &join_name(prefix, "c1"), f);
+        visit_child(&mut self.c3, &join_name(prefix, "c3"), f);
+        visit_child(&mut self.c5, &join_name(prefix, "c5"), f);
+        visit_child(&mut self.f6, &join_name(prefix, "f6"), f);
+        visit_child(&mut self.output, &join_name(prefix, "output"), f);
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +177,8 @@ mod tests {
         assert_eq!(a.logits.shape(), &[2, 10]);
         let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names[0], "c1.weight");
+        let mut m = m;
+        assert_eq!(kindling_nn::module::leaf_parameter_names(&mut m), names);
         assert!(m.forward(&Tensor::zeros(&[2, 1, 16, 16])).is_err());
         let bad = LeNet5Config {
             activation: "gelu".into(),

@@ -9,7 +9,7 @@
 //! (`blk.0.attn_q.weight`) map through [`gguf_name`].
 
 use crate::kv::{attend_to_cache, KvCache};
-use kindling_nn::module::join_name;
+use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{Embedding, Linear, Module, RmsNorm};
 use kindling_tensor::{cat, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
@@ -269,6 +269,12 @@ impl Module for Attention {
             k.visit_parameters(&join_name(prefix, "k_norm"), f);
         }
     }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.q_proj, &join_name(prefix, "q_proj"), f);
+        visit_child(&mut self.k_proj, &join_name(prefix, "k_proj"), f);
+        visit_child(&mut self.v_proj, &join_name(prefix, "v_proj"), f);
+        visit_child(&mut self.o_proj, &join_name(prefix, "o_proj"), f);
+    }
 }
 
 impl Module for Mlp {
@@ -279,6 +285,11 @@ impl Module for Mlp {
         self.gate_proj.visit_parameters(&join_name(prefix, "gate_proj"), f);
         self.up_proj.visit_parameters(&join_name(prefix, "up_proj"), f);
         self.down_proj.visit_parameters(&join_name(prefix, "down_proj"), f);
+    }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.gate_proj, &join_name(prefix, "gate_proj"), f);
+        visit_child(&mut self.up_proj, &join_name(prefix, "up_proj"), f);
+        visit_child(&mut self.down_proj, &join_name(prefix, "down_proj"), f);
     }
 }
 
@@ -293,6 +304,13 @@ impl Module for Block {
         self.post_attention_layernorm
             .visit_parameters(&join_name(prefix, "post_attention_layernorm"), f);
         self.mlp.visit_parameters(&join_name(prefix, "mlp"), f);
+    }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.input_layernorm, &join_name(prefix, "input_layernorm"), f);
+        visit_child(&mut self.self_attn, &join_name(prefix, "self_attn"), f);
+        let post = join_name(prefix, "post_attention_layernorm");
+        visit_child(&mut self.post_attention_layernorm, &post, f);
+        visit_child(&mut self.mlp, &join_name(prefix, "mlp"), f);
     }
 }
 
@@ -472,6 +490,16 @@ impl Module for Llama {
             l.visit_parameters(&join_name(prefix, "lm_head"), f);
         }
     }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        visit_child(&mut self.embed_tokens, &join_name(prefix, "model.embed_tokens"), f);
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            visit_child(b, &join_name(prefix, &format!("model.layers.{i}")), f);
+        }
+        visit_child(&mut self.norm, &join_name(prefix, "model.norm"), f);
+        if let Some(l) = &mut self.lm_head {
+            visit_child(l, &join_name(prefix, "lm_head"), f);
+        }
+    }
 }
 
 /// Hugging Face name → GGUF name, one row per kind of tensor (llama.cpp's
@@ -527,4 +555,36 @@ pub fn permute_rope_rows(w: &Tensor, n_head: usize, to_hf: bool) -> Result<Tenso
         }
     }
     Tensor::from_vec(out, &[rows, cols])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kindling_nn::module::leaf_parameter_names;
+
+    #[test]
+    fn the_mutable_walk_agrees_with_the_hugging_face_names() {
+        let config = LlamaConfig {
+            vocab_size: 6,
+            hidden_size: 8,
+            intermediate_size: 12,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: None,
+            max_position_embeddings: 8,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            tie_word_embeddings: false,
+            bos_token_id: None,
+            eos_token_id: None,
+        };
+        let mut m = Llama::new(config, &mut Rng::new(0)).unwrap();
+        let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"model.layers.1.self_attn.k_proj.weight".to_string()));
+        assert_eq!(leaf_parameter_names(&mut m), names);
+        let mut linears = 0;
+        m.map_linears(&mut |_, _| linears += 1);
+        assert_eq!(linears, 2 * 7 + 1, "q, k, v, o, gate, up, down per layer, and the head");
+    }
 }

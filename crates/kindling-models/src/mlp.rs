@@ -34,6 +34,11 @@ impl Module for Mlp {
         self.output
             .visit_parameters(&kindling_nn::module::join_name(prefix, "output"), f);
     }
+    fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
+        use kindling_nn::module::{join_name, visit_child};
+        visit_child(&mut self.hidden, &join_name(prefix, "hidden"), f);
+        visit_child(&mut self.output, &join_name(prefix, "output"), f);
+    }
 }
 
 pub struct XorRun {
