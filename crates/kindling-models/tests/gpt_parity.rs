@@ -71,9 +71,9 @@ fn gpt_loss_gradients_and_adamw_step_match_pytorch() {
     let (mut decay, mut rest) = (vec![], vec![]);
     for (name, p) in m.named_parameters() {
         if decay_names.contains(&name) {
-            decay.push(p)
+            decay.push((name, p))
         } else {
-            rest.push(p)
+            rest.push((name, p))
         }
     }
     clip_grad_norm(&m.parameters(), 1.0).unwrap();

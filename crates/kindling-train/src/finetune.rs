@@ -57,15 +57,14 @@ impl Freeze {
         }
     }
 
-    /// The parameters of `model` the optimizer may change.
-    pub fn trainable(self, model: &LeNet5) -> Vec<Tensor> {
+    /// Freezes the layers this setting keeps fixed and makes the rest
+    /// trainable; returns the number of trainable parameter values.
+    pub fn apply(self, model: &LeNet5) -> usize {
         let frozen = self.frozen_prefixes();
-        model
-            .named_parameters()
-            .into_iter()
-            .filter(|(name, _)| !frozen.iter().any(|p| name.starts_with(p)))
-            .map(|(_, t)| t)
-            .collect()
+        let is_frozen = |name: &str| frozen.iter().any(|p| name.starts_with(p));
+        model.set_trainable(&|name| !is_frozen(name), true);
+        model.set_trainable(&is_frozen, false);
+        model.trainable_parameters().iter().map(Tensor::numel).sum()
     }
 }
 
@@ -268,8 +267,7 @@ pub fn finetune(
         run.write_metrics(metrics)
     };
 
-    let trainable = opts.freeze.trainable(model);
-    let trainable_params: usize = trainable.iter().map(Tensor::numel).sum();
+    let trainable_params = opts.freeze.apply(model);
     log(&format!(
         "fine-tuning {trainable_params} of {} parameters on {} {dataset} images ({} epochs, Adam {})",
         model.num_parameters(),
@@ -279,7 +277,6 @@ pub fn finetune(
     ));
     fit(
         model,
-        trainable,
         &train,
         val,
         &opts.finetune_fit(),
@@ -306,7 +303,6 @@ pub fn finetune(
     ));
     fit(
         &scratch,
-        scratch.parameters(),
         &train,
         val,
         &opts.scratch_fit(),
@@ -362,19 +358,10 @@ mod tests {
     #[test]
     fn freezing_conv_leaves_c5_f6_and_output_trainable() {
         let model = LeNet5::new(LeNet5Config::default(), &mut Rng::new(0)).unwrap();
-        let all: usize = Freeze::None
-            .trainable(&model)
-            .iter()
-            .map(Tensor::numel)
-            .sum();
-        let conv: usize = Freeze::Conv
-            .trainable(&model)
-            .iter()
-            .map(Tensor::numel)
-            .sum();
-        assert_eq!(all, 61_706);
         // C1: 6*25 + 6 = 156; C3: 16*6*25 + 16 = 2,416.
-        assert_eq!(conv, 61_706 - 156 - 2_416);
+        assert_eq!(Freeze::Conv.apply(&model), 61_706 - 156 - 2_416);
+        assert!(!model.c3.weight.requires_grad() && model.c5.weight.requires_grad());
+        assert_eq!(Freeze::None.apply(&model), 61_706);
         assert!("dense"
             .parse::<Freeze>()
             .unwrap_err()

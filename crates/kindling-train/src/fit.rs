@@ -138,11 +138,16 @@ impl EpochRecord {
     }
 }
 
-/// Adam (PyTorch's defaults) or SGD with momentum 0.9 over `params`.
-pub fn make_optimizer(name: &str, lr: f32, params: Vec<Tensor>) -> Result<Box<dyn Optimizer>> {
+/// Adam (PyTorch's defaults) or SGD with momentum 0.9 over the named
+/// `params` (their state is keyed by these names).
+pub fn make_optimizer(
+    name: &str,
+    lr: f32,
+    params: Vec<(String, Tensor)>,
+) -> Result<Box<dyn Optimizer>> {
     match name {
-        "adam" => Ok(Box::new(Adam::new(params, AdamConfig::adam(lr)))),
-        "sgd" => Ok(Box::new(Sgd::new(
+        "adam" => Ok(Box::new(Adam::named(params, AdamConfig::adam(lr)))),
+        "sgd" => Ok(Box::new(Sgd::named(
             params,
             SgdConfig {
                 lr,
@@ -386,14 +391,14 @@ impl Task for DigitTask<'_> {
     }
 }
 
-/// Trains `model` on `train` (images normalised as MNIST's), updating only
-/// `trainable` — a subset of the model's parameters freezes the rest. After
+/// Trains `model` on `train` (images normalised as MNIST's), updating its
+/// trainable parameters: those frozen with `Module::set_trainable` get no
+/// gradient, no backward work and no optimizer state. After
 /// each epoch it scores `val` (if any) and calls `on_epoch`, which may write
 /// the record somewhere; its error stops the fit. `label` prefixes the
 /// progress bar ("fine-tune", "c1=6 c3=16 f6=84").
 pub fn fit(
     model: &LeNet5,
-    trainable: Vec<Tensor>,
     train: &DigitSet,
     val: Option<&DigitSet>,
     opts: &FitOptions,
@@ -401,6 +406,7 @@ pub fn fit(
     on_epoch: &mut dyn FnMut(&EpochRecord) -> Result<()>,
 ) -> Result<Vec<EpochRecord>> {
     opts.validate()?;
+    let trainable = model.named_trainable_parameters();
     if trainable.is_empty() {
         return Err(format!("{label}: no parameters to train").into());
     }
@@ -466,7 +472,6 @@ mod tests {
         let mut seen = Vec::new();
         let records = fit(
             &model,
-            model.parameters(),
             &train,
             Some(&val),
             &opts(2),
@@ -484,19 +489,13 @@ mod tests {
     }
 
     #[test]
-    fn parameters_left_out_of_trainable_do_not_change() {
+    fn frozen_parameters_do_not_change_and_get_no_gradient() {
         let model = LeNet5::new(LeNet5Config::default(), &mut Rng::new(0)).unwrap();
         let c1_before = model.c1.weight.to_vec_f32().unwrap();
         let f6_before = model.f6.weight.to_vec_f32().unwrap();
-        let trainable: Vec<Tensor> = model
-            .named_parameters()
-            .into_iter()
-            .filter(|(name, _)| !name.starts_with("c1."))
-            .map(|(_, t)| t)
-            .collect();
+        assert_eq!(model.set_trainable(&|name| name.starts_with("c1."), false), 2);
         fit(
             &model,
-            trainable,
             &halves(40, 3),
             None,
             &opts(1),
@@ -506,6 +505,8 @@ mod tests {
         .unwrap();
         assert_eq!(model.c1.weight.to_vec_f32().unwrap(), c1_before);
         assert_ne!(model.f6.weight.to_vec_f32().unwrap(), f6_before);
+        assert!(model.c1.weight.grad().is_none() && model.c1.bias.as_ref().unwrap().grad().is_none());
+        assert!(model.f6.weight.grad().is_some());
     }
 
     #[test]
@@ -518,7 +519,6 @@ mod tests {
         };
         let err = fit(
             &model,
-            model.parameters(),
             &set,
             None,
             &bad,
@@ -526,9 +526,8 @@ mod tests {
             &mut |_| Ok(()),
         );
         assert!(err.unwrap_err().to_string().contains("rmsprop"));
-        let err = fit(&model, vec![], &set, None, &opts(1), "frozen", &mut |_| {
-            Ok(())
-        });
+        model.set_trainable(&|_| true, false);
+        let err = fit(&model, &set, None, &opts(1), "frozen", &mut |_| Ok(()));
         assert!(err.unwrap_err().to_string().contains("no parameters"));
     }
 }

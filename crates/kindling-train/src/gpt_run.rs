@@ -221,8 +221,9 @@ pub fn make_optimizer(model: &Gpt, opts: &GptTrainOptions) -> Adam {
     })
 }
 
-/// AdamW with decoupled weight decay on the parameters `decay` picks (the
-/// matrices, by the language models' convention) and none on the rest.
+/// AdamW with decoupled weight decay on the trainable parameters `decay`
+/// picks (the matrices, by the language models' convention) and none on the
+/// rest; frozen parameters are left out.
 pub fn adamw_groups(
     model: &dyn Module,
     lr: f32,
@@ -231,11 +232,11 @@ pub fn adamw_groups(
     decay: &dyn Fn(&str, &Tensor) -> bool,
 ) -> Adam {
     let (mut decayed, mut not) = (Vec::new(), Vec::new());
-    for (name, p) in model.named_parameters() {
+    for (name, p) in model.named_trainable_parameters() {
         if decay(&name, &p) {
-            decayed.push(p)
+            decayed.push((name, p))
         } else {
-            not.push(p)
+            not.push((name, p))
         }
     }
     let config = AdamConfig {

@@ -129,7 +129,7 @@ pub fn train(
             parse(stored).is_some() && parse(stored) == parse(now)
         },
     });
-    let opt = make_optimizer(&opts.optimizer, opts.lr, model.parameters())?;
+    let opt = make_optimizer(&opts.optimizer, opts.lr, model.named_trainable_parameters())?;
     let plan = fit.plan(data.train.len(), "", 200);
     let steps_per_epoch = plan.eval_every;
     let mut trainer = Trainer::new(plan, &model, opt, Some(&run), log)?;
@@ -189,7 +189,7 @@ pub fn bench(
 ) -> Result<BenchResult> {
     opts.validate()?;
     let model = LeNet5::new(opts.model.clone(), &mut Rng::new(opts.seed))?;
-    let opt = make_optimizer(&opts.optimizer, opts.lr, model.parameters())?;
+    let opt = make_optimizer(&opts.optimizer, opts.lr, model.named_trainable_parameters())?;
     let order = Order::Shuffled {
         seed: opts.seed,
         epoch: 0,

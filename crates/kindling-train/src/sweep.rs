@@ -283,7 +283,6 @@ pub fn sweep(
         let label = format!("[{}/{}]", i + 1, settings.len());
         let records = fit(
             &model,
-            model.parameters(),
             data.train,
             Some(data.val),
             &fit_opts,
