@@ -21,9 +21,9 @@
 //! computes the same function (so the folder loads back as `bias: true`).
 //! The tokenizer files are the caller's.
 
-use crate::gpt::{Activation, Attention, Block, Gpt, GptConfig, Mlp};
+use crate::gpt::{Activation, Gpt, GptConfig};
 use crate::llama_files::read_safetensors;
-use kindling_nn::{Embedding, LayerNorm, Linear, Module};
+use kindling_nn::Module;
 use kindling_tensor::{safetensors_io, Error, Result, Tensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -190,20 +190,6 @@ impl HfTensors<'_> {
             Ok(t)
         }
     }
-
-    fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        Linear::from_tensors(
-            self.take(&format!("{name}.weight"), &[out, inp])?,
-            Some(self.take(&format!("{name}.bias"), &[out])?),
-        )
-    }
-
-    fn layer_norm(&mut self, name: &str, dim: usize) -> Result<LayerNorm> {
-        let mut ln = LayerNorm::with_bias(dim, true);
-        ln.weight = self.take(&format!("{name}.weight"), &[dim])?;
-        ln.bias = Some(self.take(&format!("{name}.bias"), &[dim])?);
-        Ok(ln)
-    }
 }
 
 /// A GPT from a Hugging Face GPT-2 folder (f16/bf16 weights become f32).
@@ -218,46 +204,14 @@ pub fn gpt_from_hf_dir(dir: &Path) -> Result<Gpt> {
         Some(why) => msg(&dir.join("model.safetensors"), why),
         None => e,
     })?;
+    // The model's own structure names every tensor; `hf_name` and `CONV1D`
+    // are the whole rename table. Random init is overwritten, and the
+    // weights are frozen as a loaded model's always were (inference).
     let mut w = HfTensors { tensors, file: &file };
-    let (c, n_head) = (config.n_embd, config.n_head);
-    let mut h = Vec::with_capacity(config.n_layer);
-    for l in 0..config.n_layer {
-        let p = format!("h.{l}");
-        h.push(Block {
-            ln_1: w.layer_norm(&format!("{p}.ln_1"), c)?,
-            attn: Attention {
-                c_attn: w.linear(&format!("{p}.attn.c_attn"), 3 * c, c)?,
-                c_proj: w.linear(&format!("{p}.attn.c_proj"), c, c)?,
-                n_head,
-            },
-            ln_2: w.layer_norm(&format!("{p}.ln_2"), c)?,
-            mlp: Mlp {
-                c_fc: w.linear(&format!("{p}.mlp.c_fc"), 4 * c, c)?,
-                c_proj: w.linear(&format!("{p}.mlp.c_proj"), c, 4 * c)?,
-                activation: config.activation,
-            },
-        });
-    }
-    let wte = Embedding {
-        weight: w.take("wte.weight", &[config.vocab_size, c])?,
-    };
-    let wpe = Embedding {
-        weight: w.take("wpe.weight", &[config.block_size, c])?,
-    };
-    let ln_f = w.layer_norm("ln_f", c)?;
-    let lm_head = if config.tie_weights {
-        None
-    } else {
-        Some(Linear::from_tensors(w.take("lm_head.weight", &[config.vocab_size, c])?, None)?)
-    };
-    Ok(Gpt {
-        config,
-        wte,
-        wpe,
-        h,
-        ln_f,
-        lm_head,
-    })
+    let model = Gpt::new(config, &mut kindling_tensor::Rng::new(0))?;
+    model.map_params(&mut |name, p| w.take(name, p.shape()).map(Some))?;
+    model.set_trainable(&|_| true, false);
+    Ok(model)
 }
 
 /// Writes `config.json` and `model.safetensors` as `transformers` writes

@@ -62,8 +62,8 @@ impl Checkpoint {
     /// must be present with its exact shape; the error names the first that
     /// is missing or differs.
     pub fn load_into(&self, module: &dyn Module, path: &Path) -> Result<()> {
-        for (name, p) in module.named_parameters() {
-            let t = self.tensors.get(&name).ok_or_else(|| {
+        module.map_params(&mut |name, p| {
+            let t = self.tensors.get(name).ok_or_else(|| {
                 Error::msg(format!(
                     "{}: checkpoint has no tensor `{name}`",
                     path.display()
@@ -77,8 +77,7 @@ impl Checkpoint {
                     p.shape()
                 )));
             }
-            p.assign(t)?;
-        }
-        Ok(())
+            Ok(Some(t.clone()))
+        })
     }
 }
