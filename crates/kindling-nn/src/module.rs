@@ -51,10 +51,9 @@ pub trait Module: Send + Sync {
     }
 
     fn trainable_parameters(&self) -> Vec<Tensor> {
-        self.named_trainable_parameters()
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect()
+        let mut out = self.parameters();
+        out.retain(Tensor::requires_grad);
+        out
     }
 
     fn num_parameters(&self) -> usize {
