@@ -564,11 +564,14 @@ mod tests {
 
     #[test]
     fn the_mutable_walk_agrees_with_the_hugging_face_names() {
-        // From JSON, as config.json is read: fields added later keep their defaults.
+        // From JSON, as config.json is read: fields added later keep their
+        // defaults. `qk_norm` asks for every optional layer there is (a
+        // field this model may not have yet, then ignored), so the walks
+        // are compared over all of them.
         let config: LlamaConfig = serde_json::from_value(serde_json::json!({
             "vocab_size": 6, "hidden_size": 8, "intermediate_size": 12,
             "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-            "max_position_embeddings": 8, "rms_norm_eps": 1e-5
+            "max_position_embeddings": 8, "rms_norm_eps": 1e-5, "qk_norm": true
         }))
         .unwrap();
         let mut m = Llama::new(config, &mut Rng::new(0)).unwrap();
