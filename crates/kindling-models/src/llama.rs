@@ -274,6 +274,10 @@ impl Module for Attention {
         visit_child(&mut self.k_proj, &join_name(prefix, "k_proj"), f);
         visit_child(&mut self.v_proj, &join_name(prefix, "v_proj"), f);
         visit_child(&mut self.o_proj, &join_name(prefix, "o_proj"), f);
+        if let (Some(q), Some(k)) = (&mut self.q_norm, &mut self.k_norm) {
+            visit_child(q, &join_name(prefix, "q_norm"), f);
+            visit_child(k, &join_name(prefix, "k_norm"), f);
+        }
     }
 }
 
