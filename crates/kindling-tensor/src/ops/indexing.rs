@@ -3,7 +3,7 @@
 
 use crate::cpu::{index as k, reduce::split_at_axis};
 use crate::layout::resolve_dim;
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::{CpuStorage, DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Rows (along `dim`) picked by a 1-d i64 index; repeats allowed.
@@ -17,7 +17,12 @@ impl Tensor {
         }
         let idx = index.to_vec_i64()?;
         let (outer, n, inner) = split_at_axis(self.shape(), d);
-        let out = k::index_select(&self.to_vec_f32()?, outer, n, inner, &idx)?;
+        // Read in place: an embedding table is the largest tensor of a
+        // language model, and generation looks up one row of it per token.
+        let out = match self.dtype() {
+            DType::F32 => self.with_f32(|v| k::index_select(v, outer, n, inner, &idx))??,
+            _ => k::index_select(&self.to_vec_f32()?, outer, n, inner, &idx)?,
+        };
         let mut shape = self.shape().to_vec();
         shape[d] = idx.len();
         let in_shape = self.shape().to_vec();

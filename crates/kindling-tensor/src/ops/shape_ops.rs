@@ -33,7 +33,10 @@ pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     let mut out = vec![0f32; outer * total * inner];
     let mut start = 0;
     for (t, &n) in tensors.iter().zip(&sizes) {
-        copy_into_slot(&mut out, total, &t.to_vec_f32()?, n, start, inner);
+        match t.dtype() {
+            crate::DType::F32 => t.with_f32(|v| copy_into_slot(&mut out, total, v, n, start, inner))?,
+            _ => copy_into_slot(&mut out, total, &t.to_vec_f32()?, n, start, inner),
+        }
         start += n;
     }
     Ok(Tensor::from_op(
