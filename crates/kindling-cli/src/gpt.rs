@@ -85,6 +85,9 @@ pub struct TrainGpt {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Start over in an --out that holds a run: the old run is moved aside (DIR.1, DIR.2, ...), not deleted.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Stop after N iterations of this invocation, resumable (a stand-in for an interruption).
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
@@ -142,7 +145,7 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
         &opts,
         &text,
         &args.out,
-        args.resume,
+        crate::report::run_mode(args.resume, args.force),
         args.interrupt_after,
         &|l| eprintln!("{l}"),
     )

@@ -67,6 +67,9 @@ pub struct FinetuneLenet5 {
     /// Run directory: config.json, metrics.jsonl, results.json, the fine-tuned model.safetensors.
     #[arg(long, default_value = "runs/finetune")]
     pub out: PathBuf,
+    /// Start over in an --out that holds results: the old ones are moved aside (DIR.1, ...), not deleted.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -126,10 +129,19 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
     check_target(&args.data)?;
     set_threads(args.threads)?;
     let ckpt = checkpoint_from(&args.from)?;
+    // Fine-tuning into its own source would overwrite the model it starts from.
+    // (A run directory: --out inside it; a checkpoint file: --out its folder.)
+    let source_dir = if args.from.is_dir() { args.from.clone() } else { ckpt.parent().map(Path::to_path_buf).unwrap_or_default() };
+    if let (Ok(src), Ok(out)) = (source_dir.canonicalize(), std::path::absolute(&args.out)) {
+        let out = out.canonicalize().unwrap_or(out);
+        if (args.from.is_dir() && out.starts_with(&src)) || out == src {
+            return Err(format!("--out {} is (inside) the --from run {}; choose another --out", args.out.display(), args.from.display()).into());
+        }
+    }
     let (model, _) = lenet5_run::load_model(&ckpt).map_err(|e| e.to_string())?;
     let (target_train, target_test) = load_target(&args.data)?;
     let mnist = load_mnist(args.mnist.as_deref())?;
-    let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force)).map_err(|e| e.to_string())?;
     eprintln!(
         "fine-tuning {} on {}: {} training images available, {} test images; run directory {}",
         ckpt.display(),
@@ -219,6 +231,9 @@ pub struct SweepLenet5 {
     /// Run directory: config.json, metrics.jsonl (a line per setting), results.json, the winner's model.safetensors.
     #[arg(long, default_value = "runs/sweep")]
     pub out: PathBuf,
+    /// Start over in an --out that holds results: the old ones are moved aside (DIR.1, ...), not deleted.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -251,7 +266,7 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
     .map_err(|e| e.to_string())?;
     set_threads(args.threads)?;
     let (train, val, test) = mnist_splits(args.data.as_deref(), args.limit)?;
-    let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force)).map_err(|e| e.to_string())?;
     eprintln!(
         "sweep over {} LeNet-5 settings on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
         settings.len(),

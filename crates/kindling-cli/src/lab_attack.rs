@@ -42,6 +42,9 @@ pub struct Fgsm {
     /// Run directory for results.json and examples.png.
     #[arg(long, default_value = "runs/fgsm")]
     pub out: PathBuf,
+    /// Start over in an --out that holds results: the old ones are moved aside (DIR.1, ...), not deleted.
+    #[arg(long)]
+    pub force: bool,
     /// Attack only the first N test images (quick runs and tests).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -93,7 +96,7 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
         }
         test = test.slice(0..n.min(test.len()))?;
     }
-    let run = RunDir::create(&args.out).map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force)).map_err(|e| e.to_string())?;
     let crafted_on = source.as_ref().map_or(path.clone(), |(p, _)| p.clone());
     eprintln!(
         "FGSM against {} (gradient of {}) on {} test images, eps {:?}, {} threads",

@@ -38,6 +38,9 @@ pub struct TrainLenet5 {
     /// Continue the run in --out after its last finished epoch.
     #[arg(long)]
     pub resume: bool,
+    /// Start over in an --out that holds a run: the old run is moved aside (DIR.1, DIR.2, ...), not deleted.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Directory with the four MNIST .gz files (default: the repo's data/mnist).
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -146,7 +149,7 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
     let o = lenet5_run::train(
         &opts,
         &args.out,
-        args.resume,
+        crate::report::run_mode(args.resume, args.force),
         args.interrupt_after,
         &splits,
         &|l| eprintln!("{l}"),

@@ -30,3 +30,13 @@ impl Report {
 
 /// Errors the CLI reports in one line.
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// `--resume` / `--force` as the run directory's mode.
+pub fn run_mode(resume: bool, force: bool) -> kindling_train::run_dir::RunMode {
+    use kindling_train::run_dir::RunMode;
+    match (resume, force) {
+        (true, _) => RunMode::Resume,
+        (false, true) => RunMode::Force,
+        (false, false) => RunMode::Fresh,
+    }
+}

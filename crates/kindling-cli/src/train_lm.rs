@@ -109,6 +109,9 @@ pub struct TrainLm {
     /// Continue the run in --out.
     #[arg(long)]
     pub resume: bool,
+    /// Start over in an --out that holds a run: the old run is moved aside (DIR.1, DIR.2, ...), not deleted.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Stop after N iterations of this invocation, resumable (a stand-in for an interruption).
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
@@ -155,7 +158,7 @@ pub fn train(args: TrainLm) -> CliResult<()> {
         kindling_tensor::num_threads(),
         args.out.display()
     );
-    let o = lm_run::train(&opts, &text, &args.out, args.resume, args.interrupt_after, &|l| eprintln!("{l}"))
+    let o = lm_run::train(&opts, &text, &args.out, crate::report::run_mode(args.resume, args.force), args.interrupt_after, &|l| eprintln!("{l}"))
         .map_err(|e| e.to_string())?;
     out.line(format!(
         "{} ({} parameters, vocabulary {}), {} iterations: train loss {:.4}, val loss {:.4}; {:.1} ms/iter, {:.0} tokens/s",

@@ -205,7 +205,7 @@ fn finetune_reports_three_usps_figures_and_mnist_after_and_writes_a_run_director
     assert!(diff.abs() < 1e-6, "eval {ev} vs {v}");
 
     // Freezing C1 and C3 leaves 156 + 2,416 parameters out.
-    let frozen = json_of(&finetune(&["--freeze", "conv"]));
+    let frozen = json_of(&finetune(&["--freeze", "conv", "--force"]));
     assert_eq!(frozen["trainable_params"], 61706 - 156 - 2416);
 }
 
@@ -328,6 +328,7 @@ fn sweep_trains_each_setting_and_scores_only_the_winner_on_test() {
         &mnist,
         "--out",
         &out,
+        "--force",
     ]);
     assert!(
         text.status.success(),

@@ -69,6 +69,18 @@ fn llama_and_gpt2_train_leave_a_loadable_hf_folder_and_resume_exactly() {
         let e = kindling(&["train", "lm", "--arch", arch, "--tokenizer", t, "--data", c, "--out", s, "--resume", "--n-layer", "3", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--warmup-iters", "2", "--lr", "3e-3"]);
         let err = String::from_utf8_lossy(&e.stderr);
         assert!(!e.status.success() && err.contains("--n-layer 3 (run: 2)"), "{err}");
+
+        // A new run over it is refused; --force moves it aside, nothing is lost.
+        let again = kindling(&["train", "lm", "--arch", arch, "--tokenizer", t, "--data", c, "--out", r, "--max-iters", "2"]);
+        assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("already holds results"));
+        if arch == "llama" {
+            let forced = train(&["--arch", arch, "--tokenizer", t, "--data", c, "--max-iters", "2", "--out", r, "--force"]);
+            assert_eq!(forced["train_tokens"], v["train_tokens"]);
+            let aside = PathBuf::from(format!("{r}.1"));
+            assert!(aside.join("hf/config.json").is_file() && aside.join("metrics.jsonl").is_file());
+            std::fs::remove_dir_all(&aside).ok();
+        }
+
     }
 }
 

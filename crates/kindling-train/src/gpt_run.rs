@@ -496,7 +496,7 @@ pub fn train(
     opts: &GptTrainOptions,
     text: &str,
     dir: &Path,
-    resume: bool,
+    mode: impl Into<crate::run_dir::RunMode>,
     stop_after: Option<usize>,
     log: &dyn Fn(&str),
 ) -> Result<Outcome> {
@@ -514,7 +514,8 @@ pub fn train(
         )
         .into());
     }
-    let run = RunDir::create(dir)?;
+    let mode = mode.into();
+    let run = RunDir::start(dir, mode)?;
     let (model, opt) = model_and_optimizer(opts, &data)?;
     let mut task = GptTask {
         model: &model,
@@ -522,7 +523,7 @@ pub fn train(
         opts,
     };
     let mut trainer = Trainer::new(plan(opts), &model, opt, Some(&run), log)?;
-    if resume {
+    if mode == crate::run_dir::RunMode::Resume {
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;

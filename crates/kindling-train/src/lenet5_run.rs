@@ -110,13 +110,14 @@ pub struct Splits<'a> {
 pub fn train(
     opts: &TrainOptions,
     dir: &Path,
-    resume: bool,
+    mode: impl Into<crate::run_dir::RunMode>,
     stop_after: Option<usize>,
     data: &Splits,
     log: &dyn Fn(&str),
 ) -> Result<Outcome> {
     opts.validate()?;
-    let run = RunDir::create(dir)?;
+    let mode = mode.into();
+    let run = RunDir::start(dir, mode)?;
     let model = LeNet5::new(opts.model.clone(), &mut Rng::new(opts.seed))?;
     let fit = opts.fit_options();
     let mut task = DigitTask::new(&model, data.train, Some(data.val), &fit);
@@ -133,7 +134,7 @@ pub fn train(
     let plan = fit.plan(data.train.len(), "", 200);
     let steps_per_epoch = plan.eval_every;
     let mut trainer = Trainer::new(plan, &model, opt, Some(&run), log)?;
-    if resume {
+    if mode == crate::run_dir::RunMode::Resume {
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;

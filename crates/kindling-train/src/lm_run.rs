@@ -461,7 +461,7 @@ pub fn train(
     opts: &LmTrainOptions,
     text: &str,
     dir: &Path,
-    resume: bool,
+    mode: impl Into<crate::run_dir::RunMode>,
     stop_after: Option<usize>,
     log: &dyn Fn(&str),
 ) -> Result<LmOutcome> {
@@ -476,7 +476,8 @@ pub fn train(
         )
         .into());
     }
-    let run = RunDir::create(dir)?;
+    let mode = mode.into();
+    let run = RunDir::start(dir, mode)?;
     let model = LmModel::new(opts, data.tokenizer.vocab_size())?;
     if opts.zero_init_residual {
         model.zero_residual_projections()?;
@@ -488,7 +489,7 @@ pub fn train(
         opts,
     };
     let mut trainer = Trainer::new(plan(opts), model.module(), opt, Some(&run), log)?;
-    if resume {
+    if mode == crate::run_dir::RunMode::Resume {
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
