@@ -248,7 +248,11 @@ pub fn generate(args: Generate) -> CliResult<()> {
         top_p: args.top_p,
     };
     sampling.validate()?;
-    let path = checkpoint_path(args.ckpt.as_deref().expect("clap requires --ckpt or --model"))?;
+    let path = checkpoint_path(
+        args.ckpt
+            .as_deref()
+            .expect("clap requires --ckpt or --model"),
+    )?;
     let loaded = gpt_run::load(&path).map_err(|e| e.to_string())?;
     let prompt = loaded
         .tokenizer
@@ -271,7 +275,12 @@ pub fn generate(args: Generate) -> CliResult<()> {
         &sampling,
         args.seed,
         // A closed pipe (`| head`) ends the text quietly.
-        &mut |text| args.json || write!(stdout, "{text}").and_then(|_| stdout.flush()).is_ok(),
+        &mut |text| {
+            args.json
+                || write!(stdout, "{text}")
+                    .and_then(|_| stdout.flush())
+                    .is_ok()
+        },
     )?;
     let secs = t0.elapsed().as_secs_f64();
     let tokens_per_sec = ids.len() as f64 / secs.max(1e-9);
@@ -416,7 +425,16 @@ pub fn bench(args: BenchGpt) -> CliResult<()> {
         top_p: None,
     };
     let t1 = Instant::now();
-    let n = sample(&model, &|_| String::new(), &[0], args.generate, &sampling, 1, &mut |_| true)?.len();
+    let n = sample(
+        &model,
+        &|_| String::new(),
+        &[0],
+        args.generate,
+        &sampling,
+        1,
+        &mut |_| true,
+    )?
+    .len();
     let tokens_per_sec = n as f64 / t1.elapsed().as_secs_f64().max(1e-9);
     let out = Report::new(args.json);
     out.line(format!(

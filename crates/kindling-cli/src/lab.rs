@@ -131,17 +131,27 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
     let ckpt = checkpoint_from(&args.from)?;
     // Fine-tuning into its own source would overwrite the model it starts from.
     // (A run directory: --out inside it; a checkpoint file: --out its folder.)
-    let source_dir = if args.from.is_dir() { args.from.clone() } else { ckpt.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let source_dir = if args.from.is_dir() {
+        args.from.clone()
+    } else {
+        ckpt.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
     if let (Ok(src), Ok(out)) = (source_dir.canonicalize(), std::path::absolute(&args.out)) {
         let out = out.canonicalize().unwrap_or(out);
         if (args.from.is_dir() && out.starts_with(&src)) || out == src {
-            return Err(format!("--out {} is (inside) the --from run {}; choose another --out", args.out.display(), args.from.display()).into());
+            return Err(format!(
+                "--out {} is (inside) the --from run {}; choose another --out",
+                args.out.display(),
+                args.from.display()
+            )
+            .into());
         }
     }
     let (model, _) = lenet5_run::load_model(&ckpt).map_err(|e| e.to_string())?;
     let (target_train, target_test) = load_target(&args.data)?;
     let mnist = load_mnist(args.mnist.as_deref())?;
-    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force)).map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force))
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "fine-tuning {} on {}: {} training images available, {} test images; run directory {}",
         ckpt.display(),
@@ -266,7 +276,8 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
     .map_err(|e| e.to_string())?;
     set_threads(args.threads)?;
     let (train, val, test) = mnist_splits(args.data.as_deref(), args.limit)?;
-    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force)).map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force))
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "sweep over {} LeNet-5 settings on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
         settings.len(),

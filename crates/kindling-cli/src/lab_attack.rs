@@ -96,7 +96,8 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
         }
         test = test.slice(0..n.min(test.len()))?;
     }
-    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force)).map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force))
+        .map_err(|e| e.to_string())?;
     let crafted_on = source.as_ref().map_or(path.clone(), |(p, _)| p.clone());
     eprintln!(
         "FGSM against {} (gradient of {}) on {} test images, eps {:?}, {} threads",

@@ -7,8 +7,8 @@ use clap::Args;
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::chat::{ChatTemplate, Message, CHATML};
 use kindling_models::generate::{CausalLm, GenerateOptions, Generation, Generator};
-use kindling_models::{gpt2_files, llama_files};
 use kindling_models::sampling::Sampling;
+use kindling_models::{gpt2_files, llama_files};
 use kindling_tensor::gguf::GgufFile;
 use kindling_tensor::{no_grad, Tensor};
 use serde_json::json;
@@ -56,7 +56,10 @@ fn hf_model_type(dir: &Path) -> CliResult<String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    Ok(v.get("model_type").and_then(|m| m.as_str()).unwrap_or("?").to_string())
+    Ok(v.get("model_type")
+        .and_then(|m| m.as_str())
+        .unwrap_or("?")
+        .to_string())
 }
 
 pub fn load(path: &Path) -> CliResult<LoadedLm> {
@@ -66,11 +69,19 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
     // (model, parameters, layers, width, the config's end-of-sequence id)
     type Described = (Box<dyn CausalLm>, usize, usize, usize, Option<u32>);
     let gpt2 = |m: kindling_models::gpt::Gpt| -> Described {
-        let (n, l, c) = (kindling_nn::Module::num_parameters(&m), m.config.n_layer, m.config.n_embd);
+        let (n, l, c) = (
+            kindling_nn::Module::num_parameters(&m),
+            m.config.n_layer,
+            m.config.n_embd,
+        );
         (Box::new(m), n, l, c, None)
     };
     let llama = |m: kindling_models::llama::Llama| -> Described {
-        let (n, l, c) = (kindling_nn::Module::num_parameters(&m), m.config.num_hidden_layers, m.config.hidden_size);
+        let (n, l, c) = (
+            kindling_nn::Module::num_parameters(&m),
+            m.config.num_hidden_layers,
+            m.config.hidden_size,
+        );
         let eos = m.config.eos_token_id;
         (Box::new(m), n, l, c, eos)
     };
@@ -89,12 +100,21 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
         (model, Tokenizer::from_dir(path)?)
     } else if path.is_file() {
         let g = GgufFile::open(path)?;
-        (llama(llama_files::llama_from_gguf(&g)?), Tokenizer::from_gguf(&g)?)
+        (
+            llama(llama_files::llama_from_gguf(&g)?),
+            Tokenizer::from_gguf(&g)?,
+        )
     } else {
         return Err(format!("--model {}: no such file or directory", path.display()).into());
     };
-    let piece = |id: Option<u32>| id.and_then(|i| tokenizer.id_to_token(i)).unwrap_or_default();
-    let (bos, eos) = (piece(tokenizer.bos_token_id()), piece(tokenizer.eos_token_id()));
+    let piece = |id: Option<u32>| {
+        id.and_then(|i| tokenizer.id_to_token(i))
+            .unwrap_or_default()
+    };
+    let (bos, eos) = (
+        piece(tokenizer.bos_token_id()),
+        piece(tokenizer.eos_token_id()),
+    );
     let template = ChatTemplate::new(tokenizer.chat_template().unwrap_or(CHATML), &bos, &eos)?;
     let mut stop_ids: Vec<u32> = tokenizer
         .eos_token_id()
@@ -163,11 +183,18 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
     }
     let ctx = lm.model.context_len();
     if ids.len() > ctx {
-        return Err(format!("--text is {} tokens, longer than the model's context of {ctx}", ids.len()).into());
+        return Err(format!(
+            "--text is {} tokens, longer than the model's context of {ctx}",
+            ids.len()
+        )
+        .into());
     }
     let _g = no_grad();
     let x = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
-    let logits = lm.model.forward_last(&x, &mut lm.model.new_cache())?.to_vec_f32()?;
+    let logits = lm
+        .model
+        .forward_last(&x, &mut lm.model.new_cache())?
+        .to_vec_f32()?;
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
     let total: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
@@ -183,7 +210,13 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
             format!("<unused id {i}>")
         };
         let prob = ((logits[i] - max) as f64).exp() / total;
-        report.line(format!("{:>8}  {:<20} logit {:>8.3}  p {:.4}", i, format!("{token:?}"), logits[i], prob));
+        report.line(format!(
+            "{:>8}  {:<20} logit {:>8.3}  p {:.4}",
+            i,
+            format!("{token:?}"),
+            logits[i],
+            prob
+        ));
         top.push(json!({"id": i, "token": token, "logit": logits[i], "prob": prob}));
     }
     report.finish(json!({"ids": ids, "top": top}));
@@ -232,7 +265,10 @@ impl SamplingArgs {
             seed: self.seed,
             slide: false,
         };
-        o.validate().map_err(|e| e.to_string().replace("repetition_penalty", "--repetition-penalty"))?;
+        o.validate().map_err(|e| {
+            e.to_string()
+                .replace("repetition_penalty", "--repetition-penalty")
+        })?;
         Ok(o)
     }
 }
@@ -317,7 +353,10 @@ pub fn chat(args: Chat) -> CliResult<()> {
     if args.json {
         return Err("--json needs --message (the interactive session is for people)".into());
     }
-    eprintln!("chat with {} — empty line or Ctrl-D to end, /reset to forget the history", args.model.display());
+    eprintln!(
+        "chat with {} — empty line or Ctrl-D to end, /reset to forget the history",
+        args.model.display()
+    );
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -441,7 +480,14 @@ pub fn bench(args: BenchLm) -> CliResult<()> {
             decode.push((g.ids.len() - 1) as f64 / g.decode_secs);
         }
     }
-    let (p, d) = (median(prefill), if decode.is_empty() { 0.0 } else { median(decode) });
+    let (p, d) = (
+        median(prefill),
+        if decode.is_empty() {
+            0.0
+        } else {
+            median(decode)
+        },
+    );
     let weight_bytes = lm.num_parameters as f64 * 4.0;
     let report = Report::new(args.json);
     report.line(format!(

@@ -10,9 +10,9 @@ mod lab;
 mod lab_attack;
 mod lenet;
 mod lm;
-mod train_lm;
 mod report;
 mod tokenize_cmd;
+mod train_lm;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -165,7 +165,10 @@ fn main() -> ExitCode {
                 .join(" ");
             let mut first = first.trim_start_matches("error: ").to_string();
             if first.starts_with("unexpected argument '-")
-                && first.chars().nth("unexpected argument '-".len()).is_some_and(|c| c.is_ascii_digit() || c == '.')
+                && first
+                    .chars()
+                    .nth("unexpected argument '-".len())
+                    .is_some_and(|c| c.is_ascii_digit() || c == '.')
             {
                 first.push_str(" tip: a negative value goes after '=', e.g. --lr=-0.1");
             }

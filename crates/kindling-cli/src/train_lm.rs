@@ -126,9 +126,35 @@ impl TrainLm {
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = self.$f.clone() { o.$f = v; } )*};
         }
-        set!(arch, tokenizer, data, n_layer, n_head, n_kv_head, n_embd, intermediate, block_size, batch_size,
-             max_iters, lr, min_lr, warmup_iters, weight_decay, beta2, grad_clip, eval_interval, eval_iters,
-             seed, tie_weights, rope_theta, accum_steps, schedule, cooldown_frac, zero_init_residual, qk_norm);
+        set!(
+            arch,
+            tokenizer,
+            data,
+            n_layer,
+            n_head,
+            n_kv_head,
+            n_embd,
+            intermediate,
+            block_size,
+            batch_size,
+            max_iters,
+            lr,
+            min_lr,
+            warmup_iters,
+            weight_decay,
+            beta2,
+            grad_clip,
+            eval_interval,
+            eval_iters,
+            seed,
+            tie_weights,
+            rope_theta,
+            accum_steps,
+            schedule,
+            cooldown_frac,
+            zero_init_residual,
+            qk_norm
+        );
         // The preset's QK-norm is for character-level LLaMA runs: GPT-2 has no
         // place for it and a BPE run's hf/ folder (a transformers LLaMA) cannot hold it.
         if self.qk_norm.is_none() && o.qk_norm && (o.arch != "llama" || o.tokenizer != "char") {
@@ -158,14 +184,25 @@ pub fn train(args: TrainLm) -> CliResult<()> {
         kindling_tensor::num_threads(),
         args.out.display()
     );
-    let o = lm_run::train(&opts, &text, &args.out, crate::report::run_mode(args.resume, args.force), args.interrupt_after, &|l| eprintln!("{l}"))
-        .map_err(|e| e.to_string())?;
+    let o = lm_run::train(
+        &opts,
+        &text,
+        &args.out,
+        crate::report::run_mode(args.resume, args.force),
+        args.interrupt_after,
+        &|l| eprintln!("{l}"),
+    )
+    .map_err(|e| e.to_string())?;
     out.line(format!(
         "{} ({} parameters, vocabulary {}), {} iterations: train loss {:.4}, val loss {:.4}; {:.1} ms/iter, {:.0} tokens/s",
         opts.arch, o.params, o.vocab_size, opts.max_iters, o.train_loss, o.val_loss, o.ms_per_iter, o.tokens_per_sec
     ));
     if let Some(hf) = &o.hf_dir {
-        out.line(format!("  Hugging Face folder {} (loads in transformers; --model {} works)", hf.display(), args.out.display()));
+        out.line(format!(
+            "  Hugging Face folder {} (loads in transformers; --model {} works)",
+            hf.display(),
+            args.out.display()
+        ));
     }
     out.finish(json!({
         "params": o.params,

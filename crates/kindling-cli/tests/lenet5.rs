@@ -112,7 +112,13 @@ fn train_resume_eval_and_predict_work_end_to_end() {
     let stdout = String::from_utf8_lossy(&missing.stdout);
     let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert!(v["predictions"][0]["error"].is_string());
-    assert_eq!(v["predictions"][1]["probabilities"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        v["predictions"][1]["probabilities"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
     std::fs::remove_dir_all(&straight).ok();
     std::fs::remove_dir_all(&resumed).ok();
 }

@@ -40,31 +40,72 @@ fn next_token_generate_and_chat_run_a_gpt2_folder_as_the_library_does() {
     let m = dir.to_str().unwrap();
     let text = "the cat sat";
     let ids = tok.encode(text).unwrap();
-    let v = json_of(&kindling(&["next-token", "--model", m, "--text", text, "--top", "2", "--json"]));
+    let v = json_of(&kindling(&[
+        "next-token",
+        "--model",
+        m,
+        "--text",
+        text,
+        "--top",
+        "2",
+        "--json",
+    ]));
     assert_eq!(v["ids"], serde_json::json!(ids));
     let _g = no_grad();
     let x = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()]).unwrap();
     let logits = model.forward_last(&x, None).unwrap().to_vec_f32().unwrap();
-    let best = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
+    let best = logits
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap();
     assert_eq!(v["top"][0]["id"], best.0);
     assert!((v["top"][0]["logit"].as_f64().unwrap() - *best.1 as f64).abs() < 1e-5);
 
     let v = json_of(&kindling(&[
-        "generate", "--model", m, "--prompt", text, "--temperature", "0", "--max-new-tokens", "12", "--json",
+        "generate",
+        "--model",
+        m,
+        "--prompt",
+        text,
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "12",
+        "--json",
     ]));
     let mut opts = GenerateOptions::greedy(12);
     opts.stop_ids = tok.eos_token_id().into_iter().collect();
     let decode = |ids: &[u32]| tok.decode(ids).unwrap_or_default();
-    let want = Generator::new(&model, opts).unwrap().generate(&ids, &decode, &mut |_| true).unwrap();
+    let want = Generator::new(&model, opts)
+        .unwrap()
+        .generate(&ids, &decode, &mut |_| true)
+        .unwrap();
     assert_eq!(v["ids"], serde_json::json!(want.ids));
     assert_eq!(v["text"], want.text);
 
-    let v = json_of(&kindling(&["chat", "--model", m, "--message", "hi", "--max-new-tokens", "4", "--json"]));
+    let v = json_of(&kindling(&[
+        "chat",
+        "--model",
+        m,
+        "--message",
+        "hi",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]));
     assert!(v["new_tokens"].as_u64().unwrap() <= 4, "{v}");
 
     let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(dir.join("config.json"), cfg.replace("\"gpt2\"", "\"gpt_neo\"")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"gpt2\"", "\"gpt_neo\""),
+    )
+    .unwrap();
     let out = kindling(&["next-token", "--model", m, "--text", text]);
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && e.contains("config.json") && e.contains("gpt_neo"), "{e}");
+    assert!(
+        !out.status.success() && e.contains("config.json") && e.contains("gpt_neo"),
+        "{e}"
+    );
 }

@@ -60,9 +60,15 @@ impl ChatTemplate {
         // Python string methods (`.strip()`, `.startswith()`) that Hugging
         // Face templates call.
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |m: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m))
-        });
+        env.add_function(
+            "raise_exception",
+            |m: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    m,
+                ))
+            },
+        );
         env.add_template("chat", &self.source)
             .map_err(|e| Error::msg(format!("chat template: {e}")))?;
         Ok(env)
@@ -110,8 +116,15 @@ mod tests {
             "",
         )
         .unwrap();
-        assert_eq!(t.render(&[Message::new("user", "  hi ").unwrap()], false).unwrap(), "hi");
-        let e = t.render(&[Message::new("system", "x").unwrap()], false).unwrap_err().to_string();
+        assert_eq!(
+            t.render(&[Message::new("user", "  hi ").unwrap()], false)
+                .unwrap(),
+            "hi"
+        );
+        let e = t
+            .render(&[Message::new("system", "x").unwrap()], false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("first must be user"), "{e}");
     }
 }

@@ -160,7 +160,11 @@ fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
 fn partial_stop_len(text: &str, stops: &[String]) -> usize {
     stops
         .iter()
-        .flat_map(|s| (1..s.len()).filter(move |&n| s.is_char_boundary(n)).map(move |n| &s[..n]))
+        .flat_map(|s| {
+            (1..s.len())
+                .filter(move |&n| s.is_char_boundary(n))
+                .map(move |n| &s[..n])
+        })
         .filter(|p| text.ends_with(p))
         .map(|p| p.len())
         .max()
@@ -215,7 +219,9 @@ impl<'m> Generator<'m> {
             self.reset();
         }
         let new = &prompt[self.fed.len()..];
-        let logits = self.model.forward_last(&ids_tensor(new)?, &mut self.cache)?;
+        let logits = self
+            .model
+            .forward_last(&ids_tensor(new)?, &mut self.cache)?;
         self.fed.extend_from_slice(new);
         Ok((logits.to_vec_f32()?, new.len()))
     }
@@ -274,7 +280,8 @@ impl<'m> Generator<'m> {
             }
             // Hold back an incomplete UTF-8 sequence and a possible stop string.
             let settled = text.trim_end_matches('\u{FFFD}');
-            let settled = &settled[..settled.len() - partial_stop_len(settled, &self.options.stop_strings)];
+            let settled =
+                &settled[..settled.len() - partial_stop_len(settled, &self.options.stop_strings)];
             if settled.len() > emitted && settled.is_char_boundary(emitted) {
                 if !on_text(&settled[emitted..]) {
                     emitted = settled.len();
@@ -289,14 +296,17 @@ impl<'m> Generator<'m> {
             let ctx = self.model.context_len();
             let l = if self.fed.len() < ctx {
                 self.fed.push(next);
-                self.model.forward_last(&ids_tensor(&[next])?, &mut self.cache)?
+                self.model
+                    .forward_last(&ids_tensor(&[next])?, &mut self.cache)?
             } else if self.options.slide {
                 // The last half of the context (ending with `next`) again.
                 let keep = (ctx / 2).max(1);
                 let mut window = self.fed[self.fed.len() + 1 - keep..].to_vec();
                 window.push(next);
                 self.reset();
-                let l = self.model.forward_last(&ids_tensor(&window)?, &mut self.cache)?;
+                let l = self
+                    .model
+                    .forward_last(&ids_tensor(&window)?, &mut self.cache)?;
                 self.fed = window;
                 l
             } else {
@@ -378,7 +388,12 @@ mod tests {
             let l = m.forward(&ids_tensor(&seq).unwrap(), None).unwrap();
             let t = seq.len();
             let last = l.narrow(1, t - 1, 1).unwrap().to_vec_f32().unwrap();
-            let next = last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+            let next = last
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0;
             seq.push(next as u32);
         }
         assert_eq!(out.ids, seq[3..]);
@@ -431,7 +446,10 @@ mod tests {
         let mut g = Generator::new(&m, GenerateOptions::greedy(100)).unwrap();
         let out = g.generate(&[1; 30], &letters, &mut |_| true).unwrap();
         assert_eq!(out.stop, StopReason::Context);
-        let e = g.generate(&[1; 33], &letters, &mut |_| true).unwrap_err().to_string();
+        let e = g
+            .generate(&[1; 33], &letters, &mut |_| true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("longer than the model's context of 32"), "{e}");
     }
 
@@ -447,6 +465,12 @@ mod tests {
         assert!(g.fed.len() <= 32);
         // The first token after the prompt equals the unslid model's on the last 32.
         let mut plain = Generator::new(&m, GenerateOptions::greedy(1)).unwrap();
-        assert_eq!(plain.generate(&[2; 32], &letters, &mut |_| true).unwrap().ids[0], out.ids[0]);
+        assert_eq!(
+            plain
+                .generate(&[2; 32], &letters, &mut |_| true)
+                .unwrap()
+                .ids[0],
+            out.ids[0]
+        );
     }
 }

@@ -107,7 +107,8 @@ impl Module for Mlp {
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
         self.c_fc.visit_parameters(&join_name(prefix, "c_fc"), f);
-        self.c_proj.visit_parameters(&join_name(prefix, "c_proj"), f);
+        self.c_proj
+            .visit_parameters(&join_name(prefix, "c_proj"), f);
     }
     fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
         visit_child(&mut self.c_fc, &join_name(prefix, "c_fc"), f);
@@ -296,7 +297,10 @@ impl Gpt {
         if idx.rank() != 2 || idx.shape()[1] == 0 {
             return Err(Error::shape(
                 "gpt",
-                format!("token ids must be [B, T] with T at least 1, got {:?}", idx.shape()),
+                format!(
+                    "token ids must be [B, T] with T at least 1, got {:?}",
+                    idx.shape()
+                ),
             ));
         }
         let t = idx.shape()[1];
@@ -388,8 +392,10 @@ impl Module for Attention {
         Ok(Attention::forward(self, x, false)?.0)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
-        self.c_attn.visit_parameters(&join_name(prefix, "c_attn"), f);
-        self.c_proj.visit_parameters(&join_name(prefix, "c_proj"), f);
+        self.c_attn
+            .visit_parameters(&join_name(prefix, "c_attn"), f);
+        self.c_proj
+            .visit_parameters(&join_name(prefix, "c_proj"), f);
     }
     fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
         visit_child(&mut self.c_attn, &join_name(prefix, "c_attn"), f);
@@ -441,7 +447,14 @@ mod tests {
         let mut m = one_block(false);
         let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
         let mut expected = vec!["wte.weight".to_string(), "wpe.weight".to_string()];
-        for layer in ["ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"] {
+        for layer in [
+            "ln_1",
+            "attn.c_attn",
+            "attn.c_proj",
+            "ln_2",
+            "mlp.c_fc",
+            "mlp.c_proj",
+        ] {
             expected.push(format!("h.0.{layer}.weight"));
             expected.push(format!("h.0.{layer}.bias"));
         }
@@ -455,7 +468,13 @@ mod tests {
         let mut m = one_block(false);
         let mut found = Vec::new();
         m.map_linears(&mut |name, _| found.push(name.to_string()));
-        let expected = ["h.0.attn.c_attn", "h.0.attn.c_proj", "h.0.mlp.c_fc", "h.0.mlp.c_proj", "lm_head"];
+        let expected = [
+            "h.0.attn.c_attn",
+            "h.0.attn.c_proj",
+            "h.0.mlp.c_fc",
+            "h.0.mlp.c_proj",
+            "lm_head",
+        ];
         assert_eq!(found, expected);
         let mut tied = one_block(true);
         let mut n = 0;
@@ -468,7 +487,12 @@ mod tests {
         let m = one_block(true);
         assert_eq!(m.set_trainable(&|n| n.starts_with("h.0."), false), 12);
         let ids = Tensor::from_vec_i64(vec![1, 2, 3, 4], &[1, 4]).unwrap();
-        m.forward_ids(&ids, None).unwrap().sum_all().unwrap().backward().unwrap();
+        m.forward_ids(&ids, None)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for (name, p) in m.named_parameters() {
             assert_eq!(p.grad().is_some(), !name.starts_with("h.0."), "{name}");
         }

@@ -77,13 +77,26 @@ pub fn read_gpt2_config(dir: &Path) -> Result<GptConfig> {
             .or_else(|| alias.and_then(|a| v.get(a)))
             .and_then(|x| x.as_u64())
             .map(|x| x as usize)
-            .ok_or_else(|| msg(&path, format!("field `{key}` is missing or not a non-negative integer")))
+            .ok_or_else(|| {
+                msg(
+                    &path,
+                    format!("field `{key}` is missing or not a non-negative integer"),
+                )
+            })
     };
-    let (n_embd, n_layer, n_head) = (size("n_embd", None)?, size("n_layer", None)?, size("n_head", None)?);
+    let (n_embd, n_layer, n_head) = (
+        size("n_embd", None)?,
+        size("n_layer", None)?,
+        size("n_head", None)?,
+    );
     let n_positions = size("n_positions", Some("n_ctx"))?;
     let vocab_size = size("vocab_size", None)?;
     let flag = |key: &str, default: bool| v.get(key).and_then(|x| x.as_bool()).unwrap_or(default);
-    let activation = match v.get("activation_function").and_then(|a| a.as_str()).unwrap_or("gelu_new") {
+    let activation = match v
+        .get("activation_function")
+        .and_then(|a| a.as_str())
+        .unwrap_or("gelu_new")
+    {
         // The same tanh formula, written three ways in transformers.
         "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
         "gelu" => Activation::GeluErf,
@@ -98,11 +111,17 @@ pub fn read_gpt2_config(dir: &Path) -> Result<GptConfig> {
         if inner.as_u64() != Some(4 * n_embd as u64) {
             return Err(msg(
                 &path,
-                format!("n_inner {inner} is not supported (the MLP is 4 × n_embd = {})", 4 * n_embd),
+                format!(
+                    "n_inner {inner} is not supported (the MLP is 4 × n_embd = {})",
+                    4 * n_embd
+                ),
             ));
         }
     }
-    let eps = v.get("layer_norm_epsilon").and_then(|e| e.as_f64()).unwrap_or(1e-5);
+    let eps = v
+        .get("layer_norm_epsilon")
+        .and_then(|e| e.as_f64())
+        .unwrap_or(1e-5);
     if (eps - 1e-5).abs() > 1e-12 {
         return Err(msg(
             &path,
@@ -139,7 +158,10 @@ fn truncated_tensor(path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
     let Some(header) = bytes.get(8..8usize.checked_add(n)?) else {
-        return Some(format!("the header needs {n} bytes, the file holds {}", bytes.len().saturating_sub(8)));
+        return Some(format!(
+            "the header needs {n} bytes, the file holds {}",
+            bytes.len().saturating_sub(8)
+        ));
     };
     let header: Value = serde_json::from_slice(header).ok()?;
     let data_len = bytes.len() - 8 - n;
@@ -177,11 +199,18 @@ impl HfTensors<'_> {
             .or_else(|| self.tensors.remove(name))
             .ok_or_else(|| msg(self.file, format!("tensor `{hf}` is missing")))?;
         let conv = is_conv1d(name);
-        let want: Vec<usize> = if conv { vec![shape[1], shape[0]] } else { shape.to_vec() };
+        let want: Vec<usize> = if conv {
+            vec![shape[1], shape[0]]
+        } else {
+            shape.to_vec()
+        };
         if t.shape() != want.as_slice() {
             return Err(msg(
                 self.file,
-                format!("tensor `{hf}` is {:?}, the config needs {want:?}", t.shape()),
+                format!(
+                    "tensor `{hf}` is {:?}, the config needs {want:?}",
+                    t.shape()
+                ),
             ));
         }
         if conv {
@@ -200,14 +229,19 @@ pub fn gpt_from_hf_dir(dir: &Path) -> Result<Gpt> {
     } else {
         dir.join("model.safetensors")
     };
-    let tensors = read_safetensors(dir).map_err(|e| match truncated_tensor(&dir.join("model.safetensors")) {
-        Some(why) => msg(&dir.join("model.safetensors"), why),
-        None => e,
+    let tensors = read_safetensors(dir).map_err(|e| {
+        match truncated_tensor(&dir.join("model.safetensors")) {
+            Some(why) => msg(&dir.join("model.safetensors"), why),
+            None => e,
+        }
     })?;
     // The model's own structure names every tensor; `hf_name` and `CONV1D`
     // are the whole rename table. Random init is overwritten, and the
     // weights are frozen as a loaded model's always were (inference).
-    let mut w = HfTensors { tensors, file: &file };
+    let mut w = HfTensors {
+        tensors,
+        file: &file,
+    };
     let model = Gpt::new(config, &mut kindling_tensor::Rng::new(0))?;
     model.map_params(&mut |name, p| w.take(name, p.shape()).map(Some))?;
     model.set_trainable(&|_| true, false);
@@ -255,7 +289,11 @@ pub fn save_gpt_hf_dir(model: &Gpt, dir: &Path) -> Result<()> {
     safetensors_io::write_atomic(&dir.join("config.json"), text.as_bytes())?;
     let mut named = Vec::new();
     let mut push = |name: &str, t: &Tensor| -> Result<()> {
-        let t = if is_conv1d(name) { t.t()?.copy()? } else { t.copy()? };
+        let t = if is_conv1d(name) {
+            t.t()?.copy()?
+        } else {
+            t.copy()?
+        };
         named.push((hf_name(name), t));
         Ok(())
     };
@@ -272,12 +310,21 @@ pub fn save_gpt_hf_dir(model: &Gpt, dir: &Path) -> Result<()> {
             named
                 .iter()
                 .find(|(n, _)| *n == hf_name(w))
-                .map(|(n, t)| if is_conv1d(n) { t.shape()[1] } else { t.shape()[0] })
+                .map(|(n, t)| {
+                    if is_conv1d(n) {
+                        t.shape()[1]
+                    } else {
+                        t.shape()[0]
+                    }
+                })
                 .expect("weight named by the same model")
         };
         let mut zeros = Vec::new();
         for (n, _) in &named {
-            if let Some(stem) = n.strip_prefix("transformer.").and_then(|n| n.strip_suffix(".weight")) {
+            if let Some(stem) = n
+                .strip_prefix("transformer.")
+                .and_then(|n| n.strip_suffix(".weight"))
+            {
                 if stem.starts_with("h.") || stem == "ln_f" {
                     let bias = format!("transformer.{stem}.bias");
                     if !named.iter().any(|(m, _)| *m == bias) {

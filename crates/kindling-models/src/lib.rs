@@ -1,14 +1,14 @@
 //! The models of Kindling's story, from the first neuron on.
 
+pub mod chat;
+pub mod generate;
 pub mod gpt;
+pub mod gpt2_files;
+pub mod kv;
 pub mod lenet5;
+pub mod llama;
+pub mod llama_files;
 pub mod mlp;
 pub mod perceptron;
 pub mod polyfit;
 pub mod sampling;
-pub mod kv;
-pub mod llama;
-pub mod llama_files;
-pub mod gpt2_files;
-pub mod generate;
-pub mod chat;

@@ -53,7 +53,8 @@ impl LlamaConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, msg: String| Err(Error::msg(format!("llama config: {field} {msg}")));
+        let bad =
+            |field: &str, msg: String| Err(Error::msg(format!("llama config: {field} {msg}")));
         for (field, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -80,9 +81,15 @@ impl LlamaConfig {
             );
         }
         if !self.head_dim().is_multiple_of(2) || self.head_dim() == 0 {
-            return bad("head_dim", format!("{} must be even (RoPE rotates pairs)", self.head_dim()));
+            return bad(
+                "head_dim",
+                format!("{} must be even (RoPE rotates pairs)", self.head_dim()),
+            );
         }
-        for (field, v) in [("rms_norm_eps", self.rms_norm_eps), ("rope_theta", self.rope_theta)] {
+        for (field, v) in [
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ] {
             // NaN fails this too.
             if v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 return bad(field, format!("{v} must be positive"));
@@ -143,7 +150,12 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
 /// `start..start+t`. The inverse frequencies and the products are rounded to
 /// f32 as `LlamaRotaryEmbedding` rounds them, so long prompts (angles in the
 /// hundreds of radians) agree with `transformers`.
-pub fn rope_tables(start: usize, t: usize, head_dim: usize, theta: f64) -> Result<(Tensor, Tensor)> {
+pub fn rope_tables(
+    start: usize,
+    t: usize,
+    head_dim: usize,
+    theta: f64,
+) -> Result<(Tensor, Tensor)> {
     let half = head_dim / 2;
     let inv_freq: Vec<f32> = (0..half)
         .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
@@ -174,7 +186,10 @@ impl Weights<'_> {
         if t.shape() != shape {
             return Err(Error::shape(
                 "llama",
-                format!("tensor `{name}` is {:?}, the config needs {shape:?}", t.shape()),
+                format!(
+                    "tensor `{name}` is {:?}, the config needs {shape:?}",
+                    t.shape()
+                ),
             ));
         }
         Ok(t)
@@ -200,8 +215,16 @@ impl Attention {
             Some(n) => n.forward(&x),
             None => Ok(x),
         };
-        let q = norm(&self.q_norm, self.q_proj.forward(x)?.reshape(&[b, t, h, d])?)?.rope(&rope.0, &rope.1)?;
-        let k = norm(&self.k_norm, self.k_proj.forward(x)?.reshape(&[b, t, kvh, d])?)?.rope(&rope.0, &rope.1)?;
+        let q = norm(
+            &self.q_norm,
+            self.q_proj.forward(x)?.reshape(&[b, t, h, d])?,
+        )?
+        .rope(&rope.0, &rope.1)?;
+        let k = norm(
+            &self.k_norm,
+            self.k_proj.forward(x)?.reshape(&[b, t, kvh, d])?,
+        )?
+        .rope(&rope.0, &rope.1)?;
         let v = self.v_proj.forward(x)?.reshape(&[b, t, kvh, d])?;
         let (k, v, past) = match cache {
             None => (k, v, 0),
@@ -250,20 +273,34 @@ impl Block {
         rope: &(Tensor, Tensor),
         cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
     ) -> Result<Tensor> {
-        let x = x.add(&self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache)?)?;
-        x.add(&self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?)
+        let x = x.add(&self.self_attn.forward(
+            &self.input_layernorm.forward(x)?,
+            rope,
+            cache,
+        )?)?;
+        x.add(
+            &self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&x)?)?,
+        )
     }
 }
 
 impl Module for Attention {
     fn forward(&self, _x: &Tensor) -> Result<Tensor> {
-        Err(Error::msg("llama attention needs positions: call Llama::forward"))
+        Err(Error::msg(
+            "llama attention needs positions: call Llama::forward",
+        ))
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
-        self.q_proj.visit_parameters(&join_name(prefix, "q_proj"), f);
-        self.k_proj.visit_parameters(&join_name(prefix, "k_proj"), f);
-        self.v_proj.visit_parameters(&join_name(prefix, "v_proj"), f);
-        self.o_proj.visit_parameters(&join_name(prefix, "o_proj"), f);
+        self.q_proj
+            .visit_parameters(&join_name(prefix, "q_proj"), f);
+        self.k_proj
+            .visit_parameters(&join_name(prefix, "k_proj"), f);
+        self.v_proj
+            .visit_parameters(&join_name(prefix, "v_proj"), f);
+        self.o_proj
+            .visit_parameters(&join_name(prefix, "o_proj"), f);
         if let (Some(q), Some(k)) = (&self.q_norm, &self.k_norm) {
             q.visit_parameters(&join_name(prefix, "q_norm"), f);
             k.visit_parameters(&join_name(prefix, "k_norm"), f);
@@ -286,9 +323,12 @@ impl Module for Mlp {
         Mlp::forward(self, x)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
-        self.gate_proj.visit_parameters(&join_name(prefix, "gate_proj"), f);
-        self.up_proj.visit_parameters(&join_name(prefix, "up_proj"), f);
-        self.down_proj.visit_parameters(&join_name(prefix, "down_proj"), f);
+        self.gate_proj
+            .visit_parameters(&join_name(prefix, "gate_proj"), f);
+        self.up_proj
+            .visit_parameters(&join_name(prefix, "up_proj"), f);
+        self.down_proj
+            .visit_parameters(&join_name(prefix, "down_proj"), f);
     }
     fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
         visit_child(&mut self.gate_proj, &join_name(prefix, "gate_proj"), f);
@@ -299,18 +339,25 @@ impl Module for Mlp {
 
 impl Module for Block {
     fn forward(&self, _x: &Tensor) -> Result<Tensor> {
-        Err(Error::msg("llama block needs positions: call Llama::forward"))
+        Err(Error::msg(
+            "llama block needs positions: call Llama::forward",
+        ))
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
         self.input_layernorm
             .visit_parameters(&join_name(prefix, "input_layernorm"), f);
-        self.self_attn.visit_parameters(&join_name(prefix, "self_attn"), f);
+        self.self_attn
+            .visit_parameters(&join_name(prefix, "self_attn"), f);
         self.post_attention_layernorm
             .visit_parameters(&join_name(prefix, "post_attention_layernorm"), f);
         self.mlp.visit_parameters(&join_name(prefix, "mlp"), f);
     }
     fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
-        visit_child(&mut self.input_layernorm, &join_name(prefix, "input_layernorm"), f);
+        visit_child(
+            &mut self.input_layernorm,
+            &join_name(prefix, "input_layernorm"),
+            f,
+        );
         visit_child(&mut self.self_attn, &join_name(prefix, "self_attn"), f);
         let post = join_name(prefix, "post_attention_layernorm");
         visit_child(&mut self.post_attention_layernorm, &post, f);
@@ -366,9 +413,16 @@ impl Llama {
     /// Builds the model from tensors named as Hugging Face names them
     /// (`get(name)` returns the tensor or an error naming what is missing).
     /// Every shape is checked against the config.
-    pub fn from_named(config: LlamaConfig, get: &mut dyn FnMut(&str) -> Result<Tensor>) -> Result<Llama> {
+    pub fn from_named(
+        config: LlamaConfig,
+        get: &mut dyn FnMut(&str) -> Result<Tensor>,
+    ) -> Result<Llama> {
         config.validate()?;
-        let (c, d, ff) = (config.hidden_size, config.head_dim(), config.intermediate_size);
+        let (c, d, ff) = (
+            config.hidden_size,
+            config.head_dim(),
+            config.intermediate_size,
+        );
         let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
         let eps = config.rms_norm_eps as f32;
         let mut w = Weights { get };
@@ -376,18 +430,27 @@ impl Llama {
         for l in 0..config.num_hidden_layers {
             let p = format!("model.layers.{l}");
             layers.push(Block {
-                input_layernorm: RmsNorm::from_weight(w.take(&format!("{p}.input_layernorm.weight"), &[c])?, eps),
+                input_layernorm: RmsNorm::from_weight(
+                    w.take(&format!("{p}.input_layernorm.weight"), &[c])?,
+                    eps,
+                ),
                 self_attn: Attention {
                     q_proj: w.linear(&format!("{p}.self_attn.q_proj"), h * d, c)?,
                     k_proj: w.linear(&format!("{p}.self_attn.k_proj"), kvh * d, c)?,
                     v_proj: w.linear(&format!("{p}.self_attn.v_proj"), kvh * d, c)?,
                     o_proj: w.linear(&format!("{p}.self_attn.o_proj"), c, h * d)?,
                     q_norm: match config.qk_norm {
-                        true => Some(RmsNorm::from_weight(w.take(&format!("{p}.self_attn.q_norm.weight"), &[d])?, eps)),
+                        true => Some(RmsNorm::from_weight(
+                            w.take(&format!("{p}.self_attn.q_norm.weight"), &[d])?,
+                            eps,
+                        )),
                         false => None,
                     },
                     k_norm: match config.qk_norm {
-                        true => Some(RmsNorm::from_weight(w.take(&format!("{p}.self_attn.k_norm.weight"), &[d])?, eps)),
+                        true => Some(RmsNorm::from_weight(
+                            w.take(&format!("{p}.self_attn.k_norm.weight"), &[d])?,
+                            eps,
+                        )),
                         false => None,
                     },
                     n_head: h,
@@ -434,7 +497,10 @@ impl Llama {
         if ids.rank() != 2 || ids.shape()[1] == 0 {
             return Err(Error::shape(
                 "llama",
-                format!("token ids must be [B, T] with T at least 1, got {:?}", ids.shape()),
+                format!(
+                    "token ids must be [B, T] with T at least 1, got {:?}",
+                    ids.shape()
+                ),
             ));
         }
         let t = ids.shape()[1];
@@ -489,13 +555,18 @@ impl Module for Llama {
         for (i, b) in self.layers.iter().enumerate() {
             b.visit_parameters(&join_name(prefix, &format!("model.layers.{i}")), f);
         }
-        self.norm.visit_parameters(&join_name(prefix, "model.norm"), f);
+        self.norm
+            .visit_parameters(&join_name(prefix, "model.norm"), f);
         if let Some(l) = &self.lm_head {
             l.visit_parameters(&join_name(prefix, "lm_head"), f);
         }
     }
     fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
-        visit_child(&mut self.embed_tokens, &join_name(prefix, "model.embed_tokens"), f);
+        visit_child(
+            &mut self.embed_tokens,
+            &join_name(prefix, "model.embed_tokens"),
+            f,
+        );
         for (i, b) in self.layers.iter_mut().enumerate() {
             visit_child(b, &join_name(prefix, &format!("model.layers.{i}")), f);
         }
@@ -554,7 +625,8 @@ pub fn permute_rope_rows(w: &Tensor, n_head: usize, to_hf: bool) -> Result<Tenso
             for a in 0..2 {
                 let (gguf, hf) = (h * d + 2 * i + a, h * d + a * (d / 2) + i);
                 let (from, to) = if to_hf { (gguf, hf) } else { (hf, gguf) };
-                out[to * cols..(to + 1) * cols].copy_from_slice(&src[from * cols..(from + 1) * cols]);
+                out[to * cols..(to + 1) * cols]
+                    .copy_from_slice(&src[from * cols..(from + 1) * cols]);
             }
         }
     }
@@ -584,6 +656,10 @@ mod tests {
         assert_eq!(leaf_parameter_names(&mut m), names);
         let mut linears = 0;
         m.map_linears(&mut |_, _| linears += 1);
-        assert_eq!(linears, 2 * 7 + 1, "q, k, v, o, gate, up, down per layer, and the head");
+        assert_eq!(
+            linears,
+            2 * 7 + 1,
+            "q, k, v, o, gate, up, down per layer, and the head"
+        );
     }
 }

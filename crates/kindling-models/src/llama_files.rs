@@ -27,9 +27,12 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
     }
     let num = |key: &str| -> Result<u64> {
         let k = format!("llama.{key}");
-        g.require(&k)?
-            .as_u64()
-            .ok_or_else(|| msg(&g.path, format!("metadata `{k}` is not a non-negative integer")))
+        g.require(&k)?.as_u64().ok_or_else(|| {
+            msg(
+                &g.path,
+                format!("metadata `{k}` is not a non-negative integer"),
+            )
+        })
     };
     let float = |key: &str, default: f64| -> f64 {
         g.get(&format!("llama.{key}"))
@@ -68,9 +71,7 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
             .map(|v| v as u32),
         qk_norm: false,
     };
-    config
-        .validate()
-        .map_err(|e| msg(&g.path, e))?;
+    config.validate().map_err(|e| msg(&g.path, e))?;
     Ok(config)
 }
 
@@ -116,7 +117,11 @@ pub fn read_hf_config(dir: &Path) -> Result<LlamaConfig> {
     let mut v = v;
     for key in ["rope_parameters", "rope_scaling"] {
         if let Some(rp) = v.get(key).filter(|r| r.is_object()).cloned() {
-            let kind = rp.get("rope_type").or(rp.get("type")).and_then(|t| t.as_str()).unwrap_or("default");
+            let kind = rp
+                .get("rope_type")
+                .or(rp.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("default");
             if kind != "default" {
                 return Err(msg(
                     &path,
@@ -172,7 +177,11 @@ pub(crate) fn read_safetensors(dir: &Path) -> Result<HashMap<String, Tensor>> {
     for f in files {
         let (tensors, _) = safetensors_io::load(&f)?;
         for (name, t) in tensors {
-            let t = if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? };
+            let t = if t.dtype() == DType::F32 {
+                t
+            } else {
+                t.to_dtype(DType::F32)?
+            };
             all.insert(name, t);
         }
     }
@@ -231,7 +240,11 @@ pub fn save_hf_dir(model: &Llama, dir: &Path) -> Result<()> {
     let text = serde_json::to_string_pretty(&config).expect("json");
     safetensors_io::write_atomic(&dir.join("config.json"), text.as_bytes())?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors_io::save(&dir.join("model.safetensors"), &model.named_parameters(), &meta)
+    safetensors_io::save(
+        &dir.join("model.safetensors"),
+        &model.named_parameters(),
+        &meta,
+    )
 }
 
 /// Where a `--model` points: a GGUF file or a Hugging Face/Kindling folder.

@@ -47,13 +47,20 @@ fn kv_cache_decoding_equals_the_full_forward_pass() {
         let mut cache = m.new_cache();
         for (pos, &id) in ids.iter().enumerate() {
             let x = Tensor::from_vec_i64(vec![id], &[1, 1]).unwrap();
-            let step = m.forward_last(&x, Some(&mut cache)).unwrap().to_vec_f32().unwrap();
+            let step = m
+                .forward_last(&x, Some(&mut cache))
+                .unwrap()
+                .to_vec_f32()
+                .unwrap();
             for (a, b) in step.iter().zip(&full[pos * 7..(pos + 1) * 7]) {
                 assert!((a - b).abs() < 1e-5, "pos {pos}: {a} vs {b}");
             }
         }
         let x = Tensor::from_vec_i64(vec![1], &[1, 1]).unwrap();
-        assert!(m.forward_last(&x, Some(&mut cache)).is_err(), "cache full at block size");
+        assert!(
+            m.forward_last(&x, Some(&mut cache)).is_err(),
+            "cache full at block size"
+        );
     }
 }
 

@@ -31,7 +31,10 @@ fn ids_tensor(ids: &[i64]) -> Tensor {
 }
 
 fn logits(m: &Gpt, ids: &[i64]) -> Vec<f32> {
-    m.forward_ids(&ids_tensor(ids), None).unwrap().to_vec_f32().unwrap()
+    m.forward_ids(&ids_tensor(ids), None)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap()
 }
 
 fn tiny(tie: bool, bias: bool) -> Gpt {
@@ -69,8 +72,15 @@ fn tiny_with(tie: bool, bias: bool, activation: Activation) -> Gpt {
 fn transformers_saved_gpt2_loads_with_the_same_logits_and_saves_back_identically() {
     let dir = fixture();
     let model = gpt_from_hf_dir(&dir).unwrap();
-    assert_eq!(model.config.activation, Activation::GeluTanh, "gelu_new is the tanh GELU");
-    assert!(model.lm_head.is_none(), "tie_word_embeddings defaults to true");
+    assert_eq!(
+        model.config.activation,
+        Activation::GeluTanh,
+        "gelu_new is the tanh GELU"
+    );
+    assert!(
+        model.lm_head.is_none(),
+        "tie_word_embeddings defaults to true"
+    );
     let (r, _) = safetensors_io::load(&dir.join("reference.safetensors")).unwrap();
     let ids = r["ids"].to_vec_i64().unwrap();
     let got = logits(&model, &ids);
@@ -83,7 +93,11 @@ fn transformers_saved_gpt2_loads_with_the_same_logits_and_saves_back_identically
     std::fs::create_dir_all(&erf).unwrap();
     std::fs::copy(dir.join("model.safetensors"), erf.join("model.safetensors")).unwrap();
     let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    std::fs::write(erf.join("config.json"), cfg.replace("\"gelu_new\"", "\"gelu\"")).unwrap();
+    std::fs::write(
+        erf.join("config.json"),
+        cfg.replace("\"gelu_new\"", "\"gelu\""),
+    )
+    .unwrap();
     let wrong = gpt_from_hf_dir(&erf).unwrap();
     assert_eq!(wrong.config.activation, Activation::GeluErf);
     let d = max_diff(&logits(&wrong, &ids), &want);
@@ -98,13 +112,20 @@ fn transformers_saved_gpt2_loads_with_the_same_logits_and_saves_back_identically
     let (orig, _) = safetensors_io::load(&dir.join("model.safetensors")).unwrap();
     let (mine, _) = safetensors_io::load(&out.join("model.safetensors")).unwrap();
     let shapes = |m: &HashMap<String, Tensor>| {
-        let mut v: Vec<(String, Vec<usize>)> = m.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
+        let mut v: Vec<(String, Vec<usize>)> = m
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shape().to_vec()))
+            .collect();
         v.sort();
         v
     };
     assert_eq!(shapes(&mine), shapes(&orig));
     for (n, t) in &orig {
-        assert_eq!(mine[n].to_vec_f32().unwrap(), t.to_vec_f32().unwrap(), "{n}");
+        assert_eq!(
+            mine[n].to_vec_f32().unwrap(),
+            t.to_vec_f32().unwrap(),
+            "{n}"
+        );
     }
 }
 
@@ -142,7 +163,10 @@ fn a_missing_tensor_a_wrong_shape_a_wrong_model_type_and_a_truncated_file_are_na
     let named: Vec<(String, Tensor)> = t.clone().into_iter().collect();
     safetensors_io::save(&dir.join("model.safetensors"), &named, &Default::default()).unwrap();
     let e = gpt_from_hf_dir(&dir).err().unwrap().to_string();
-    assert!(e.contains("model.safetensors") && e.contains(name) && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains(name) && e.contains("missing"),
+        "{e}"
+    );
 
     // The Conv1D layout is [in, out]: a Linear-layout [out, in] tensor is wrong.
     t.insert(name.into(), Tensor::zeros(&[128, 32]));
@@ -150,23 +174,42 @@ fn a_missing_tensor_a_wrong_shape_a_wrong_model_type_and_a_truncated_file_are_na
     safetensors_io::save(&dir.join("model.safetensors"), &named, &Default::default()).unwrap();
     let e = gpt_from_hf_dir(&dir).err().unwrap().to_string();
     assert!(
-        e.contains("model.safetensors") && e.contains(name) && e.contains("[128, 32]") && e.contains("[32, 128]"),
+        e.contains("model.safetensors")
+            && e.contains(name)
+            && e.contains("[128, 32]")
+            && e.contains("[32, 128]"),
         "{e}"
     );
 
     let cfg = std::fs::read_to_string(src.join("config.json")).unwrap();
-    std::fs::write(dir.join("config.json"), cfg.replace("\"gpt2\"", "\"gpt_neo\"")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"gpt2\"", "\"gpt_neo\""),
+    )
+    .unwrap();
     let e = gpt_from_hf_dir(&dir).err().unwrap().to_string();
     assert!(e.contains("config.json") && e.contains("gpt_neo"), "{e}");
-    std::fs::write(dir.join("config.json"), cfg.replace("\"gelu_new\"", "\"relu\"")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replace("\"gelu_new\"", "\"relu\""),
+    )
+    .unwrap();
     let e = read_gpt2_config(&dir).err().unwrap().to_string();
-    assert!(e.contains("config.json") && e.contains("activation_function `relu`"), "{e}");
+    assert!(
+        e.contains("config.json") && e.contains("activation_function `relu`"),
+        "{e}"
+    );
 
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let e = gpt_from_hf_dir(&dir).err().unwrap().to_string();
-    assert!(e.contains("model.safetensors") && e.contains("truncated") && e.contains("tensor `transformer."), "{e}");
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains("truncated")
+            && e.contains("tensor `transformer."),
+        "{e}"
+    );
 }
 
 #[test]
@@ -186,7 +229,11 @@ fn checkpoints_written_before_the_activation_option_use_exact_gelu() {
     let old = r#"{"n_layer":1,"n_head":1,"n_embd":4,"block_size":8,"vocab_size":5,"dropout":0.0,"tie_weights":true,"bias":true}"#;
     let c: GptConfig = serde_json::from_str(old).unwrap();
     assert_eq!(c.activation, Activation::GeluErf);
-    let new = serde_json::to_value(GptConfig { activation: Activation::GeluTanh, ..c }).unwrap();
+    let new = serde_json::to_value(GptConfig {
+        activation: Activation::GeluTanh,
+        ..c
+    })
+    .unwrap();
     assert_eq!(new["activation"], "gelu_tanh");
 }
 
@@ -211,12 +258,27 @@ fn the_cached_forward_equals_the_full_forward_in_one_two_and_three_token_steps()
             at += step;
         }
         assert_eq!(cache.len(), 12);
-        let last = m.forward_last(&ids_tensor(&ids), None).unwrap().to_vec_f32().unwrap();
+        let last = m
+            .forward_last(&ids_tensor(&ids), None)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
         assert!(max_diff(&last, &full[11 * v..]) < 1e-6);
         let mut full_cache = m.new_cache();
-        m.forward_cached(&ids_tensor(&ids[..40.min(ids.len())]), Some(&mut full_cache)).unwrap();
-        let e = m.forward_cached(&ids_tensor(&[1; 29]), Some(&mut full_cache)).err().unwrap().to_string();
-        assert!(e.contains("41 tokens exceed the model's block size 40"), "{e}");
+        m.forward_cached(
+            &ids_tensor(&ids[..40.min(ids.len())]),
+            Some(&mut full_cache),
+        )
+        .unwrap();
+        let e = m
+            .forward_cached(&ids_tensor(&[1; 29]), Some(&mut full_cache))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("41 tokens exceed the model's block size 40"),
+            "{e}"
+        );
     }
 }
 
@@ -231,7 +293,13 @@ fn cached_greedy_generation_equals_uncached_argmax() {
     for _ in 0..10 {
         let l = logits(&m, &seq);
         let last = &l[(seq.len() - 1) * 50..];
-        seq.push(last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as i64);
+        seq.push(
+            last.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as i64,
+        );
     }
     let want: Vec<u32> = seq[3..].iter().map(|&i| i as u32).collect();
     assert_eq!(out.ids, want);
@@ -249,13 +317,22 @@ fn kindling_gpt2_exports_for_the_transformers_check() {
 /// `KINDLING_HF_EXPORT_NANOGPT` points.
 #[test]
 fn kindling_nanogpt_exports_for_the_transformers_check() {
-    export(tiny_with(true, false, Activation::GeluErf), "KINDLING_HF_EXPORT_NANOGPT", "export-nanogpt");
+    export(
+        tiny_with(true, false, Activation::GeluErf),
+        "KINDLING_HF_EXPORT_NANOGPT",
+        "export-nanogpt",
+    );
 }
 
 fn export(model: Gpt, env: &str, name: &str) {
-    let out = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| tmp(name));
+    let out = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp(name));
     save_gpt_hf_dir(&model, &out).unwrap();
-    assert_eq!(gpt_from_hf_dir(&out).unwrap().config.activation, model.config.activation);
+    assert_eq!(
+        gpt_from_hf_dir(&out).unwrap().config.activation,
+        model.config.activation
+    );
     let ids: Vec<i64> = (0..20).map(|i| (i * 7 % 50) as i64).collect();
     let l = model.forward_ids(&ids_tensor(&ids), None).unwrap();
     safetensors_io::save(

@@ -11,7 +11,9 @@ use kindling_tensor::{safetensors_io, Rng, Tensor};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tiny-llama")
+        .join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -30,7 +32,10 @@ fn transformers_saved_llamas_load_with_the_same_logits_and_save_back_identically
         let dir = fixture(name);
         let model = llama_from_hf_dir(&dir).unwrap();
         assert_eq!(model.lm_head.is_none(), name == "tied");
-        assert_eq!(model.config.rope_theta, 500.0, "rope_parameters.rope_theta is read");
+        assert_eq!(
+            model.config.rope_theta, 500.0,
+            "rope_parameters.rope_theta is read"
+        );
         let (r, _) = safetensors_io::load(&dir.join("reference.safetensors")).unwrap();
         let ids = r["ids"].to_vec_i64().unwrap();
         let x = Tensor::from_vec_i64(ids.clone(), &[1, ids.len()]).unwrap();
@@ -45,8 +50,16 @@ fn transformers_saved_llamas_load_with_the_same_logits_and_save_back_identically
         let got2 = again.forward(&x, None).unwrap().to_vec_f32().unwrap();
         assert_eq!(got, got2);
         assert_eq!(
-            again.named_parameters().iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
-            model.named_parameters().iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+            again
+                .named_parameters()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>(),
+            model
+                .named_parameters()
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>()
         );
     }
 }
@@ -62,13 +75,26 @@ fn a_missing_tensor_a_wrong_shape_and_a_wrong_model_type_are_named() {
     let named: Vec<(String, Tensor)> = t.clone().into_iter().collect();
     safetensors_io::save(&dir.join("model.safetensors"), &named, &Default::default()).unwrap();
     let e = llama_from_hf_dir(&dir).err().unwrap().to_string();
-    assert!(e.contains("model.safetensors") && e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"), "{e}");
-    t.insert("model.layers.1.mlp.up_proj.weight".into(), Tensor::zeros(&[3, 3]));
+    assert!(
+        e.contains("model.safetensors")
+            && e.contains("model.layers.1.mlp.up_proj.weight")
+            && e.contains("missing"),
+        "{e}"
+    );
+    t.insert(
+        "model.layers.1.mlp.up_proj.weight".into(),
+        Tensor::zeros(&[3, 3]),
+    );
     let named: Vec<(String, Tensor)> = t.into_iter().collect();
     safetensors_io::save(&dir.join("model.safetensors"), &named, &Default::default()).unwrap();
     let e = llama_from_hf_dir(&dir).err().unwrap().to_string();
-    assert!(e.contains("up_proj.weight") && e.contains("[3, 3]") && e.contains("[48, 32]"), "{e}");
-    let cfg = std::fs::read_to_string(src.join("config.json")).unwrap().replace("\"llama\"", "\"mistral\"");
+    assert!(
+        e.contains("up_proj.weight") && e.contains("[3, 3]") && e.contains("[48, 32]"),
+        "{e}"
+    );
+    let cfg = std::fs::read_to_string(src.join("config.json"))
+        .unwrap()
+        .replace("\"llama\"", "\"mistral\"");
     std::fs::write(dir.join("config.json"), cfg).unwrap();
     let e = llama_from_hf_dir(&dir).err().unwrap().to_string();
     assert!(e.contains("config.json") && e.contains("mistral"), "{e}");
@@ -101,14 +127,21 @@ fn kindling_llama_exports_for_the_transformers_check() {
         qk_norm: false,
     };
     let model = Llama::new(config, &mut Rng::new(3)).unwrap();
-    let out = std::env::var_os("KINDLING_HF_EXPORT").map(PathBuf::from).unwrap_or_else(|| tmp("export"));
+    let out = std::env::var_os("KINDLING_HF_EXPORT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp("export"));
     save_hf_dir(&model, &out).unwrap();
     let ids: Vec<i64> = (0..20).map(|i| (i * 7 % 50) as i64).collect();
-    let logits = model.forward(&Tensor::from_vec_i64(ids.clone(), &[1, 20]).unwrap(), None).unwrap();
+    let logits = model
+        .forward(&Tensor::from_vec_i64(ids.clone(), &[1, 20]).unwrap(), None)
+        .unwrap();
     let meta = Default::default();
     safetensors_io::save(
         &out.join("kindling_logits.safetensors"),
-        &[("ids".into(), Tensor::from_vec_i64(ids, &[20]).unwrap()), ("logits".into(), logits.reshape(&[20, 50]).unwrap())],
+        &[
+            ("ids".into(), Tensor::from_vec_i64(ids, &[20]).unwrap()),
+            ("logits".into(), logits.reshape(&[20, 50]).unwrap()),
+        ],
         &meta,
     )
     .unwrap();
@@ -136,17 +169,38 @@ fn a_qk_norm_llama_is_causal_and_is_not_saved_as_a_hugging_face_llama() {
         eos_token_id: None,
         qk_norm,
     };
-    assert!(!serde_json::to_string(&config(false)).unwrap().contains("qk_norm"));
+    assert!(!serde_json::to_string(&config(false))
+        .unwrap()
+        .contains("qk_norm"));
     let model = Llama::new(config(true), &mut Rng::new(3)).unwrap();
-    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
-    assert!(names.contains(&"model.layers.1.self_attn.k_norm.weight".to_string()), "{names:?}");
-    assert_eq!(model.num_parameters(), Llama::new(config(false), &mut Rng::new(3)).unwrap().num_parameters() + 2 * 2 * 4);
+    let names: Vec<String> = model
+        .named_parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.contains(&"model.layers.1.self_attn.k_norm.weight".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(
+        model.num_parameters(),
+        Llama::new(config(false), &mut Rng::new(3))
+            .unwrap()
+            .num_parameters()
+            + 2 * 2 * 4
+    );
     // Changing token 5 of each row changes nothing before it.
     let a: Vec<i64> = (0..16).map(|i| (i * 3 % 11) as i64).collect();
     let mut b = a.clone();
     b[5] = (b[5] + 1) % 11;
     b[13] = (b[13] + 1) % 11;
-    let run = |ids: Vec<i64>| model.forward(&Tensor::from_vec_i64(ids, &[2, 8]).unwrap(), None).unwrap().to_vec_f32().unwrap();
+    let run = |ids: Vec<i64>| {
+        model
+            .forward(&Tensor::from_vec_i64(ids, &[2, 8]).unwrap(), None)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap()
+    };
     let (la, lb) = (run(a), run(b));
     for row in 0..2 {
         for t in 0..8 {
@@ -155,6 +209,8 @@ fn a_qk_norm_llama_is_causal_and_is_not_saved_as_a_hugging_face_llama() {
             assert_eq!(same, t < 5, "row {row} position {t}");
         }
     }
-    let e = save_hf_dir(&model, &tmp("qk-norm")).unwrap_err().to_string();
+    let e = save_hf_dir(&model, &tmp("qk-norm"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("qk_norm"), "{e}");
 }

@@ -19,7 +19,8 @@ fn model_path() -> Option<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
         std::env::var_os("KINDLING_SMOLLM2").map(PathBuf::from),
-        std::env::var_os("KINDLING_DATA_DIR").map(|d| PathBuf::from(d).join("smollm2-135m-instruct").join(FILE)),
+        std::env::var_os("KINDLING_DATA_DIR")
+            .map(|d| PathBuf::from(d).join("smollm2-135m-instruct").join(FILE)),
         Some(manifest.join("../../data/smollm2-135m-instruct").join(FILE)),
         Some(manifest.join("../../../shared/data/smollm2").join(FILE)),
     ];
@@ -31,11 +32,16 @@ fn fixtures() -> PathBuf {
 }
 
 fn reference() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap())
+        .unwrap()
 }
 
 fn ids_of(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 fn load() -> Option<Llama> {
@@ -66,9 +72,17 @@ fn smollm2_matches_transformers_logits_and_greedy_continuations() {
         let want = logits[&format!("last.{name}")].to_vec_f32().unwrap();
         let mut cache = model.new_cache();
         let x = Tensor::from_vec_i64(ids.clone(), &[1, ids.len()]).unwrap();
-        let got = model.forward_last(&x, Some(&mut cache)).unwrap().to_vec_f32().unwrap();
+        let got = model
+            .forward_last(&x, Some(&mut cache))
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
         let d = max_rel_diff(&got, &want);
-        eprintln!("{name}: {} tokens, max logit difference {:.2e} of the largest logit", ids.len(), d);
+        eprintln!(
+            "{name}: {} tokens, max logit difference {:.2e} of the largest logit",
+            ids.len(),
+            d
+        );
         assert!(d < 1e-3, "{name}: logits differ by {d} (relative)");
         // Greedy continuation through the KV cache.
         let want_greedy = ids_of(&p["greedy"]);
@@ -86,7 +100,11 @@ fn smollm2_matches_transformers_logits_and_greedy_continuations() {
                 break;
             }
             let x = Tensor::from_vec_i64(vec![next], &[1, 1]).unwrap();
-            last = model.forward_last(&x, Some(&mut cache)).unwrap().to_vec_f32().unwrap();
+            last = model
+                .forward_last(&x, Some(&mut cache))
+                .unwrap()
+                .to_vec_f32()
+                .unwrap();
         }
         assert_eq!(out, want_greedy, "{name}: greedy continuation");
     }
@@ -96,10 +114,32 @@ fn smollm2_matches_transformers_logits_and_greedy_continuations() {
 fn gguf_weights_dequantize_and_unpermute_as_transformers_holds_them() {
     let Some(model) = load() else { return };
     let (t, _) = safetensors_io::load(&fixtures().join("hidden_france.safetensors")).unwrap();
-    let emb = model.embed_tokens.weight.narrow(0, 504, 1).unwrap().to_vec_f32().unwrap();
+    let emb = model
+        .embed_tokens
+        .weight
+        .narrow(0, 504, 1)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
     assert_eq!(emb, t["emb.504"].to_vec_f32().unwrap());
-    let q = model.layers[0].self_attn.q_proj.weight.narrow(0, 0, 4).unwrap();
-    assert_eq!(q.to_vec_f32().unwrap(), t["q_proj0.rows4"].to_vec_f32().unwrap());
-    let k = model.layers[0].self_attn.k_proj.weight.narrow(0, 0, 4).unwrap();
-    assert_eq!(k.to_vec_f32().unwrap(), t["k_proj0.rows4"].to_vec_f32().unwrap());
+    let q = model.layers[0]
+        .self_attn
+        .q_proj
+        .weight
+        .narrow(0, 0, 4)
+        .unwrap();
+    assert_eq!(
+        q.to_vec_f32().unwrap(),
+        t["q_proj0.rows4"].to_vec_f32().unwrap()
+    );
+    let k = model.layers[0]
+        .self_attn
+        .k_proj
+        .weight
+        .narrow(0, 0, 4)
+        .unwrap();
+    assert_eq!(
+        k.to_vec_f32().unwrap(),
+        t["k_proj0.rows4"].to_vec_f32().unwrap()
+    );
 }

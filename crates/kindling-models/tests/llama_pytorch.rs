@@ -17,12 +17,20 @@ fn close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
     assert_eq!(got.shape(), want.shape(), "{what}");
     let (g, w) = (got.to_vec_f32().unwrap(), want.to_vec_f32().unwrap());
     for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{what}[{i}]: kindling {a} vs pytorch {b}");
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()),
+            "{what}[{i}]: kindling {a} vs pytorch {b}"
+        );
     }
 }
 
 fn backward_with(out: &Tensor, gout: &Tensor) {
-    out.mul(gout).unwrap().sum_all().unwrap().backward().unwrap();
+    out.mul(gout)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
 }
 
 #[test]
@@ -55,12 +63,16 @@ fn a_llama_loss_and_every_parameter_gradient_match_transformers() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llama/untied");
     let model = llama_from_hf_dir(&dir).unwrap();
     let params = model.named_parameters();
-    let params: Vec<(String, Tensor)> =
-        params.into_iter().map(|(n, t)| (n, t.requires_grad_(true))).collect();
+    let params: Vec<(String, Tensor)> = params
+        .into_iter()
+        .map(|(n, t)| (n, t.requires_grad_(true)))
+        .collect();
     // Rebuild the model around the grad-requiring leaves.
     let mut by_name: HashMap<String, Tensor> = params.iter().cloned().collect();
     let model = kindling_models::llama::Llama::from_named(model.config.clone(), &mut |n| {
-        by_name.remove(n).ok_or_else(|| kindling_tensor::Error::msg(n.to_string()))
+        by_name
+            .remove(n)
+            .ok_or_else(|| kindling_tensor::Error::msg(n.to_string()))
     })
     .unwrap();
     let ids = f["model.ids"].clone();

@@ -9,10 +9,10 @@ pub mod conv2d;
 pub mod embedding;
 pub mod init;
 pub mod layer_norm;
-pub mod rms_norm;
 pub mod linear;
 pub mod module;
 pub mod optim;
+pub mod rms_norm;
 pub mod schedule;
 pub mod sequential;
 
@@ -20,9 +20,9 @@ pub use activation::{Activation, ActivationKind};
 pub use conv2d::Conv2d;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
-pub use rms_norm::RmsNorm;
 pub use linear::Linear;
 pub use module::Module;
+pub use rms_norm::RmsNorm;
 pub use sequential::Sequential;
 
 pub use kindling_tensor::{Error, Result, Tensor};

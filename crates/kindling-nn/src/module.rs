@@ -118,11 +118,7 @@ pub trait Module: Send + Sync {
 
 /// One step of `visit_modules_mut` in a composite: `f` on the child, then
 /// the walk below it.
-pub fn visit_child(
-    child: &mut dyn Module,
-    name: &str,
-    f: &mut dyn FnMut(&str, &mut dyn Module),
-) {
+pub fn visit_child(child: &mut dyn Module, name: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
     f(name, child);
     child.visit_modules_mut(name, f);
 }
@@ -198,7 +194,12 @@ mod tests {
             .collect();
         assert_eq!(trainable, ["2.weight"]);
         let x = Tensor::ones(&[5, 3]);
-        m.forward(&x).unwrap().sum_all().unwrap().backward().unwrap();
+        m.forward(&x)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         let named = m.named_parameters();
         assert!(named[0].1.grad().is_none() && named[1].1.grad().is_none());
         assert!(named[2].1.grad().is_some());
@@ -212,7 +213,11 @@ mod tests {
         let before = m.parameters()[0].clone();
         m.map_params(&mut |name, p| Ok((name == "0.weight").then(|| p.zeros_like())))
             .unwrap();
-        assert_eq!(before.to_vec_f32().unwrap(), vec![0.0; 12], "same handle, new values");
+        assert_eq!(
+            before.to_vec_f32().unwrap(),
+            vec![0.0; 12],
+            "same handle, new values"
+        );
         let err = m
             .map_params(&mut |_, _| Ok(Some(Tensor::zeros(&[1]))))
             .unwrap_err();

@@ -104,8 +104,15 @@ mod tests {
         };
         assert!(s.lr_at(0) < s.lr_at(9) && s.lr_at(9) < 1.0);
         assert_eq!(s.lr_at(10), 1.0);
-        assert_eq!(s.lr_at(70), 1.0, "the cooldown starts 40 steps before the end");
-        assert!((s.lr_at(90) - 0.5).abs() < 1e-6, "halfway down the cooldown");
+        assert_eq!(
+            s.lr_at(70),
+            1.0,
+            "the cooldown starts 40 steps before the end"
+        );
+        assert!(
+            (s.lr_at(90) - 0.5).abs() < 1e-6,
+            "halfway down the cooldown"
+        );
         assert!(s.lr_at(109) > 0.0 && s.lr_at(110) == 0.0 && s.lr_at(500) == 0.0);
     }
 

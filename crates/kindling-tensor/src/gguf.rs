@@ -47,10 +47,12 @@ impl GgufValue {
     }
     /// Any non-negative integer.
     pub fn as_u64(&self) -> Option<u64> {
-        self.as_i64().and_then(|v| u64::try_from(v).ok()).or(match self {
-            GgufValue::U64(v) => Some(*v),
-            _ => None,
-        })
+        self.as_i64()
+            .and_then(|v| u64::try_from(v).ok())
+            .or(match self {
+                GgufValue::U64(v) => Some(*v),
+                _ => None,
+            })
     }
     pub fn as_i64(&self) -> Option<i64> {
         Some(match *self {
@@ -312,7 +314,10 @@ impl GgufFile {
             pos: 0,
         };
         if c.arr::<4>("the magic").ok().as_ref() != Some(MAGIC) {
-            return Err(fmt_err(path, "not a GGUF file (it does not start with \"GGUF\")"));
+            return Err(fmt_err(
+                path,
+                "not a GGUF file (it does not start with \"GGUF\")",
+            ));
         }
         let version = c.u32("the version")?;
         if !(2..=3).contains(&version) {
@@ -342,7 +347,10 @@ impl GgufFile {
             let name = c.string("a tensor name")?;
             let n_dims = c.u32(&name)?;
             if n_dims > 4 {
-                return Err(fmt_err(path, format!("tensor `{name}` has {n_dims} dimensions (at most 4)")));
+                return Err(fmt_err(
+                    path,
+                    format!("tensor `{name}` has {n_dims} dimensions (at most 4)"),
+                ));
             }
             let dims = (0..n_dims)
                 .map(|_| c.u64(&name))
@@ -360,7 +368,12 @@ impl GgufFile {
             Some(v) => v
                 .as_u64()
                 .filter(|a| *a > 0 && a.is_power_of_two())
-                .ok_or_else(|| fmt_err(path, format!("general.alignment {v:?} is not a power of two")))?,
+                .ok_or_else(|| {
+                    fmt_err(
+                        path,
+                        format!("general.alignment {v:?} is not a power of two"),
+                    )
+                })?,
             None => DEFAULT_ALIGNMENT,
         };
         let data_offset = c.pos.div_ceil(alignment) * alignment;
@@ -374,12 +387,18 @@ impl GgufFile {
         };
         for t in &g.tensors {
             if t.offset % alignment != 0 {
-                return Err(g.err(format!("tensor `{}` is not aligned to {alignment} bytes", t.name)));
+                return Err(g.err(format!(
+                    "tensor `{}` is not aligned to {alignment} bytes",
+                    t.name
+                )));
             }
             // Unknown types are reported when the tensor is read, so a file
             // with one exotic tensor can still be inspected.
             if let Some(ty) = t.ggml_type() {
-                let end = g.data_offset.saturating_add(t.offset).saturating_add(g.byte_len(t, ty)?);
+                let end = g
+                    .data_offset
+                    .saturating_add(t.offset)
+                    .saturating_add(g.byte_len(t, ty)?);
                 if end > file_size {
                     return Err(g.err(format!(
                         "truncated GGUF file: tensor `{}` ends at byte {end}, the file has {file_size}",
@@ -637,11 +656,22 @@ mod tests {
         let meta = [
             ("general.architecture", GgufValue::Str("llama".into())),
             ("llama.block_count", GgufValue::U32(2)),
-            ("tokens", GgufValue::Array(vec![GgufValue::Str("a".into()), GgufValue::Str("b".into())])),
+            (
+                "tokens",
+                GgufValue::Array(vec![GgufValue::Str("a".into()), GgufValue::Str("b".into())]),
+            ),
         ];
-        write(&p, &meta, &[("w", GgmlType::F32, vec![2, 3], &f32_bytes(&w))]).unwrap();
+        write(
+            &p,
+            &meta,
+            &[("w", GgmlType::F32, vec![2, 3], &f32_bytes(&w))],
+        )
+        .unwrap();
         let g = GgufFile::open(&p).unwrap();
-        assert_eq!(g.get("general.architecture").unwrap().as_str(), Some("llama"));
+        assert_eq!(
+            g.get("general.architecture").unwrap().as_str(),
+            Some("llama")
+        );
         assert_eq!(g.get("llama.block_count").unwrap().as_u64(), Some(2));
         assert_eq!(g.get("tokens").unwrap().as_array().unwrap().len(), 2);
         let t = g.tensor("w").unwrap();
@@ -653,12 +683,20 @@ mod tests {
     fn truncated_file_and_bad_tensors_are_named() {
         let p = tmp("trunc.gguf");
         let w = vec![1.0f32; 64];
-        write(&p, &[], &[("blk.0.w", GgmlType::F32, vec![8, 8], &f32_bytes(&w))]).unwrap();
+        write(
+            &p,
+            &[],
+            &[("blk.0.w", GgmlType::F32, vec![8, 8], &f32_bytes(&w))],
+        )
+        .unwrap();
         let bytes = std::fs::read(&p).unwrap();
         let cut = tmp("cut.gguf");
         std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
         let e = GgufFile::open(&cut).unwrap_err().to_string();
-        assert!(e.contains("cut.gguf") && e.contains("truncated") && e.contains("blk.0.w"), "{e}");
+        assert!(
+            e.contains("cut.gguf") && e.contains("truncated") && e.contains("blk.0.w"),
+            "{e}"
+        );
         std::fs::write(&cut, &bytes[..20]).unwrap();
         let e = GgufFile::open(&cut).unwrap_err().to_string();
         assert!(e.contains("truncated"), "{e}");

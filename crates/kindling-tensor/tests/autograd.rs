@@ -158,8 +158,12 @@ fn max_pool_of_an_all_minus_infinity_window_keeps_the_gradient_inside_it() {
 
 #[test]
 fn a_leaf_frozen_in_place_gets_no_gradient_and_records_no_graph() {
-    let w = Tensor::from_vec(vec![1.0, 2.0], &[2]).unwrap().requires_grad_(true);
-    let b = Tensor::from_vec(vec![3.0, 4.0], &[2]).unwrap().requires_grad_(true);
+    let w = Tensor::from_vec(vec![1.0, 2.0], &[2])
+        .unwrap()
+        .requires_grad_(true);
+    let b = Tensor::from_vec(vec![3.0, 4.0], &[2])
+        .unwrap()
+        .requires_grad_(true);
     let handle = w.clone();
     w.set_requires_grad(false).unwrap();
     assert!(!handle.requires_grad(), "every handle sees the flag");

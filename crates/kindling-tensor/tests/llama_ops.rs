@@ -12,12 +12,17 @@ fn close(a: &Tensor, b: &Tensor, tol: f32) {
     let (a, b) = (a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap());
     assert_eq!(a.len(), b.len());
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= tol * (1.0 + y.abs()), "element {i}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= tol * (1.0 + y.abs()),
+            "element {i}: {x} vs {y}"
+        );
     }
 }
 
 fn angles(t: usize, half: usize, rng: &mut Rng) -> (Tensor, Tensor) {
-    let a: Vec<f32> = (0..t * half).map(|_| rng.uniform_range(-3.0, 3.0)).collect();
+    let a: Vec<f32> = (0..t * half)
+        .map(|_| rng.uniform_range(-3.0, 3.0))
+        .collect();
     let cos = Tensor::from_vec(a.iter().map(|x| x.cos()).collect(), &[t, half]).unwrap();
     let sin = Tensor::from_vec(a.iter().map(|x| x.sin()).collect(), &[t, half]).unwrap();
     (cos, sin)
@@ -30,7 +35,16 @@ fn rms_norm_matches_its_definition_and_finite_differences() {
     let w = Tensor::rand(&[8], 0.5, 1.5, &mut rng);
     let fused = x.rms_norm(&w, 1e-5).unwrap();
     let composed = x
-        .div(&x.sqr().unwrap().mean(&[-1], true).unwrap().add_scalar(1e-5).unwrap().sqrt().unwrap())
+        .div(
+            &x.sqr()
+                .unwrap()
+                .mean(&[-1], true)
+                .unwrap()
+                .add_scalar(1e-5)
+                .unwrap()
+                .sqrt()
+                .unwrap(),
+        )
         .unwrap()
         .mul(&w)
         .unwrap();
@@ -59,7 +73,10 @@ fn rope_rotates_halves_as_rotate_half_and_has_the_inverse_rotation_as_gradient()
         .unwrap();
     close(&x.rope(&cos, &sin).unwrap(), &reference, 1e-6);
     gradcheck(&[x], |t| t[0].rope(&cos, &sin)).unwrap();
-    let e = randn(&[1, 3, 2, 5], &mut rng).rope(&cos, &sin).unwrap_err().to_string();
+    let e = randn(&[1, 3, 2, 5], &mut rng)
+        .rope(&cos, &sin)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("rope"), "{e}");
 }
 
@@ -67,7 +84,11 @@ fn rope_rotates_halves_as_rotate_half_and_has_the_inverse_rotation_as_gradient()
 fn silu_matches_x_sigmoid_x_and_finite_differences() {
     let mut rng = Rng::new(3);
     let x = randn(&[4, 5], &mut rng);
-    close(&x.silu().unwrap(), &x.mul(&x.sigmoid().unwrap()).unwrap(), 1e-6);
+    close(
+        &x.silu().unwrap(),
+        &x.mul(&x.sigmoid().unwrap()).unwrap(),
+        1e-6,
+    );
     gradcheck(std::slice::from_ref(&x), |t| t[0].silu()).unwrap();
     gradcheck(&[x], |t| t[0].transpose(0, 1)?.silu()).unwrap();
 }

@@ -470,17 +470,10 @@ mod tests {
         let model = LeNet5::new(LeNet5Config::default(), &mut Rng::new(0)).unwrap();
         let (train, val) = (halves(200, 1), halves(100, 2));
         let mut seen = Vec::new();
-        let records = fit(
-            &model,
-            &train,
-            Some(&val),
-            &opts(2),
-            "test",
-            &mut |r| {
-                seen.push(r.epoch);
-                Ok(())
-            },
-        )
+        let records = fit(&model, &train, Some(&val), &opts(2), "test", &mut |r| {
+            seen.push(r.epoch);
+            Ok(())
+        })
         .unwrap();
         assert_eq!(seen, vec![1, 2]);
         assert_eq!(records.len(), 2);
@@ -493,19 +486,19 @@ mod tests {
         let model = LeNet5::new(LeNet5Config::default(), &mut Rng::new(0)).unwrap();
         let c1_before = model.c1.weight.to_vec_f32().unwrap();
         let f6_before = model.f6.weight.to_vec_f32().unwrap();
-        assert_eq!(model.set_trainable(&|name| name.starts_with("c1."), false), 2);
-        fit(
-            &model,
-            &halves(40, 3),
-            None,
-            &opts(1),
-            "test",
-            &mut |_| Ok(()),
-        )
+        assert_eq!(
+            model.set_trainable(&|name| name.starts_with("c1."), false),
+            2
+        );
+        fit(&model, &halves(40, 3), None, &opts(1), "test", &mut |_| {
+            Ok(())
+        })
         .unwrap();
         assert_eq!(model.c1.weight.to_vec_f32().unwrap(), c1_before);
         assert_ne!(model.f6.weight.to_vec_f32().unwrap(), f6_before);
-        assert!(model.c1.weight.grad().is_none() && model.c1.bias.as_ref().unwrap().grad().is_none());
+        assert!(
+            model.c1.weight.grad().is_none() && model.c1.bias.as_ref().unwrap().grad().is_none()
+        );
         assert!(model.f6.weight.grad().is_some());
     }
 
@@ -517,14 +510,7 @@ mod tests {
             optimizer: "rmsprop".into(),
             ..opts(1)
         };
-        let err = fit(
-            &model,
-            &set,
-            None,
-            &bad,
-            "x",
-            &mut |_| Ok(()),
-        );
+        let err = fit(&model, &set, None, &bad, "x", &mut |_| Ok(()));
         assert!(err.unwrap_err().to_string().contains("rmsprop"));
         model.set_trainable(&|_| true, false);
         let err = fit(&model, &set, None, &opts(1), "frozen", &mut |_| Ok(()));

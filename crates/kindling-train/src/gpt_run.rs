@@ -135,7 +135,9 @@ impl GptTrainOptions {
             return Err(format!("--lr must be a positive number, got {}", self.lr).into());
         }
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return Err(format!("--grad-clip must be >= 0 (0 = off), got {}", self.grad_clip).into());
+            return Err(
+                format!("--grad-clip must be >= 0 (0 = off), got {}", self.grad_clip).into(),
+            );
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
             return Err(format!("--min-lr must be between 0 and --lr, got {}", self.min_lr).into());
@@ -442,14 +444,22 @@ impl Task for GptTask<'_> {
 
 /// A language model's loss panel: the per-step batch loss and the periodic
 /// train and validation estimates against the iteration.
-pub fn loss_curves(metrics: &[Value], title: &'static str, y_label: &'static str) -> Vec<Panel<'static>> {
+pub fn loss_curves(
+    metrics: &[Value],
+    title: &'static str,
+    y_label: &'static str,
+) -> Vec<Panel<'static>> {
     let pts = |key: &str| crate::plot::points(metrics, "iter", key);
     vec![Panel {
         title,
         x_label: "iteration",
         y_label,
         series: vec![
-            Series::line("train (batch)", pts("loss"), plotters::style::RGBColor(150, 150, 220)),
+            Series::line(
+                "train (batch)",
+                pts("loss"),
+                plotters::style::RGBColor(150, 150, 220),
+            ),
             Series::line("train (estimate)", pts("train_loss"), BLUE),
             Series::line("validation", pts("val_loss"), RED),
         ],

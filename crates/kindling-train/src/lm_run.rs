@@ -113,7 +113,9 @@ impl LmTrainOptions {
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "shakespeare-cpu-modern" => Ok(Self::shakespeare_cpu_modern()),
-            other => Err(format!("--preset `{other}`: unknown (known: shakespeare-cpu-modern)").into()),
+            other => {
+                Err(format!("--preset `{other}`: unknown (known: shakespeare-cpu-modern)").into())
+            }
         }
     }
 
@@ -151,13 +153,19 @@ impl LmTrainOptions {
             return Err(format!("--min-lr must be between 0 and --lr, got {}", self.min_lr).into());
         }
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return Err(format!("--grad-clip must be >= 0 (0 = off), got {}", self.grad_clip).into());
+            return Err(
+                format!("--grad-clip must be >= 0 (0 = off), got {}", self.grad_clip).into(),
+            );
         }
         match self.schedule.as_str() {
             "cosine" => {}
             "wsd" if self.cooldown_frac > 0.0 && self.cooldown_frac <= 1.0 => {}
             "wsd" => {
-                return Err(format!("--cooldown-frac must be in (0, 1] with --schedule wsd, got {}", self.cooldown_frac).into())
+                return Err(format!(
+                    "--cooldown-frac must be in (0, 1] with --schedule wsd, got {}",
+                    self.cooldown_frac
+                )
+                .into())
             }
             other => return Err(format!("--schedule `{other}`: must be cosine or wsd").into()),
         }
@@ -201,7 +209,8 @@ impl LmTokenizer {
 impl LmData {
     pub fn new(text: &str, opts: &LmTrainOptions) -> Result<LmData> {
         let (tokenizer, ids) = if opts.tokenizer == "char" {
-            let t = CharTokenizer::from_text(text).map_err(|e| format!("--data {}: {e}", opts.data))?;
+            let t =
+                CharTokenizer::from_text(text).map_err(|e| format!("--data {}: {e}", opts.data))?;
             let ids = t.encode(text)?;
             (LmTokenizer::Char(t), ids)
         } else {
@@ -235,7 +244,11 @@ impl LmModel {
                     intermediate_size: opts.mlp_width(),
                     num_hidden_layers: opts.n_layer,
                     num_attention_heads: opts.n_head,
-                    num_key_value_heads: if opts.n_kv_head == 0 { opts.n_head } else { opts.n_kv_head },
+                    num_key_value_heads: if opts.n_kv_head == 0 {
+                        opts.n_head
+                    } else {
+                        opts.n_kv_head
+                    },
                     head_dim: None,
                     max_position_embeddings: opts.block_size,
                     rms_norm_eps: 1e-5,
@@ -308,7 +321,10 @@ impl LmModel {
 fn make_optimizer(model: &dyn Module, opts: &LmTrainOptions) -> Adam {
     // Decay matrices, not norms, biases or embeddings (a tied head counts as one).
     adamw_groups(model, opts.lr, opts.weight_decay, opts.beta2, &|name, p| {
-        p.rank() >= 2 && !["embed_tokens", "wte", "wpe"].iter().any(|e| name.contains(e))
+        p.rank() >= 2
+            && !["embed_tokens", "wte", "wpe"]
+                .iter()
+                .any(|e| name.contains(e))
     })
 }
 
@@ -356,14 +372,25 @@ impl Task for LmTask<'_> {
     }
 
     fn batch(&mut self, _step: usize, _micro: usize, rng: &mut Rng) -> Result<Self::Batch> {
-        get_batch(&self.data.train, self.opts.batch_size, self.opts.block_size, rng)
+        get_batch(
+            &self.data.train,
+            self.opts.batch_size,
+            self.opts.block_size,
+            rng,
+        )
     }
 
     fn rows(&self, b: &Self::Batch) -> usize {
         b.0.shape()[0]
     }
 
-    fn loss(&self, (x, y): &Self::Batch, start: usize, len: usize, _rng: &mut Rng) -> kindling_tensor::Result<Tensor> {
+    fn loss(
+        &self,
+        (x, y): &Self::Batch,
+        start: usize,
+        len: usize,
+        _rng: &mut Rng,
+    ) -> kindling_tensor::Result<Tensor> {
         self.model
             .logits(&x.narrow(0, start, len)?)?
             .cross_entropy(&y.narrow(0, start, len)?, None)
@@ -375,7 +402,9 @@ impl Task for LmTask<'_> {
         let vl = self.estimate(&self.data.val, &mut trainer::stream(seed, 4, iter))?;
         Ok(Evaluated {
             record: json!({ "iter": iter, "train_loss": tl, "val_loss": vl, "lr": schedule(self.opts).lr_at(iter) }),
-            line: Some(format!("iter {iter:>5}: train loss {tl:.4}, val loss {vl:.4}")),
+            line: Some(format!(
+                "iter {iter:>5}: train loss {tl:.4}, val loss {vl:.4}"
+            )),
         })
     }
 
@@ -389,12 +418,20 @@ impl Task for LmTask<'_> {
 
     fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
         ck.expect_model(path, "lm", "language model")?;
-        let stored: Option<LmTrainOptions> = serde_json::from_value(ck.config["options"].clone()).ok();
+        let stored: Option<LmTrainOptions> =
+            serde_json::from_value(ck.config["options"].clone()).ok();
         let Some(stored) = stored else {
-            return Err(format!("{}: no language-model options in the checkpoint", path.display()).into());
+            return Err(format!(
+                "{}: no language-model options in the checkpoint",
+                path.display()
+            )
+            .into());
         };
         // More iterations may extend a run; everything else must match.
-        let same = LmTrainOptions { max_iters: self.opts.max_iters, ..stored.clone() };
+        let same = LmTrainOptions {
+            max_iters: self.opts.max_iters,
+            ..stored.clone()
+        };
         if &same != self.opts {
             let (was, now) = (json!(stored), json!(self.opts));
             let differ: Vec<String> = now
@@ -502,9 +539,17 @@ pub fn train(
         data.val.len()
     ));
     let summary = trainer.run(&mut task, stop_after)?;
-    let last = summary.records.iter().rev().find(|r| r.get("val_loss").is_some());
+    let last = summary
+        .records
+        .iter()
+        .rev()
+        .find(|r| r.get("val_loss").is_some());
     let loss = |key: &str| last.and_then(|r| r[key].as_f64()).unwrap_or(f64::NAN) as f32;
-    let ms = if summary.steps > 0 { summary.train_seconds * 1000.0 / summary.steps as f64 } else { 0.0 };
+    let ms = if summary.steps > 0 {
+        summary.train_seconds * 1000.0 / summary.steps as f64
+    } else {
+        0.0
+    };
     let hf_dir = match &data.tokenizer {
         LmTokenizer::Bpe(t) if stop_after.is_none() => {
             let hf = dir.join("hf");
@@ -541,20 +586,54 @@ mod tests {
             v.as_object_mut().unwrap().remove(k);
         }
         let o: LmTrainOptions = serde_json::from_value(v).unwrap();
-        assert_eq!((o.schedule.as_str(), o.zero_init_residual, o.qk_norm), ("cosine", false, false));
+        assert_eq!(
+            (o.schedule.as_str(), o.zero_init_residual, o.qk_norm),
+            ("cosine", false, false)
+        );
         assert!(o.validate().is_ok());
     }
 
     #[test]
     fn bad_schedule_and_qk_norm_settings_name_their_flag() {
         let base = LmTrainOptions::shakespeare_cpu_modern();
-        let wsd = LmTrainOptions { schedule: "wsd".into(), cooldown_frac: 0.0, ..base.clone() };
-        assert!(wsd.validate().unwrap_err().to_string().contains("--cooldown-frac"));
-        let odd = LmTrainOptions { schedule: "linear".into(), ..base.clone() };
-        assert!(odd.validate().unwrap_err().to_string().contains("--schedule"));
-        let gpt = LmTrainOptions { arch: "gpt2".into(), qk_norm: true, ..base.clone() };
-        assert!(gpt.validate().unwrap_err().to_string().contains("--qk-norm"));
-        let bpe = LmTrainOptions { tokenizer: "gpt2".into(), qk_norm: true, ..base };
-        assert!(bpe.validate().unwrap_err().to_string().contains("--qk-norm false"));
+        let wsd = LmTrainOptions {
+            schedule: "wsd".into(),
+            cooldown_frac: 0.0,
+            ..base.clone()
+        };
+        assert!(wsd
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--cooldown-frac"));
+        let odd = LmTrainOptions {
+            schedule: "linear".into(),
+            ..base.clone()
+        };
+        assert!(odd
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--schedule"));
+        let gpt = LmTrainOptions {
+            arch: "gpt2".into(),
+            qk_norm: true,
+            ..base.clone()
+        };
+        assert!(gpt
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--qk-norm"));
+        let bpe = LmTrainOptions {
+            tokenizer: "gpt2".into(),
+            qk_norm: true,
+            ..base
+        };
+        assert!(bpe
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--qk-norm false"));
     }
 }

@@ -202,22 +202,38 @@ mod tests {
         let d = tmp("force");
         {
             let run = RunDir::start(&d, RunMode::Fresh).unwrap();
-            run.write_json("config.json", &serde_json::json!({"run": 1})).unwrap();
+            run.write_json("config.json", &serde_json::json!({"run": 1}))
+                .unwrap();
             assert!(d.join("run.lock").is_file());
         }
         assert!(!d.join("run.lock").exists(), "the lock goes with the run");
         let e = RunDir::start(&d, RunMode::Fresh).err().unwrap().to_string();
-        assert!(e.contains("already holds results") && e.contains("--force"), "{e}");
+        assert!(
+            e.contains("already holds results") && e.contains("--force"),
+            "{e}"
+        );
         let run = RunDir::start(&d, RunMode::Force).unwrap();
         let aside = PathBuf::from(format!("{}.1", d.display()));
         assert_eq!(run.read_json("config.json").ok(), None);
-        assert_eq!(RunDir::open(&aside).unwrap().read_json("config.json").unwrap()["run"], 1);
+        assert_eq!(
+            RunDir::open(&aside)
+                .unwrap()
+                .read_json("config.json")
+                .unwrap()["run"],
+            1
+        );
         drop(run);
-        let e = RunDir::start(&tmp("none"), RunMode::Resume).err().unwrap().to_string();
+        let e = RunDir::start(&tmp("none"), RunMode::Resume)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no run to continue"), "{e}");
         let file = tmp("file");
         std::fs::write(&file, "x").unwrap();
-        let e = RunDir::start(&file, RunMode::Fresh).err().unwrap().to_string();
+        let e = RunDir::start(&file, RunMode::Fresh)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("is a file"), "{e}");
         let _ = std::fs::remove_dir_all(&aside);
     }
@@ -228,7 +244,10 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         // pid 1 is always alive.
         std::fs::write(d.join("run.lock"), "1\n").unwrap();
-        let e = RunDir::start(&d, RunMode::Resume).err().unwrap().to_string();
+        let e = RunDir::start(&d, RunMode::Resume)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("in use by another training (pid 1)"), "{e}");
         // A pid that cannot exist (above the kernel's pid_max).
         std::fs::write(d.join("run.lock"), "4294967\n").unwrap();

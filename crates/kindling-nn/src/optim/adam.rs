@@ -153,7 +153,10 @@ impl Optimizer for Adam {
             })? as u64;
         }
         let names = ParamGroup::names(&self.groups);
-        let (m_keys, v_keys) = (state_keys(state, "adam.m", &names), state_keys(state, "adam.v", &names));
+        let (m_keys, v_keys) = (
+            state_keys(state, "adam.m", &names),
+            state_keys(state, "adam.v", &names),
+        );
         for (i, p) in self.params().iter().enumerate() {
             if let Some(m) = load_buffer(state, &m_keys[i], p.numel())? {
                 self.m[i] = m;

@@ -117,7 +117,9 @@ mod tests {
     use std::collections::HashMap;
 
     fn param(v: &[f32]) -> Tensor {
-        let p = Tensor::from_slice(v, &[v.len()]).unwrap().requires_grad_(true);
+        let p = Tensor::from_slice(v, &[v.len()])
+            .unwrap()
+            .requires_grad_(true);
         p.set_grad(Some(Tensor::from_slice(v, &[v.len()]).unwrap()));
         p
     }
@@ -141,7 +143,11 @@ mod tests {
         reordered.load_state(&saved).unwrap();
         let again = state_map(reordered.state());
         for key in ["adam.m.b", "adam.v.b", "adam.step"] {
-            assert_eq!(again[key].to_vec_f64().unwrap(), saved[key].to_vec_f64().unwrap(), "{key}");
+            assert_eq!(
+                again[key].to_vec_f64().unwrap(),
+                saved[key].to_vec_f64().unwrap(),
+                "{key}"
+            );
         }
     }
 
@@ -150,14 +156,23 @@ mod tests {
         let (a, b) = (param(&[1.0, 2.0]), param(&[3.0]));
         let mut old = Sgd::new(
             vec![a.clone(), b.clone()],
-            SgdConfig { momentum: 0.9, ..SgdConfig::default() },
+            SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            },
         );
         old.step().unwrap();
         let saved = state_map(old.state());
-        assert!(saved.contains_key("sgd.momentum.1"), "bare tensors are named by position");
+        assert!(
+            saved.contains_key("sgd.momentum.1"),
+            "bare tensors are named by position"
+        );
         let mut named = Sgd::named(
             vec![("a".into(), a), ("b".into(), b)],
-            SgdConfig { momentum: 0.9, ..SgdConfig::default() },
+            SgdConfig {
+                momentum: 0.9,
+                ..SgdConfig::default()
+            },
         );
         named.load_state(&saved).unwrap();
         let again = state_map(named.state());

@@ -57,7 +57,14 @@ pub fn gemv_rows(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32>
     // A small W is one task: spreading it over threads costs more than it saves.
     if n * k <= SERIAL_MAX {
         let mut y = vec![0f32; m * n];
-        dispatch(Dots { x, m, k, w, out: &mut y, first: 0 });
+        dispatch(Dots {
+            x,
+            m,
+            k,
+            w,
+            out: &mut y,
+            first: 0,
+        });
         return y;
     }
     // Each task writes a [m, chunk] block; blocks are scattered into y after.
@@ -67,7 +74,14 @@ pub fn gemv_rows(x: &[f32], m: usize, k: usize, w: &[f32], n: usize) -> Vec<f32>
             let first = c * CHUNK;
             let rows = CHUNK.min(n - first);
             let mut out = vec![0f32; m * rows];
-            dispatch(Dots { x, m, k, w, out: &mut out, first });
+            dispatch(Dots {
+                x,
+                m,
+                k,
+                w,
+                out: &mut out,
+                first,
+            });
             (first, out)
         })
         .collect();
@@ -88,13 +102,20 @@ mod tests {
     #[test]
     fn matches_the_naive_product_for_odd_sizes() {
         for &(m, k, n) in &[(1, 5, 3), (2, 37, 130), (4, 64, 65), (3, 576, 200)] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1).collect();
-            let w: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let w: Vec<f32> = (0..n * k)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.1)
+                .collect();
             let y = gemv_rows(&x, m, k, &w, n);
             for r in 0..m {
                 for j in 0..n {
                     let want: f32 = (0..k).map(|i| x[r * k + i] * w[j * k + i]).sum();
-                    assert!((y[r * n + j] - want).abs() < 1e-4 * (1.0 + want.abs()), "{m} {k} {n}");
+                    assert!(
+                        (y[r * n + j] - want).abs() < 1e-4 * (1.0 + want.abs()),
+                        "{m} {k} {n}"
+                    );
                 }
             }
         }

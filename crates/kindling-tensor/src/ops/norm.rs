@@ -124,7 +124,11 @@ impl Tensor {
     /// rotation by the opposite angle.
     pub fn rope(&self, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         let s = self.shape().to_vec();
-        if s.len() != 4 || !s[3].is_multiple_of(2) || cos.shape() != [s[1], s[3] / 2] || sin.shape() != cos.shape() {
+        if s.len() != 4
+            || !s[3].is_multiple_of(2)
+            || cos.shape() != [s[1], s[3] / 2]
+            || sin.shape() != cos.shape()
+        {
             return Err(Error::shape(
                 "rope",
                 format!(
@@ -139,7 +143,11 @@ impl Tensor {
             let (t, h, d) = (s[1], s[2], s[3]);
             let half = d / 2;
             let mut y = vec![0f32; x.len()];
-            for (bt, (xr, yr)) in x.chunks_exact(h * d).zip(y.chunks_exact_mut(h * d)).enumerate() {
+            for (bt, (xr, yr)) in x
+                .chunks_exact(h * d)
+                .zip(y.chunks_exact_mut(h * d))
+                .enumerate()
+            {
                 let pos = bt % t;
                 let (cr, sr) = (&c[pos * half..][..half], &sn[pos * half..][..half]);
                 for (xh, yh) in xr.chunks_exact(d).zip(yr.chunks_exact_mut(d)) {

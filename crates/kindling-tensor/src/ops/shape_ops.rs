@@ -34,7 +34,9 @@ pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     let mut start = 0;
     for (t, &n) in tensors.iter().zip(&sizes) {
         match t.dtype() {
-            crate::DType::F32 => t.with_f32(|v| copy_into_slot(&mut out, total, v, n, start, inner))?,
+            crate::DType::F32 => {
+                t.with_f32(|v| copy_into_slot(&mut out, total, v, n, start, inner))?
+            }
             _ => copy_into_slot(&mut out, total, &t.to_vec_f32()?, n, start, inner),
         }
         start += n;
