@@ -90,18 +90,6 @@ fn load(spec: &str) -> CliResult<Tokenizer> {
     Ok(Tokenizer::from_spec(spec)?)
 }
 
-fn read_text(path: &Path) -> CliResult<String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|e| {
-        format!(
-            "{}: not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-        .into()
-    })
-}
-
 /// A piece as it shows between the bars: control characters escaped, bytes
 /// that are only part of a UTF-8 character as `<e4 bd>`.
 fn show_piece(bytes: &[u8]) -> String {
@@ -132,7 +120,7 @@ pub fn tokenize(a: Tokenize) -> CliResult<()> {
     let tok = load(&a.tokenizer)?;
     let text = match (&a.text, &a.file) {
         (Some(t), _) => t.clone(),
-        (None, Some(path)) => read_text(path)?,
+        (None, Some(path)) => kindling_train::corpus::read_utf8(path).map_err(|e| e.to_string())?,
         (None, None) => return Err("give --text TEXT or --file FILE".into()),
     };
     let ids = tok.encode(&text)?;

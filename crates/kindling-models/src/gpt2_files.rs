@@ -59,19 +59,7 @@ pub fn hf_name(kindling: &str) -> String {
 /// unscaled or layer-scaled attention, cross-attention, a LayerNorm epsilon
 /// other than 1e-5) are refused by name rather than computed differently.
 pub fn read_gpt2_config(dir: &Path) -> Result<GptConfig> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| msg(&path, format!("not JSON: {e}")))?;
-    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("?");
-    if model_type != "gpt2" {
-        return Err(msg(
-            &path,
-            format!("model_type `{model_type}` is not supported (gpt2 is)"),
-        ));
-    }
+    let (path, v) = crate::llama_files::read_config_json(dir, "gpt2")?;
     let size = |key: &str, alias: Option<&str>| -> Result<usize> {
         v.get(key)
             .or_else(|| alias.and_then(|a| v.get(a)))

@@ -97,21 +97,31 @@ pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
     })
 }
 
-/// Reads `config.json` of a Hugging Face LLaMA folder.
-pub fn read_hf_config(dir: &Path) -> Result<LlamaConfig> {
+/// A Hugging Face folder's `config.json` (its path and JSON), checked to
+/// be of `model_type`.
+pub(crate) fn read_config_json(
+    dir: &Path,
+    model_type: &str,
+) -> Result<(std::path::PathBuf, Value)> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
         path: path.display().to_string(),
         source: e,
     })?;
     let v: Value = serde_json::from_str(&text).map_err(|e| msg(&path, format!("not JSON: {e}")))?;
-    let model_type = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("?");
-    if model_type != "llama" {
+    let found = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("?");
+    if found != model_type {
         return Err(msg(
             &path,
-            format!("model_type `{model_type}` is not supported (llama is)"),
+            format!("model_type `{found}` is not supported ({model_type} is)"),
         ));
     }
+    Ok((path, v))
+}
+
+/// Reads `config.json` of a Hugging Face LLaMA folder.
+pub fn read_hf_config(dir: &Path) -> Result<LlamaConfig> {
+    let (path, v) = read_config_json(dir, "llama")?;
     // transformers 5 writes the rotary settings under `rope_parameters`
     // (older versions: top-level `rope_theta`, scaling in `rope_scaling`).
     let mut v = v;

@@ -44,7 +44,8 @@ pub fn load(name: &str) -> Result<String> {
     Ok(text)
 }
 
-fn read_utf8(path: &Path) -> Result<String> {
+/// A UTF-8 text file, or an error naming the file (and the first bad byte).
+pub fn read_utf8(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     String::from_utf8(bytes).map_err(|e| {
         format!(

@@ -393,31 +393,7 @@ impl Task for GptTask<'_> {
         let stored: Option<GptTrainOptions> =
             serde_json::from_value(ck.config["options"].clone()).ok();
         if stored.as_ref() != Some(self.opts) {
-            // Name the settings that differ, as the flags spell them.
-            let (was, now) = (json!(stored), json!(self.opts));
-            let show = |v: Option<&Value>| match v {
-                Some(Value::Number(n)) if n.is_f64() => {
-                    format!("{}", n.as_f64().unwrap_or(0.0) as f32)
-                }
-                Some(v) => v.to_string(),
-                None => "?".into(),
-            };
-            let differ: Vec<String> = now
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, v)| was.get(k.as_str()) != Some(*v))
-                        .map(|(k, v)| {
-                            format!(
-                                "--{} {} (run: {})",
-                                k.replace('_', "-"),
-                                show(Some(v)),
-                                show(was.get(k.as_str()))
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let differ = changed_options(&json!(stored), &json!(self.opts), &[]);
             return Err(format!(
                 "--resume: {dir} was started with different options ({}); use the same flags or a new --out",
                 differ.join(", ")
@@ -440,6 +416,30 @@ impl Task for GptTask<'_> {
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
         loss_curves(metrics, "GPT loss", "cross-entropy (nats/char)")
     }
+}
+
+/// The settings that differ between a run's stored options and the ones
+/// given now, as the flags spell them (`--lr 0.002 (run: 0.001)`), leaving
+/// out the keys in `may_change`.
+pub fn changed_options(was: &Value, now: &Value, may_change: &[&str]) -> Vec<String> {
+    let show = |v: Option<&Value>| match v {
+        Some(Value::Number(n)) if n.is_f64() => format!("{}", n.as_f64().unwrap_or(0.0) as f32),
+        Some(v) => v.to_string(),
+        None => "?".into(),
+    };
+    now.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| !may_change.contains(&k.as_str()) && was.get(k.as_str()) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "--{} {} (run: {})",
+                k.replace('_', "-"),
+                show(Some(v)),
+                show(was.get(k.as_str()))
+            )
+        })
+        .collect()
 }
 
 /// A language model's loss panel: the per-step batch loss and the periodic

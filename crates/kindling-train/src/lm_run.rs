@@ -6,7 +6,7 @@
 //! folder (`hf/`: config.json, model.safetensors, tokenizer files) that
 //! `transformers` and every `--model` flag load.
 
-use crate::gpt_run::{adamw_groups, get_batch, loss_curves};
+use crate::gpt_run::{adamw_groups, changed_options, get_batch, loss_curves};
 use crate::plot::Panel;
 use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
@@ -433,14 +433,7 @@ impl Task for LmTask<'_> {
             ..stored.clone()
         };
         if &same != self.opts {
-            let (was, now) = (json!(stored), json!(self.opts));
-            let differ: Vec<String> = now
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, v)| *k != "max_iters" && was.get(k.as_str()) != Some(*v))
-                .map(|(k, v)| format!("--{} {v} (run: {})", k.replace('_', "-"), was[k.as_str()]))
-                .collect();
+            let differ = changed_options(&json!(stored), &json!(self.opts), &["max_iters"]);
             return Err(format!(
                 "--resume: {} was started with different options ({}); use the same flags or a new --out",
                 path.parent().unwrap_or(path).display(),

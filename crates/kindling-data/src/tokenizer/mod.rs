@@ -137,8 +137,15 @@ impl Tokenizer {
     pub fn from_file(path: &Path) -> Result<Tokenizer> {
         let head = file_head(path)?;
         if head.starts_with(b"GGUF") {
-            let file = kindling_tensor::gguf::GgufFile::open(path)
-                .map_err(|e| bad_file(path, format!("cannot read GGUF: {e}")))?;
+            let file = kindling_tensor::gguf::GgufFile::open(path).map_err(|e| {
+                // The reader's message already starts with the path.
+                let m = e.to_string();
+                let m = m
+                    .strip_prefix(&format!("{}: ", path.display()))
+                    .unwrap_or(&m)
+                    .to_string();
+                bad_file(path, format!("cannot read GGUF: {m}"))
+            })?;
             return Self::from_gguf(&file);
         }
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
