@@ -208,6 +208,7 @@ impl Attention {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+        segments: Option<&[usize]>,
     ) -> Result<Tensor> {
         let (b, t) = (x.shape()[0], x.shape()[1]);
         let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
@@ -249,7 +250,20 @@ impl Attention {
                 ],
                 -1,
             )?;
-            qkv.causal_self_attention(h)?.0
+            match segments {
+                // Several sequences packed end to end: each attends only
+                // to itself (the projections above ran on all at once).
+                Some(lens) if lens.len() > 1 => {
+                    let mut parts = Vec::with_capacity(lens.len());
+                    let mut at = 0;
+                    for &len in lens {
+                        parts.push(qkv.narrow(1, at, len)?.causal_self_attention(h)?.0);
+                        at += len;
+                    }
+                    cat(&parts.iter().collect::<Vec<_>>(), 1)?
+                }
+                _ => qkv.causal_self_attention(h)?.0,
+            }
         } else {
             // New queries against cached keys.
             attend_to_cache(&q, &repeat_kv(&k, rep)?, &repeat_kv(&v, rep)?, past)?
@@ -272,11 +286,13 @@ impl Block {
         x: &Tensor,
         rope: &(Tensor, Tensor),
         cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+        segments: Option<&[usize]>,
     ) -> Result<Tensor> {
         let x = x.add(&self.self_attn.forward(
             &self.input_layernorm.forward(x)?,
             rope,
             cache,
+            segments,
         )?)?;
         x.add(
             &self
@@ -516,12 +532,57 @@ impl Llama {
         let mut x = self.embed_tokens.forward_ids(ids)?;
         for (l, block) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| (c.layer(l), start));
-            x = block.forward(&x, &rope, slot)?;
+            x = block.forward(&x, &rope, slot, None)?;
         }
         if let Some(c) = cache {
             c.advance(t);
         }
         self.norm.forward(&x)
+    }
+
+    /// Final hidden states `[1, T, C]` for several sequences packed end to
+    /// end in one row (`lengths` sum to T): each starts at position 0 and
+    /// attends only to its own tokens, so the result is each sequence's
+    /// [`Llama::hidden`] side by side, while every projection runs once on
+    /// all T rows. This is how fine-tuning fills a batch with examples of
+    /// different lengths without padding.
+    pub fn hidden_packed(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let t: usize = lengths.iter().sum();
+        if ids.rank() != 2 || ids.shape()[0] != 1 || ids.shape()[1] != t || lengths.contains(&0) {
+            return Err(Error::shape(
+                "llama",
+                format!(
+                    "packed ids must be [1, T] with T the sum of non-zero lengths {lengths:?}, got {:?}",
+                    ids.shape()
+                ),
+            ));
+        }
+        let longest = lengths.iter().copied().max().unwrap_or(0);
+        if longest > self.config.max_position_embeddings {
+            return Err(Error::msg(format!(
+                "a packed sequence of {longest} tokens exceeds the model's context of {} (max_position_embeddings)",
+                self.config.max_position_embeddings
+            )));
+        }
+        let d = self.config.head_dim();
+        let tables = lengths
+            .iter()
+            .map(|&len| rope_tables(0, len, d, self.config.rope_theta))
+            .collect::<Result<Vec<_>>>()?;
+        let cos: Vec<&Tensor> = tables.iter().map(|(c, _)| c).collect();
+        let sin: Vec<&Tensor> = tables.iter().map(|(_, s)| s).collect();
+        let rope = (cat(&cos, 0)?, cat(&sin, 0)?);
+        let mut x = self.embed_tokens.forward_ids(ids)?;
+        for block in &self.layers {
+            x = block.forward(&x, &rope, None, Some(lengths))?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// The logits of chosen rows of hidden states `[N, C]` (e.g. only the
+    /// positions a loss is taken on: the head is the largest matrix).
+    pub fn head_rows(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.head(hidden)
     }
 
     /// Logits `[B, T, V]`.
@@ -661,5 +722,42 @@ mod tests {
             2 * 7 + 1,
             "q, k, v, o, gate, up, down per layer, and the head"
         );
+    }
+
+    #[test]
+    fn packed_sequences_each_see_only_themselves() {
+        let config: LlamaConfig = serde_json::from_value(serde_json::json!({
+            "vocab_size": 11, "hidden_size": 8, "intermediate_size": 12,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 8, "rms_norm_eps": 1e-5
+        }))
+        .unwrap();
+        let m = Llama::new(config, &mut Rng::new(3)).unwrap();
+        let seqs: [&[i64]; 3] = [&[1, 4, 2], &[7], &[3, 3, 9, 10, 5]];
+        let flat: Vec<i64> = seqs.concat();
+        let ids = Tensor::from_vec_i64(flat.clone(), &[1, flat.len()]).unwrap();
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let packed = m.hidden_packed(&ids, &lengths).unwrap();
+        let alone: Vec<Tensor> = seqs
+            .iter()
+            .map(|s| {
+                let ids = Tensor::from_vec_i64(s.to_vec(), &[1, s.len()]).unwrap();
+                m.hidden(&ids, None).unwrap()
+            })
+            .collect();
+        let alone = cat(&alone.iter().collect::<Vec<_>>(), 1).unwrap();
+        let (a, b) = (packed.to_vec_f32().unwrap(), alone.to_vec_f32().unwrap());
+        assert_eq!(a.len(), b.len());
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "packed vs one at a time differ by {worst}");
+        // Gradients flow through the packed path to every layer.
+        packed.sum_all().unwrap().backward().unwrap();
+        assert!(m.layers[0].self_attn.q_proj.weight.grad().is_some());
+        let e = m.hidden_packed(&ids, &[3, 1, 4]).unwrap_err().to_string();
+        assert!(e.contains("sum of non-zero lengths"), "{e}");
     }
 }

@@ -15,6 +15,7 @@ pub mod lm_run;
 pub mod plot;
 pub mod progress;
 pub mod run_dir;
+pub mod sft_data;
 pub mod sweep;
 pub mod trainer;
 
