@@ -16,6 +16,7 @@ pub mod plot;
 pub mod progress;
 pub mod run_dir;
 pub mod sft_data;
+pub mod sft_run;
 pub mod sweep;
 pub mod trainer;
 
