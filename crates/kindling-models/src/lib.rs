@@ -8,6 +8,7 @@ pub mod kv;
 pub mod lenet5;
 pub mod llama;
 pub mod llama_files;
+pub mod lora_files;
 pub mod mlp;
 pub mod perceptron;
 pub mod polyfit;

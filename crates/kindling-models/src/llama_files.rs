@@ -227,6 +227,12 @@ pub fn save_hf_dir(model: &Llama, dir: &Path) -> Result<()> {
             dir.display()
         )));
     }
+    if !kindling_nn::lora::adapter_parameters(model).is_empty() {
+        return Err(Error::msg(format!(
+            "{}: the model carries LoRA adapters; merge them into the weights first or save the adapter alone",
+            dir.display()
+        )));
+    }
     let io = |p: &Path, e| Error::Io {
         path: p.display().to_string(),
         source: e,

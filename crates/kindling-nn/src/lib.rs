@@ -10,6 +10,7 @@ pub mod embedding;
 pub mod init;
 pub mod layer_norm;
 pub mod linear;
+pub mod lora;
 pub mod module;
 pub mod optim;
 pub mod rms_norm;

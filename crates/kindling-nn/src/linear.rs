@@ -2,6 +2,7 @@
 //! so checkpoints interoperate.
 
 use crate::init;
+use crate::lora::Lora;
 use crate::module::{join_name, Module};
 use kindling_tensor::{Error, Result, Rng, Tensor};
 
@@ -10,6 +11,8 @@ use kindling_tensor::{Error, Result, Rng, Tensor};
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// A low-rank adapter added to the output ([`crate::lora`]).
+    pub lora: Option<Lora>,
 }
 
 impl Linear {
@@ -17,7 +20,11 @@ impl Linear {
     pub fn new(in_features: usize, out_features: usize, bias: bool, rng: &mut Rng) -> Self {
         let weight = init::lecun_uniform(&[out_features, in_features], in_features, rng);
         let bias = bias.then(|| init::lecun_uniform(&[out_features], in_features, rng));
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
@@ -34,7 +41,11 @@ impl Linear {
                 ),
             ));
         }
-        Ok(Linear { weight, bias })
+        Ok(Linear {
+            weight,
+            bias,
+            lora: None,
+        })
     }
 
     pub fn in_features(&self) -> usize {
@@ -49,13 +60,21 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // One fused op: leading dims folded into a single GEMM, the bias
         // loaded into the output before it accumulates.
-        x.linear(&self.weight, self.bias.as_ref())
+        let y = x.linear(&self.weight, self.bias.as_ref())?;
+        match &self.lora {
+            Some(l) => y.add(&l.delta(x)?),
+            None => Ok(y),
+        }
     }
 
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
         f(join_name(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {
             f(join_name(prefix, "bias"), b);
+        }
+        if let Some(l) = &self.lora {
+            f(join_name(prefix, "lora_A.weight"), &l.a);
+            f(join_name(prefix, "lora_B.weight"), &l.b);
         }
     }
 
