@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 10] = [
     "mnist",
     "shakespeare",
     "tang-poems",
@@ -13,6 +13,9 @@ const NAMES: [&str; 7] = [
     "fashion-mnist",
     "tokenizers",
     "smollm2-135m-instruct",
+    "alpaca",
+    "alpaca-zh",
+    "hh-rlhf",
 ];
 
 /// A temporary data root, removed on drop.

@@ -271,7 +271,93 @@ pub const SMOLLM2_135M_INSTRUCT: Dataset = Dataset {
     }],
 };
 
-pub static DATASETS: [Dataset; 7] = [
+/// Stanford Alpaca (52,002 instruction/input/output records, English), the
+/// exact `alpaca_data.json` gzip'd (the shared data's `sft/` folder).
+pub const ALPACA: Dataset = Dataset {
+    name: "alpaca",
+    description: "Stanford Alpaca: 52,002 English instruction-following examples (instruction, input, output) for supervised fine-tuning",
+    license: "CC BY-NC 4.0 (research use only; outputs from text-davinci-003)",
+    files: &[
+        DatasetFile {
+            file_name: "alpaca_data.json.gz",
+            sha256: "209cd3b472fdbfe246bca9e7c03f6823ffe19bb89165a65fc374882127418448",
+            size_bytes: 7_085_128,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "ALPACA_DATA_LICENSE.txt",
+            sha256: "3711f963c05d0be80d53e5923308a6dee31b203da23435c9cfb7c7b6e4dd5e19",
+            size_bytes: 19_346,
+            url: None,
+        },
+    ],
+};
+
+/// A machine-translated Chinese Alpaca (20,465 records, carbonz0's), in the
+/// same format.
+pub const ALPACA_ZH: Dataset = Dataset {
+    name: "alpaca-zh",
+    description: "Chinese Alpaca (machine-translated, 20,465 examples) for supervised fine-tuning",
+    license:
+        "none stated; derived from Stanford Alpaca, so CC BY-NC 4.0 at least (research use only)",
+    files: &[DatasetFile {
+        file_name: "alpaca_zh_carbonz0.json.gz",
+        sha256: "b9f318e80f218d4313016e3dedd4d22967ea20220d46b8f2aba196ba964b1174",
+        size_bytes: 2_824_244,
+        url: None,
+    }],
+};
+
+macro_rules! hh_url {
+    ($path:literal) => {
+        concat!(
+            "https://raw.githubusercontent.com/anthropics/hh-rlhf/354e5c3cb8960630860dd5774a6ac2a58313bf4d/",
+            $path
+        )
+    };
+}
+
+/// Anthropic's HH-RLHF preference pairs, the four test splits (the train
+/// splits are not to be had here); Kindling splits them itself.
+pub const HH_RLHF: Dataset = Dataset {
+    name: "hh-rlhf",
+    description: "Anthropic HH-RLHF chosen/rejected dialogue pairs (test splits, 8,552 pairs) for reward models and DPO",
+    license: "MIT (Anthropic); content warning: may contain offensive text",
+    files: &[
+        DatasetFile {
+            file_name: "helpful-base-test.jsonl.gz",
+            sha256: "8be3fc1a13b27901631696f2be6f184c799f1baeaf145f53ac5db24960adc37b",
+            size_bytes: 875_191,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "harmless-base-test.jsonl.gz",
+            sha256: "ebfaaed21162a4de120ae85366075b34425e2a6303fac59b99555002f7016f03",
+            size_bytes: 742_801,
+            url: Some(hh_url!("harmless-base/test.jsonl.gz")),
+        },
+        DatasetFile {
+            file_name: "helpful-online-test.jsonl.gz",
+            sha256: "2094b210af6b2a792b1169d2930586c4b4b384d3b8a4a14460702d383c17df7f",
+            size_bytes: 1_052_826,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "helpful-rejection-sampled-test.jsonl.gz",
+            sha256: "6186fc698c638dd5c6bbb33e0c115762d6fdfac0a18969ff4901545307f89a54",
+            size_bytes: 1_361_747,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "LICENSE",
+            sha256: "d4fb18db48757e273261a5597b8a09381de8073da060474ce33d0643e06c875e",
+            size_bytes: 1_066,
+            url: Some(hh_url!("LICENSE")),
+        },
+    ],
+};
+
+pub static DATASETS: [Dataset; 10] = [
     MNIST,
     SHAKESPEARE,
     TANG_POEMS,
@@ -279,12 +365,17 @@ pub static DATASETS: [Dataset; 7] = [
     FASHION_MNIST,
     TOKENIZERS,
     SMOLLM2_135M_INSTRUCT,
+    ALPACA,
+    ALPACA_ZH,
+    HH_RLHF,
 ];
 
 /// The folder a mirror keeps a dataset in, when it is not the dataset's name.
 fn mirror_folder(name: &str) -> &str {
     match name {
         "smollm2-135m-instruct" => "smollm2",
+        "alpaca" | "alpaca-zh" => "sft",
+        "hh-rlhf" => "preference",
         other => other,
     }
 }
