@@ -12,4 +12,5 @@ pub mod lora_files;
 pub mod mlp;
 pub mod perceptron;
 pub mod polyfit;
+pub mod reward;
 pub mod sampling;

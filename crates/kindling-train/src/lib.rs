@@ -13,6 +13,7 @@ pub mod gpt_run;
 pub mod lenet5_run;
 pub mod lm_run;
 pub mod plot;
+pub mod preference;
 pub mod progress;
 pub mod run_dir;
 pub mod sft_data;

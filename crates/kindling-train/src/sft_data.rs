@@ -46,6 +46,13 @@ impl SftExample {
 /// `{"instruction", "input"?, "output"}` or `{"prompt", "response"}`.
 /// A `.gz` suffix is decompressed. Errors name the file, line and field.
 pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>> {
+    let text = read_text_maybe_gz(path)?;
+    parse_conversations(&text, &path.display().to_string())
+}
+
+/// A UTF-8 text file, decompressed first when its name ends in `.gz`;
+/// errors name the file.
+pub fn read_text_maybe_gz(path: &Path) -> Result<String> {
     let raw = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let bytes = if path.extension().is_some_and(|e| e == "gz") {
         let mut out = Vec::new();
@@ -56,14 +63,14 @@ pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>> {
     } else {
         raw
     };
-    let text = String::from_utf8(bytes).map_err(|e| {
+    String::from_utf8(bytes).map_err(|e| {
         format!(
             "{}: not UTF-8 text (invalid byte at offset {})",
             path.display(),
             e.utf8_error().valid_up_to()
         )
-    })?;
-    parse_conversations(&text, &path.display().to_string())
+        .into()
+    })
 }
 
 /// [`read_conversations`] on text already read; `source` names it in errors.
