@@ -15,6 +15,7 @@ pub mod lm_run;
 pub mod plot;
 pub mod preference;
 pub mod progress;
+pub mod reward_run;
 pub mod run_dir;
 pub mod sft_data;
 pub mod sft_run;
