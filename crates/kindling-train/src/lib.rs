@@ -5,6 +5,7 @@ pub mod attention_map;
 pub mod classify;
 pub mod corpus;
 pub mod data_parallel;
+pub mod dpo_run;
 pub mod feature_maps;
 pub mod fgsm;
 pub mod finetune;
