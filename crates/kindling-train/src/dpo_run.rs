@@ -7,7 +7,7 @@
 //! (`reference_logps.safetensors`), so a resumed run scores against the same
 //! reference without keeping a second model.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves};
+use crate::gpt_run::{adamw_groups, changed_options, loss_curves_by};
 use crate::plot::Panel;
 use crate::preference::EncodedPair;
 use crate::run_dir::{RunDir, RunMode};
@@ -358,7 +358,7 @@ impl Task for DpoTask<'_> {
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
-        loss_curves(metrics, "DPO loss", "−log σ(β · margin)")
+        loss_curves_by(metrics, "step", "step", "DPO loss", "−log σ(β · margin)")
     }
 }
 

@@ -449,10 +449,21 @@ pub fn loss_curves(
     title: &'static str,
     y_label: &'static str,
 ) -> Vec<Panel<'static>> {
-    let pts = |key: &str| crate::plot::points(metrics, "iter", key);
+    loss_curves_by(metrics, "iter", "iteration", title, y_label)
+}
+
+/// [`loss_curves`] for records whose step is under `x_key` (`"step"`).
+pub fn loss_curves_by(
+    metrics: &[Value],
+    x_key: &str,
+    x_label: &'static str,
+    title: &'static str,
+    y_label: &'static str,
+) -> Vec<Panel<'static>> {
+    let pts = |key: &str| crate::plot::points(metrics, x_key, key);
     vec![Panel {
         title,
-        x_label: "iteration",
+        x_label,
         y_label,
         series: vec![
             Series::line(

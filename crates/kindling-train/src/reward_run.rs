@@ -4,7 +4,7 @@
 //! cross-entropy, which is the same number). The score is held-out
 //! accuracy: how often the chosen answer gets the higher reward.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves};
+use crate::gpt_run::{adamw_groups, changed_options, loss_curves_by};
 use crate::plot::Panel;
 use crate::preference::EncodedPair;
 use crate::run_dir::{RunDir, RunMode};
@@ -250,8 +250,10 @@ impl Task for RewardTask<'_> {
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
-        loss_curves(
+        loss_curves_by(
             metrics,
+            "step",
+            "step",
             "reward model: Bradley–Terry loss",
             "−log σ(r_chosen − r_rejected)",
         )

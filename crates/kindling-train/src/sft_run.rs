@@ -4,7 +4,7 @@
 //! attending only to itself, [`Llama::hidden_packed`]), and the held-out
 //! score is the same loss on conversations the run never trains on.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves};
+use crate::gpt_run::{adamw_groups, changed_options, loss_curves_by};
 use crate::plot::Panel;
 use crate::run_dir::{RunDir, RunMode};
 use crate::sft_data::{self, Conversation, SftExample};
@@ -415,8 +415,10 @@ impl Task for SftTask<'_> {
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {
-        loss_curves(
+        loss_curves_by(
             metrics,
+            "step",
+            "step",
             "fine-tuning loss (assistant tokens)",
             "cross-entropy (nats/token)",
         )
