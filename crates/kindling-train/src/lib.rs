@@ -14,6 +14,7 @@ pub mod gpt_run;
 pub mod grpo_run;
 pub mod lenet5_run;
 pub mod lm_run;
+pub mod memory;
 pub mod plot;
 pub mod ppo_run;
 pub mod preference;
