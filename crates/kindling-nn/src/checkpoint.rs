@@ -23,6 +23,18 @@ pub fn save(
     safetensors_io::save(path, &tensors, &meta)
 }
 
+/// Saves named tensors (e.g. only a model's trainable parameters, plus
+/// optimizer state) with `config` as JSON metadata.
+pub fn save_tensors(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    config: &serde_json::Value,
+) -> Result<()> {
+    let mut meta = HashMap::new();
+    meta.insert(CONFIG_KEY.to_string(), config.to_string());
+    safetensors_io::save(path, tensors, &meta)
+}
+
 /// Everything in a checkpoint: the tensors and the stored config.
 pub struct Checkpoint {
     pub tensors: HashMap<String, Tensor>,
@@ -62,7 +74,25 @@ impl Checkpoint {
     /// must be present with its exact shape; the error names the first that
     /// is missing or differs.
     pub fn load_into(&self, module: &dyn Module, path: &Path) -> Result<()> {
+        self.load_selected(module, path, &|_| true)
+    }
+
+    /// [`Checkpoint::load_into`] for the parameters that are trainable
+    /// (requires_grad) only: a checkpoint that left a frozen base out.
+    pub fn load_trainable_into(&self, module: &dyn Module, path: &Path) -> Result<()> {
+        self.load_selected(module, path, &|p| p.requires_grad())
+    }
+
+    fn load_selected(
+        &self,
+        module: &dyn Module,
+        path: &Path,
+        select: &dyn Fn(&Tensor) -> bool,
+    ) -> Result<()> {
         module.map_params(&mut |name, p| {
+            if !select(p) {
+                return Ok(None);
+            }
             let t = self.tensors.get(name).ok_or_else(|| {
                 Error::msg(format!(
                     "{}: checkpoint has no tensor `{name}`",

@@ -181,7 +181,7 @@ pub fn adapter_parameters(model: &dyn Module) -> Vec<(String, Tensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Activation, ActivationKind, Sequential};
+    use crate::{Activation, ActivationKind, Linear, Sequential};
 
     fn model(rng: &mut Rng) -> Sequential {
         Sequential::new()

@@ -467,6 +467,10 @@ impl Task for GrpoTask<'_> {
         Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
     }
 
+    fn checkpoint_frozen(&self) -> bool {
+        false
+    }
+
     fn record_step(&self, record: &Value) -> Option<usize> {
         Some(record["step"].as_u64()? as usize)
     }

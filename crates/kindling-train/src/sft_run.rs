@@ -410,6 +410,10 @@ impl Task for SftTask<'_> {
         Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
     }
 
+    fn checkpoint_frozen(&self) -> bool {
+        false
+    }
+
     fn record_step(&self, record: &Value) -> Option<usize> {
         Some(record["step"].as_u64()? as usize)
     }
@@ -672,6 +676,72 @@ mod tests {
         .to_string();
         assert!(e.contains("lr"), "{e}");
         for d in [dir, dir2] {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+
+    #[test]
+    fn a_lora_run_checkpoints_only_its_adapters_and_resumes_exactly() {
+        let (_, tok, tmpl, convs) = tiny();
+        let lora = kindling_nn::lora::LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec!["q".into(), "v".into(), "down".into()],
+            rslora: false,
+        };
+        let adapted = || {
+            let (mut m, ..) = tiny();
+            kindling_nn::lora::install(&mut m, &lora, &mut Rng::new(9)).unwrap();
+            m
+        };
+        let opts = SftOptions {
+            steps: 20,
+            seq_len: 64,
+            batch_size: 2,
+            accum_steps: 1,
+            lr: 1e-2,
+            min_lr: 1e-3,
+            warmup_steps: 2,
+            eval_every: 10,
+            eval_examples: 8,
+            held_out_every: 10,
+            ..SftOptions::defaults("tiny", "colours")
+        };
+        let data = SftData::new(&convs, &tok, &tmpl, &opts).unwrap();
+        let tmp = |n: &str| {
+            let d =
+                std::env::temp_dir().join(format!("kindling-sft-lora-{n}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            d
+        };
+        let (d1, d2) = (tmp("a"), tmp("b"));
+        let m1 = adapted();
+        let whole = train(&m1, &data, &opts, &d1, RunMode::Fresh, None, &|_| {}).unwrap();
+        assert!(whole.val_loss_after < whole.val_loss_before.unwrap());
+        assert_eq!(
+            whole.trainable_parameters,
+            kindling_nn::lora::adapter_parameters(&m1)
+                .iter()
+                .map(|(_, t)| t.numel())
+                .sum::<usize>()
+        );
+        let m2 = adapted();
+        assert!(train(&m2, &data, &opts, &d2, RunMode::Fresh, Some(10), &|_| {}).is_err());
+        let ck = kindling_nn::checkpoint::read(&d2.join(crate::trainer::CHECKPOINT)).unwrap();
+        let params: Vec<&String> = ck
+            .tensors
+            .keys()
+            .filter(|k| !k.starts_with("optim."))
+            .collect();
+        assert!(
+            !params.is_empty() && params.iter().all(|k| k.contains(".lora_")),
+            "{params:?}"
+        );
+        // A fresh base with fresh adapters, resumed: the checkpoint's adapters replace them.
+        let m3 = adapted();
+        let resumed = train(&m3, &data, &opts, &d2, RunMode::Resume, None, &|_| {}).unwrap();
+        assert_eq!(resumed.val_loss_after, whole.val_loss_after);
+        for d in [d1, d2] {
             let _ = std::fs::remove_dir_all(d);
         }
     }

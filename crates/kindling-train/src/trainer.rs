@@ -107,6 +107,13 @@ pub trait Task {
     fn record_step(&self, _record: &Value) -> Option<usize> {
         None
     }
+    /// Whether checkpoints hold the frozen parameters too. Tasks that train
+    /// adapters on a base loaded from elsewhere say no: their checkpoints
+    /// then hold only what trains (megabytes, not the whole base), and a
+    /// resume loads the base the same way first.
+    fn checkpoint_frozen(&self) -> bool {
+        true
+    }
     /// The panels of `curves.png`, from the records so far (none: no file).
     fn curves(&self, _records: &[Value]) -> Vec<Panel<'static>> {
         Vec::new()
@@ -261,7 +268,11 @@ impl<'a> Trainer<'a> {
         }
         let ck = checkpoint::read(&path)?;
         let steps = task.resume(&ck, &path)?;
-        ck.load_into(task.model(), &path)?;
+        if ck.config["trainer"]["frozen_saved"] == json!(false) {
+            ck.load_trainable_into(task.model(), &path)?;
+        } else {
+            ck.load_into(task.model(), &path)?;
+        }
         let state: HashMap<String, Tensor> = ck
             .tensors
             .iter()
@@ -469,11 +480,17 @@ impl<'a> Trainer<'a> {
         if let Some(m) = meta.as_object_mut() {
             m.insert(
                 "trainer".into(),
-                json!({ "steps_done": steps, "seed": self.plan.seed, "accum_steps": self.plan.accum_steps }),
+                json!({ "steps_done": steps, "seed": self.plan.seed, "accum_steps": self.plan.accum_steps, "frozen_saved": task.checkpoint_frozen() }),
             );
         }
         run.write_metrics(&self.records)?;
-        checkpoint::save(&run.file(CHECKPOINT), task.model(), &meta, &extra)?;
+        let mut tensors = if task.checkpoint_frozen() {
+            task.model().named_parameters()
+        } else {
+            task.model().named_trainable_parameters()
+        };
+        tensors.extend(extra);
+        checkpoint::save_tensors(&run.file(CHECKPOINT), &tensors, &meta)?;
         let panels = task.curves(&self.records);
         if !panels.is_empty() {
             save_panels(&run.file("curves.png"), &panels)
