@@ -42,7 +42,12 @@ pub struct Checkpoint {
 }
 
 pub fn read(path: &Path) -> Result<Checkpoint> {
-    let (tensors, meta) = safetensors_io::load(path)?;
+    let (tensors, meta) = safetensors_io::load(path).map_err(|e| match e {
+        Error::NotSafeTensors { path, why } => {
+            Error::msg(format!("{path} is not a Kindling checkpoint ({why})"))
+        }
+        e => e,
+    })?;
     let config = match meta.get(CONFIG_KEY) {
         Some(s) => serde_json::from_str(s).map_err(|e| {
             Error::msg(format!(

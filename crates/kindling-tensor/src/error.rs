@@ -31,6 +31,10 @@ pub enum Error {
     Msg(String),
     #[error("safetensors: {0}")]
     SafeTensors(String),
+    #[error("{path} is not a safetensors file ({why})")]
+    NotSafeTensors { path: String, why: String },
+    #[error("{path} is truncated: {len} bytes where its header promises {needed}")]
+    Truncated { path: String, len: u64, needed: u64 },
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -46,9 +46,62 @@ fn view_to_tensor(path: &Path, name: &str, v: &TensorView<'_>) -> Result<Tensor>
     Tensor::from_storage(storage, v.shape())
 }
 
+/// Why `bytes` cannot be a whole safetensors file, in words a user can act
+/// on (the library's own errors, `HeaderTooLarge` or
+/// `MetadataIncompleteBuffer`, name its internals): `Err(NotSafeTensors)`
+/// when it never was one, `Err(Truncated)` when a real one was cut short.
+fn check_framing(path: &Path, bytes: &[u8]) -> Result<()> {
+    let not = |why: String| Error::NotSafeTensors {
+        path: path.display().to_string(),
+        why,
+    };
+    if bytes.is_empty() {
+        return Err(not("the file is empty".into()));
+    }
+    if bytes.len() < 8 {
+        return Err(not(format!(
+            "{} bytes, too short for a header",
+            bytes.len()
+        )));
+    }
+    let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    // Every safetensors header is a JSON object right after its length.
+    if bytes.get(8) != Some(&b'{') || header < 2 {
+        return Err(not("no JSON header after its first 8 bytes".into()));
+    }
+    if header > (bytes.len() - 8) as u64 {
+        return Err(Error::Truncated {
+            path: path.display().to_string(),
+            len: bytes.len() as u64,
+            needed: header.saturating_add(8),
+        });
+    }
+    Ok(())
+}
+
 /// Every tensor in the file, by name, plus the header metadata.
 pub fn load(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
     let bytes = std::fs::read(path).map_err(|e| io_err(path, e))?;
+    check_framing(path, &bytes)?;
+    let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    // The data's end as the header records it: a shorter file was cut off.
+    if let Ok(serde_json::Value::Object(header)) =
+        serde_json::from_slice::<serde_json::Value>(&bytes[8..header_end])
+    {
+        let data_end = header
+            .values()
+            .filter_map(|t| t["data_offsets"][1].as_u64())
+            .max()
+            .unwrap_or(0);
+        let needed = header_end as u64 + data_end;
+        if (bytes.len() as u64) < needed {
+            return Err(Error::Truncated {
+                path: path.display().to_string(),
+                len: bytes.len() as u64,
+                needed,
+            });
+        }
+    }
     let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| st_err(path, e))?;
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes).map_err(|e| st_err(path, e))?;
@@ -142,4 +195,45 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_foreign_and_truncated_files_are_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("kindling-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.safetensors");
+        let t = Tensor::from_vec(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+        save(&good, &[("w".to_string(), t)], &HashMap::new()).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let cases: [(&str, Vec<u8>, &str); 4] = [
+            (
+                "empty",
+                Vec::new(),
+                "is not a safetensors file (the file is empty)",
+            ),
+            (
+                "random",
+                (0..300u32).map(|i| (i * 97 % 251) as u8).collect(),
+                "is not a safetensors file",
+            ),
+            (
+                "cut-data",
+                bytes[..bytes.len() - 3].to_vec(),
+                "is truncated",
+            ),
+            ("cut-header", bytes[..12].to_vec(), "is truncated"),
+        ];
+        for (name, content, want) in cases {
+            let path = dir.join(name);
+            std::fs::write(&path, content).unwrap();
+            let e = load(&path).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains(name), "{name}: {e}");
+        }
+        assert_eq!(load(&good).unwrap().0["w"].shape(), &[2, 2]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
