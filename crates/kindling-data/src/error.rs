@@ -95,6 +95,10 @@ pub enum Error {
     #[error("batch_size must be at least 1, got {0}")]
     BatchSize(usize),
 
+    /// A dataset file that is not there, with how to get it.
+    #[error("{}: no such file; {hint}", .path.display())]
+    DatasetMissing { path: PathBuf, hint: String },
+
     /// A tokenizer file (or folder) of the wrong kind or with bad contents.
     #[error("{}: {problem}", .path.display())]
     TokenizerFile { path: PathBuf, problem: String },

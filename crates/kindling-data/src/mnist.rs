@@ -56,6 +56,20 @@ impl Mnist {
 
     /// Verifies the SHA-256 of all four files in `dir`, then reads them.
     pub fn load(dir: &Path) -> Result<Mnist> {
+        // A missing file says how to get MNIST, not only that it is absent
+        // (a fresh KINDLING_DATA_DIR has no copy of the repository's).
+        for file in FILES {
+            let path = dir.join(file.file_name);
+            if !path.exists() {
+                return Err(crate::Error::DatasetMissing {
+                    path,
+                    hint: format!(
+                        "MNIST is not in {}: run `kindling data fetch mnist`, or give --data DIR",
+                        dir.display()
+                    ),
+                });
+            }
+        }
         // All digests first: a bad file is reported before seconds are spent
         // decompressing the others.
         for file in FILES {

@@ -401,12 +401,14 @@ pub enum RegistryError {
     },
 
     #[error(
-        "{dataset}/{file}: no download URL is known (the file was built for Kindling, see its SOURCE.md); \
+        "{dataset}/{file}: no download URL is known (the file was built for Kindling; {provenance} says from what); \
          copy it from a local mirror with `kindling data fetch {dataset} --from DIR`"
     )]
     NoUrl {
         dataset: &'static str,
         file: &'static str,
+        /// Where its provenance is written down.
+        provenance: &'static str,
     },
 
     #[error("{dataset}/{file}: not in the mirror: neither {} nor {} exists", .looked[0].display(), .looked[1].display())]
@@ -628,6 +630,15 @@ pub fn dataset_dir_in(root: &Path, name: &str) -> RegistryResult<PathBuf> {
     }
 }
 
+/// Where the provenance of a dataset built for Kindling is written down:
+/// in the repository where it has a page, else beside the mirror's copy.
+fn provenance(dataset: &str) -> &'static str {
+    match dataset {
+        "usps" => "docs/datasets/usps.md in the repository",
+        _ => "the SOURCE.md beside the mirror's copy",
+    }
+}
+
 /// Where a fetched file came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileOrigin {
@@ -766,6 +777,7 @@ fn fetch_file(
                 let url = file.url.ok_or(RegistryError::NoUrl {
                     dataset: dataset.name,
                     file: file.file_name,
+                    provenance: provenance(dataset.name),
                 })?;
                 log(&format!(
                     "{label}: downloading {url} ({:.1} MB)",
