@@ -98,7 +98,12 @@ pub struct TrainGpt {
 
 impl TrainGpt {
     pub fn options(&self) -> CliResult<GptTrainOptions> {
-        let mut o = GptTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?;
+        // --resume starts from the run's own settings; flags given change them
+        // (only --max-iters may: the library names any other difference).
+        let mut o = match crate::report::resumed_options(self.resume, &self.out)? {
+            Some(o) => o,
+            None => GptTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?,
+        };
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { o.$f = v; } )* };
         }
@@ -146,13 +151,24 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
         &text,
         &args.out,
         crate::report::run_mode(args.resume, args.force),
-        args.interrupt_after,
+        kindling_train::trainer::StopWhen {
+            after: args.interrupt_after,
+            flag: Some(crate::stop::on_signals()),
+        },
         &|l| eprintln!("{l}"),
     )
     .map_err(|e| e.to_string())?;
+    let speed = if o.steps_trained > 0 {
+        format!(
+            "{:.1} ms/iter, {:.0} tokens/s",
+            o.ms_per_iter, o.tokens_per_sec
+        )
+    } else {
+        "already finished, nothing trained now".into()
+    };
     out.line(format!(
-        "GPT ({} parameters), {} iterations: train loss {:.4}, val loss {:.4}; {:.1} ms/iter, {:.0} tokens/s",
-        o.params, o.iters, o.train_loss, o.val_loss, o.ms_per_iter, o.tokens_per_sec
+        "GPT ({} parameters), {} iterations: train loss {:.4}, val loss {:.4}; {speed}",
+        o.params, o.iters, o.train_loss, o.val_loss
     ));
     out.line(format!(
         "  checkpoint {}",

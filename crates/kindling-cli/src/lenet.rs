@@ -3,7 +3,6 @@
 use crate::report::{CliResult, Report};
 use clap::Args;
 use kindling_data::{DigitSet, Mnist, Normalize};
-use kindling_models::lenet5::{LeNet5Config, Pooling};
 use kindling_train::classify::evaluate;
 use kindling_train::lenet5_run::{self, Splits, TrainOptions, CHECKPOINT};
 use serde_json::json;
@@ -11,27 +10,30 @@ use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub struct TrainLenet5 {
-    #[arg(long, default_value_t = 12)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Peak learning rate (cosine-decayed to 1% of it).
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f32,
-    /// adam or sgd (momentum 0.9).
-    #[arg(long, default_value = "adam")]
-    pub optimizer: String,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Passes over the training set (default 12).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per step (default 64).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate, cosine-decayed to 1% of it (default 2e-3).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// adam (default) or sgd (momentum 0.9).
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Seed for initialization and batch order (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// relu (default) or tanh (as in 1998).
-    #[arg(long, default_value = "relu")]
-    pub activation: String,
+    #[arg(long)]
+    pub activation: Option<String>,
     /// max (default) or avg (as in 1998).
-    #[arg(long, default_value = "max")]
-    pub pool: String,
+    #[arg(long)]
+    pub pool: Option<String>,
     /// Run directory for config, metrics, checkpoint and curves.
     #[arg(long, default_value = "runs/lenet5")]
     pub out: PathBuf,
@@ -101,28 +103,36 @@ pub fn mnist_splits(
 }
 
 impl TrainLenet5 {
+    /// The defaults, or with --resume the run's own settings, changed by
+    /// the flags given (only --epochs may change on a resume: the library
+    /// names any other difference with both values).
     fn options(&self) -> CliResult<TrainOptions> {
-        let pooling: Pooling = self.pool.parse().map_err(|e| format!("--pool: {e}"))?;
-        if !matches!(self.activation.as_str(), "relu" | "tanh") {
-            return Err(format!(
-                "--activation must be relu or tanh, got `{}`",
-                self.activation
-            )
-            .into());
+        let mut opts: TrainOptions =
+            crate::report::resumed_options(self.resume, &self.out)?.unwrap_or_default();
+        if let Some(pool) = &self.pool {
+            opts.model.pooling = pool.parse().map_err(|e| format!("--pool: {e}"))?;
         }
-        let opts = TrainOptions {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            optimizer: self.optimizer.clone(),
-            seed: self.seed,
-            model: LeNet5Config {
-                activation: self.activation.clone(),
-                pooling,
-                ..Default::default()
-            },
-            adversarial_eps: self.adversarial,
-        };
+        if let Some(activation) = &self.activation {
+            if !matches!(activation.as_str(), "relu" | "tanh") {
+                return Err(
+                    format!("--activation must be relu or tanh, got `{activation}`").into(),
+                );
+            }
+            opts.model.activation = activation.clone();
+        }
+        macro_rules! set {
+            ($($f:ident => $o:ident),*) => { $( if let Some(v) = self.$f.clone() { opts.$o = v; } )* };
+        }
+        set!(epochs => epochs, batch_size => batch_size, lr => lr, optimizer => optimizer, seed => seed);
+        if self.adversarial.is_some() {
+            opts.adversarial_eps = self.adversarial;
+        }
+        if self.limit.is_some() {
+            opts.limit = self.limit;
+        }
+        if self.data.is_some() {
+            opts.data = self.data.clone();
+        }
         opts.validate().map_err(|e| e.to_string())?;
         Ok(opts)
     }
@@ -132,7 +142,7 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
     let opts = args.options()?;
     set_threads(args.threads)?;
     let out = Report::new(args.json);
-    let (train, val, test) = mnist_splits(args.data.as_deref(), args.limit)?;
+    let (train, val, test) = mnist_splits(opts.data.as_deref(), opts.limit)?;
     eprintln!(
         "LeNet-5 on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
         train.len(),
@@ -150,7 +160,10 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
         &opts,
         &args.out,
         crate::report::run_mode(args.resume, args.force),
-        args.interrupt_after,
+        kindling_train::trainer::StopWhen {
+            after: args.interrupt_after,
+            flag: Some(crate::stop::on_signals()),
+        },
         &splits,
         &|l| eprintln!("{l}"),
     )
@@ -162,9 +175,13 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
         o.val_accuracy * 100.0,
         o.test_accuracy * 100.0
     ));
+    let speed = if o.steps_trained > 0 {
+        format!("{:.0} training images/s; ", o.train_images_per_sec)
+    } else {
+        "already finished, nothing trained now; ".into()
+    };
     out.line(format!(
-        "  {:.0} training images/s; {:.0} s in all; checkpoint {}",
-        o.train_images_per_sec,
+        "  {speed}{:.0} s in all; checkpoint {}",
         o.seconds,
         args.out.join(CHECKPOINT).display()
     ));

@@ -11,6 +11,7 @@ mod lab_attack;
 mod lenet;
 mod lm;
 mod report;
+mod stop;
 mod tokenize_cmd;
 mod train_lm;
 
@@ -217,7 +218,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            stop::exit_code().map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }
 }

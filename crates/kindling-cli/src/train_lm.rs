@@ -122,7 +122,12 @@ pub struct TrainLm {
 
 impl TrainLm {
     fn options(&self) -> CliResult<LmTrainOptions> {
-        let mut o = LmTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?;
+        // --resume starts from the run's own settings; flags given change them
+        // (only --max-iters may: the library names any other difference).
+        let mut o = match crate::report::resumed_options(self.resume, &self.out)? {
+            Some(o) => o,
+            None => LmTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?,
+        };
         macro_rules! set {
             ($($f:ident),*) => {$( if let Some(v) = self.$f.clone() { o.$f = v; } )*};
         }
@@ -189,13 +194,24 @@ pub fn train(args: TrainLm) -> CliResult<()> {
         &text,
         &args.out,
         crate::report::run_mode(args.resume, args.force),
-        args.interrupt_after,
+        kindling_train::trainer::StopWhen {
+            after: args.interrupt_after,
+            flag: Some(crate::stop::on_signals()),
+        },
         &|l| eprintln!("{l}"),
     )
     .map_err(|e| e.to_string())?;
+    let speed = if o.steps_trained > 0 {
+        format!(
+            "{:.1} ms/iter, {:.0} tokens/s",
+            o.ms_per_iter, o.tokens_per_sec
+        )
+    } else {
+        "already finished, nothing trained now".into()
+    };
     out.line(format!(
-        "{} ({} parameters, vocabulary {}), {} iterations: train loss {:.4}, val loss {:.4}; {:.1} ms/iter, {:.0} tokens/s",
-        opts.arch, o.params, o.vocab_size, opts.max_iters, o.train_loss, o.val_loss, o.ms_per_iter, o.tokens_per_sec
+        "{} ({} parameters, vocabulary {}), {} iterations: train loss {:.4}, val loss {:.4}; {speed}",
+        opts.arch, o.params, o.vocab_size, opts.max_iters, o.train_loss, o.val_loss
     ));
     if let Some(hf) = &o.hf_dir {
         out.line(format!(

@@ -59,6 +59,19 @@ impl FitOptions {
         Ok(())
     }
 
+    /// Refuses a batch larger than the training set: every "batch" would be
+    /// the whole set, which is not what the flag asked for.
+    pub fn check_batch(&self, train_images: usize) -> Result<()> {
+        if self.batch_size > train_images {
+            return Err(format!(
+                "--batch-size {} is larger than the training set ({train_images} images)",
+                self.batch_size
+            )
+            .into());
+        }
+        Ok(())
+    }
+
     /// The training loop's plan: an epoch per evaluation period, cosine
     /// decay over the whole run, one bar per epoch labelled `label`.
     pub fn plan(&self, train_images: usize, label: &str, log_every: usize) -> Plan {
@@ -164,8 +177,10 @@ pub fn make_optimizer(
 pub struct Resumable {
     /// The checkpoint's metadata but the step count (`epochs_done` is added).
     pub meta: Value,
-    /// Whether a checkpoint's stored `options` are the run's (`meta["options"]`).
-    pub same_options: fn(stored: &Value, now: &Value) -> bool,
+    /// The options that differ between a checkpoint's stored `options` and
+    /// the run's (`meta["options"]`), as flags with both values; none: the
+    /// same run.
+    pub differences: fn(stored: &Value, now: &Value) -> Vec<String>,
 }
 
 /// Classifying digits: a LeNet-5 on shuffled mini-batches of a digit set,
@@ -326,11 +341,11 @@ impl Task for DigitTask<'_> {
     }
 
     fn describe(&self, steps: usize) -> String {
-        format!(
-            "epoch {} of {}",
-            steps / self.steps_per_epoch(),
-            self.epochs
-        )
+        let (spe, epochs) = (self.steps_per_epoch(), self.epochs);
+        match (steps / spe, steps % spe) {
+            (e, 0) => format!("epoch {e} of {epochs}"),
+            (e, k) => format!("{k} of {spe} batches into epoch {} of {epochs}", e + 1),
+        }
     }
 
     fn checkpoint_meta(&self, steps: usize) -> Value {
@@ -348,12 +363,24 @@ impl Task for DigitTask<'_> {
             .as_ref()
             .ok_or_else(|| format!("{}: this run cannot resume", path.display()))?;
         ck.expect_model(path, "lenet5", "LeNet-5")?;
-        if !(r.same_options)(&ck.config["options"], &r.meta["options"]) {
+        let differ = (r.differences)(&ck.config["options"], &r.meta["options"]);
+        if !differ.is_empty() {
             let dir = path.parent().unwrap_or(path);
-            return Err(format!("--resume: {} was started with different options; use the same flags or a new --out", dir.display()).into());
+            return Err(format!(
+                "--resume: {} was started with different options ({}); leave them out to use the run's, or choose a new --out",
+                dir.display(),
+                differ.join(", ")
+            )
+            .into());
         }
-        let epochs = ck.config["epochs_done"].as_u64().unwrap_or(0) as usize;
-        Ok(epochs * self.steps_per_epoch())
+        // A run stopped by a signal checkpoints mid-epoch: the trainer's
+        // step count says where; older checkpoints only hold whole epochs.
+        Ok(match ck.config["trainer"]["steps_done"].as_u64() {
+            Some(steps) => steps as usize,
+            None => {
+                ck.config["epochs_done"].as_u64().unwrap_or(0) as usize * self.steps_per_epoch()
+            }
+        })
     }
 
     fn record_step(&self, record: &Value) -> Option<usize> {
@@ -413,6 +440,7 @@ pub fn fit(
     if train.is_empty() {
         return Err(format!("{label}: no training images").into());
     }
+    opts.check_batch(train.len())?;
     let opt = make_optimizer(&opts.optimizer, opts.lr, trainable)?;
     let mut task = DigitTask::new(model, train, val, opts);
     let mut records = Vec::with_capacity(opts.epochs);

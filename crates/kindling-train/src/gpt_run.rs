@@ -307,6 +307,8 @@ pub struct Outcome {
     pub val_loss: f32,
     pub ms_per_iter: f32,
     pub tokens_per_sec: f32,
+    /// Iterations this call trained (0: the run had already finished).
+    pub steps_trained: usize,
 }
 
 /// Language-model pretraining of a GPT on a token stream: random windows,
@@ -392,10 +394,15 @@ impl Task for GptTask<'_> {
         // may already belong to a newer run that never saved a checkpoint.
         let stored: Option<GptTrainOptions> =
             serde_json::from_value(ck.config["options"].clone()).ok();
-        if stored.as_ref() != Some(self.opts) {
-            let differ = changed_options(&json!(stored), &json!(self.opts), &[]);
+        // More iterations may extend a run; everything else must match.
+        let same = stored.clone().map(|s| GptTrainOptions {
+            max_iters: self.opts.max_iters,
+            ..s
+        });
+        if same.as_ref() != Some(self.opts) {
+            let differ = changed_options(&json!(stored), &json!(self.opts), &["max_iters"]);
             return Err(format!(
-                "--resume: {dir} was started with different options ({}); use the same flags or a new --out",
+                "--resume: {dir} was started with different options ({}); leave them out to use the run's, or choose a new --out",
                 differ.join(", ")
             )
             .into());
@@ -420,26 +427,38 @@ impl Task for GptTask<'_> {
 
 /// The settings that differ between a run's stored options and the ones
 /// given now, as the flags spell them (`--lr 0.002 (run: 0.001)`), leaving
-/// out the keys in `may_change`.
+/// out the keys in `may_change`. Nested objects (a model's config) are
+/// compared field by field; a key the run did not store counts as null
+/// (an option added since, at its default).
 pub fn changed_options(was: &Value, now: &Value, may_change: &[&str]) -> Vec<String> {
-    let show = |v: Option<&Value>| match v {
-        Some(Value::Number(n)) if n.is_f64() => format!("{}", n.as_f64().unwrap_or(0.0) as f32),
-        Some(v) => v.to_string(),
-        None => "?".into(),
+    let show = |v: &Value| match v {
+        Value::Number(n) if n.is_f64() => format!("{}", n.as_f64().unwrap_or(0.0) as f32),
+        Value::String(s) => s.clone(),
+        Value::Null => "none".into(),
+        v => v.to_string(),
     };
-    now.as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(k, v)| !may_change.contains(&k.as_str()) && was.get(k.as_str()) != Some(*v))
-        .map(|(k, v)| {
-            format!(
-                "--{} {} (run: {})",
-                k.replace('_', "-"),
-                show(Some(v)),
-                show(was.get(k.as_str()))
-            )
-        })
-        .collect()
+    let mut out = Vec::new();
+    for (k, v) in now.as_object().into_iter().flatten() {
+        let old = was.get(k.as_str()).unwrap_or(&Value::Null);
+        if may_change.contains(&k.as_str()) || old == v {
+            continue;
+        }
+        if let (Value::Object(_), Value::Object(_)) = (old, v) {
+            out.extend(changed_options(old, v, may_change));
+            continue;
+        }
+        out.push(format!("{} {} (run: {})", flag_name(k), show(v), show(old)));
+    }
+    out
+}
+
+/// The command-line flag of a stored option.
+fn flag_name(key: &str) -> String {
+    match key {
+        "pooling" => "--pool".into(),
+        "adversarial_eps" => "--adversarial".into(),
+        k => format!("--{}", k.replace('_', "-")),
+    }
 }
 
 /// A language model's loss panel: the per-step batch loss and the periodic
@@ -511,14 +530,14 @@ pub fn plan(opts: &GptTrainOptions) -> Plan {
     }
 }
 
-/// Trains (or resumes) a run in `dir`. `stop_after` ends this call after that
-/// many iterations (resumable), standing in for an interruption in tests.
+/// Trains (or resumes) a run in `dir`, stopping early (resumable) as `stop`
+/// says (`stop.after` counts iterations of this call).
 pub fn train(
     opts: &GptTrainOptions,
     text: &str,
     dir: &Path,
     mode: impl Into<crate::run_dir::RunMode>,
-    stop_after: Option<usize>,
+    stop: crate::trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<Outcome> {
     opts.validate()?;
@@ -535,6 +554,16 @@ pub fn train(
         )
         .into());
     }
+    crate::memory_check::TransformerShape {
+        n_layer: opts.n_layer,
+        n_head: opts.n_head,
+        n_embd: opts.n_embd,
+        intermediate: 4 * opts.n_embd,
+        vocab_size: data.tokenizer.vocab_size(),
+        block_size: opts.block_size,
+        batch_size: opts.batch_size,
+    }
+    .check_memory()?;
     let mode = mode.into();
     let run = RunDir::start(dir, mode)?;
     let (model, opt) = model_and_optimizer(opts, &data)?;
@@ -555,7 +584,10 @@ pub fn train(
         data.train.len(),
         data.val.len()
     ));
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let last = summary
         .records
         .iter()
@@ -568,6 +600,7 @@ pub fn train(
         0.0
     };
     Ok(Outcome {
+        steps_trained: summary.steps,
         params: model.num_parameters(),
         iters: opts.max_iters,
         train_loss: loss("train_loss"),

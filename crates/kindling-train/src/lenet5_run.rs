@@ -8,7 +8,7 @@ use crate::classify::evaluate;
 use crate::fgsm;
 use crate::fit::{cosine_schedule, make_optimizer, DigitBatch, DigitTask, FitOptions, Resumable};
 use crate::run_dir::RunDir;
-use crate::trainer::{Plan, Trainer};
+use crate::trainer::{Plan, StopWhen, Trainer};
 use crate::Result;
 use kindling_data::{Batches, DigitSet, Normalize, Order};
 use kindling_models::lenet5::{LeNet5, LeNet5Config};
@@ -16,7 +16,7 @@ use kindling_nn::schedule::LrSchedule;
 use kindling_nn::{checkpoint, Module};
 use kindling_tensor::Rng;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 
@@ -35,6 +35,13 @@ pub struct TrainOptions {
     /// ε (pixel units of [0, 1]), crafted against the current model.
     #[serde(default)]
     pub adversarial_eps: Option<f32>,
+    /// `--limit`: only the first N training images (N/10 validation and
+    /// test), stored so that a resumed run reads the same slices.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `--data`: the MNIST directory given, if any (else the default).
+    #[serde(default)]
+    pub data: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -47,6 +54,8 @@ impl Default for TrainOptions {
             seed: 0,
             model: LeNet5Config::default(),
             adversarial_eps: None,
+            limit: None,
+            data: None,
         }
     }
 }
@@ -68,6 +77,8 @@ pub struct Outcome {
     pub val_accuracy: f32,
     pub train_images_per_sec: f32,
     pub seconds: f32,
+    /// Steps this call trained (0: the run had already finished).
+    pub steps_trained: usize,
 }
 
 impl TrainOptions {
@@ -105,17 +116,17 @@ pub struct Splits<'a> {
 }
 
 /// Trains (or resumes) a run in `dir`; `log` receives one line per epoch.
-/// `stop_after` ends the process's work after that many epochs of this call
-/// (the run stays resumable), standing in for an interruption in tests.
+/// `stop.after` counts epochs of this call.
 pub fn train(
     opts: &TrainOptions,
     dir: &Path,
     mode: impl Into<crate::run_dir::RunMode>,
-    stop_after: Option<usize>,
+    stop: StopWhen,
     data: &Splits,
     log: &dyn Fn(&str),
 ) -> Result<Outcome> {
     opts.validate()?;
+    opts.fit_options().check_batch(data.train.len())?;
     let mode = mode.into();
     let run = RunDir::start(dir, mode)?;
     let model = LeNet5::new(opts.model.clone(), &mut Rng::new(opts.seed))?;
@@ -125,10 +136,8 @@ pub fn train(
     task.announce = true;
     task.resumable = Some(Resumable {
         meta: json!({ "model": "lenet5", "lenet5": opts.model, "options": opts }),
-        same_options: |stored, now| {
-            let parse = |v: &Value| serde_json::from_value::<TrainOptions>(v.clone()).ok();
-            parse(stored).is_some() && parse(stored) == parse(now)
-        },
+        // More epochs may extend a run; everything else must match.
+        differences: |stored, now| crate::gpt_run::changed_options(stored, now, &["epochs"]),
     });
     let opt = make_optimizer(&opts.optimizer, opts.lr, model.named_trainable_parameters())?;
     let plan = fit.plan(data.train.len(), "", 200);
@@ -139,7 +148,10 @@ pub fn train(
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
     let started = Instant::now();
-    let summary = trainer.run(&mut task, stop_after.map(|k| k * steps_per_epoch))?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after.map(|k| k * steps_per_epoch))?;
     let test = evaluate(&model, data.test, 10, Normalize::MNIST)?;
     log(&format!(
         "test accuracy {:.2}% on {} images (scored once, after training)",
@@ -157,6 +169,7 @@ pub fn train(
         test_accuracy: test.accuracy,
         val_accuracy,
         train_images_per_sec: summary.per_sec(1) as f32,
+        steps_trained: summary.steps,
         seconds: started.elapsed().as_secs_f32(),
     };
     let mut all = summary.records;

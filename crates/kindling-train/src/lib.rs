@@ -15,6 +15,7 @@ pub mod grpo_run;
 pub mod lenet5_run;
 pub mod lm_run;
 pub mod memory;
+pub mod memory_check;
 pub mod plot;
 pub mod ppo_run;
 pub mod preference;

@@ -435,7 +435,7 @@ impl Task for LmTask<'_> {
         if &same != self.opts {
             let differ = changed_options(&json!(stored), &json!(self.opts), &["max_iters"]);
             return Err(format!(
-                "--resume: {} was started with different options ({}); use the same flags or a new --out",
+                "--resume: {} was started with different options ({}); leave them out to use the run's, or choose a new --out",
                 path.parent().unwrap_or(path).display(),
                 differ.join(", ")
             )
@@ -484,6 +484,8 @@ pub struct LmOutcome {
     pub train_tokens: usize,
     /// The Hugging Face folder written (BPE tokenizers only).
     pub hf_dir: Option<std::path::PathBuf>,
+    /// Iterations this call trained (0: the run had already finished).
+    pub steps_trained: usize,
 }
 
 /// Trains (or resumes) a language model in `dir`.
@@ -492,7 +494,7 @@ pub fn train(
     text: &str,
     dir: &Path,
     mode: impl Into<crate::run_dir::RunMode>,
-    stop_after: Option<usize>,
+    stop: crate::trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<LmOutcome> {
     opts.validate()?;
@@ -506,6 +508,16 @@ pub fn train(
         )
         .into());
     }
+    crate::memory_check::TransformerShape {
+        n_layer: opts.n_layer,
+        n_head: opts.n_head,
+        n_embd: opts.n_embd,
+        intermediate: opts.mlp_width(),
+        vocab_size: data.tokenizer.vocab_size(),
+        block_size: opts.block_size,
+        batch_size: opts.batch_size,
+    }
+    .check_memory()?;
     let mode = mode.into();
     let run = RunDir::start(dir, mode)?;
     let model = LmModel::new(opts, data.tokenizer.vocab_size())?;
@@ -531,7 +543,10 @@ pub fn train(
         data.train.len(),
         data.val.len()
     ));
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let last = summary
         .records
         .iter()
@@ -544,7 +559,7 @@ pub fn train(
         0.0
     };
     let hf_dir = match &data.tokenizer {
-        LmTokenizer::Bpe(t) if stop_after.is_none() => {
+        LmTokenizer::Bpe(t) if stop.after.is_none() => {
             let hf = dir.join("hf");
             model.save_hf(&hf)?;
             t.save(&hf)?;
@@ -553,6 +568,7 @@ pub fn train(
         _ => None,
     };
     Ok(LmOutcome {
+        steps_trained: summary.steps,
         params: model.module().num_parameters(),
         train_loss: loss("train_loss"),
         val_loss: loss("val_loss"),

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// The checkpoint's file name in a run directory.
@@ -38,6 +39,27 @@ pub const CHECKPOINT: &str = "model.safetensors";
 /// micro-batch 0 is the single-thread stream).
 pub const BATCH_STREAM: u64 = 1;
 pub const DROPOUT_STREAM: u64 = 2;
+
+/// The options the run in `dir` was started with, for `--resume` to take
+/// its settings from: its checkpoint's (what a resume continues), else its
+/// `config.json` (a run stopped before its first checkpoint); `None` when
+/// it has neither.
+pub fn stored_options(dir: &Path) -> Result<Option<Value>> {
+    let ck = dir.join(CHECKPOINT);
+    if ck.is_file() {
+        let options = checkpoint::read(&ck)?.config["options"].clone();
+        return Ok((!options.is_null()).then_some(options));
+    }
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&config).map_err(|e| format!("{}: {e}", config.display()))?;
+    Ok(Some(serde_json::from_str(&text).map_err(|e| {
+        format!("{}: not valid JSON: {e}", config.display())
+    })?))
+}
 
 /// An independent, reproducible random stream per (purpose, step).
 pub fn stream(seed: u64, purpose: u64, step: usize) -> Rng {
@@ -159,6 +181,16 @@ pub struct Plan {
     pub throughput: (&'static str, usize),
 }
 
+/// When a run stops before its end, resumable: after `after` steps (or
+/// epochs, as the caller counts) of this call, a stand-in for an
+/// interruption in tests; or at the first step boundary after `flag` is
+/// raised (the CLI raises it on SIGINT or SIGTERM).
+#[derive(Clone, Copy, Default)]
+pub struct StopWhen<'a> {
+    pub after: Option<usize>,
+    pub flag: Option<&'a AtomicBool>,
+}
+
 /// What a [`Trainer::run`] call did.
 #[derive(Debug)]
 pub struct Summary {
@@ -196,6 +228,13 @@ pub struct Trainer<'a> {
     start: usize,
     resumed: bool,
     records: Vec<Value>,
+    /// Raised from outside (the CLI's SIGINT/SIGTERM handler): finish the
+    /// current step, checkpoint, return an error saying how to resume.
+    stop: Option<&'a AtomicBool>,
+    /// The unfinished evaluation period's loss sum and examples at the
+    /// checkpoint (a resume mid-period continues them, so its record is
+    /// the uninterrupted run's).
+    period: (f64, usize),
 }
 
 impl<'a> Trainer<'a> {
@@ -238,7 +277,17 @@ impl<'a> Trainer<'a> {
             start: 0,
             resumed: false,
             records: Vec::new(),
+            stop: None,
+            period: (0.0, 0),
         })
+    }
+
+    /// Stops the run at the first step boundary after `flag` is raised,
+    /// checkpointing there (the library installs no signal handler: the
+    /// caller raises the flag).
+    pub fn stop_on(mut self, flag: &'a AtomicBool) -> Self {
+        self.stop = Some(flag);
+        self
     }
 
     /// Calls `f` with each evaluation record as it is made (callers that
@@ -281,6 +330,24 @@ impl<'a> Trainer<'a> {
         self.opt.load_state(&state)?;
         self.start = steps.min(self.plan.total_steps);
         self.resumed = true;
+        let trainer = &ck.config["trainer"];
+        if trainer["steps_done"].as_u64() == Some(steps as u64) {
+            let sum = trainer["period_loss_sum_bits"].as_u64().map(f64::from_bits);
+            let seen = trainer["period_examples"].as_u64();
+            if let (Some(sum), Some(seen)) = (sum, seen) {
+                self.period = (sum, seen as usize);
+            }
+        }
+        let threads = kindling_tensor::num_threads();
+        let more = steps < self.plan.total_steps;
+        if let Some(was) = trainer["threads"]
+            .as_u64()
+            .filter(|&t| more && t as usize != threads)
+        {
+            (self.log)(&format!(
+                "note: this run trained with {was} threads and continues with {threads}: gradients are summed over other shards, so the result will differ from an uninterrupted run in the last digits"
+            ));
+        }
         self.records = run
             .read_metrics()?
             .into_iter()
@@ -291,6 +358,13 @@ impl<'a> Trainer<'a> {
             run.path.display(),
             task.describe(steps)
         ));
+        if steps >= self.plan.total_steps {
+            (self.log)(&format!(
+                "{} has already finished ({}): nothing left to train; resume with more epochs or iterations to extend it",
+                run.path.display(),
+                task.describe(steps)
+            ));
+        }
         Ok(())
     }
 
@@ -350,7 +424,7 @@ impl<'a> Trainer<'a> {
             Bar::Run { label, unit } => Some(bar((total - start) as u64, label.clone(), unit)),
             Bar::PerEpoch { .. } => None,
         };
-        let (mut loss_sum, mut seen, mut period_seconds) = (0f64, 0usize, 0f64);
+        let (mut loss_sum, mut seen, mut period_seconds) = (self.period.0, self.period.1, 0f64);
         let (mut train_seconds, mut examples) = (0f64, 0usize);
         let mut saved_at = None;
         let mut s = start;
@@ -380,11 +454,13 @@ impl<'a> Trainer<'a> {
                 self.records.push(ev.record);
                 (loss_sum, seen, period_seconds) = (0.0, 0, 0.0);
                 if s > start {
+                    self.period = (0.0, 0);
                     self.save(task, s)?;
                     saved_at = Some(s);
                 }
             }
-            if s == end {
+            let stopped = self.stop.is_some_and(|f| f.load(Ordering::SeqCst));
+            if s == end || stopped {
                 break;
             }
             if pb.is_none() {
@@ -443,13 +519,22 @@ impl<'a> Trainer<'a> {
         if let Some(b) = pb {
             b.finish_and_clear();
         }
-        if end < total {
-            if saved_at != Some(end) {
-                self.save(task, end)?;
+        if s < total {
+            if saved_at != Some(s) {
+                self.period = (loss_sum, seen);
+                self.save(task, s)?;
             }
+            let dir = self
+                .run
+                .map_or(String::new(), |r| format!(" in {}", r.path.display()));
+            let why = if s < end {
+                "interrupted"
+            } else {
+                "stopped as asked"
+            };
             return Err(format!(
-                "stopped after {} as asked; continue with --resume",
-                task.describe(end)
+                "{why} after {}; the checkpoint{dir} holds it: continue with --resume",
+                task.describe(s)
             )
             .into());
         }
@@ -480,7 +565,16 @@ impl<'a> Trainer<'a> {
         if let Some(m) = meta.as_object_mut() {
             m.insert(
                 "trainer".into(),
-                json!({ "steps_done": steps, "seed": self.plan.seed, "accum_steps": self.plan.accum_steps, "frozen_saved": task.checkpoint_frozen() }),
+                json!({
+                    "steps_done": steps,
+                    "seed": self.plan.seed,
+                    "accum_steps": self.plan.accum_steps,
+                    "frozen_saved": task.checkpoint_frozen(),
+                    "threads": kindling_tensor::num_threads(),
+                    // Bits: a JSON float need not read back exactly.
+                    "period_loss_sum_bits": self.period.0.to_bits(),
+                    "period_examples": self.period.1,
+                }),
             );
         }
         run.write_metrics(&self.records)?;
