@@ -110,4 +110,12 @@ pub enum Error {
     /// Encoding, decoding or training failed inside the tokenizer engine.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+
+    /// A training corpus (`--data NAME`) that cannot be tokenized.
+    #[error("--data {name}: {problem}")]
+    Corpus { name: String, problem: String },
+
+    /// A token split too short to draw one window of `block + 1` tokens.
+    #[error("the split has {tokens} tokens, too few for --block-size {block}")]
+    TooFewTokens { tokens: usize, block: usize },
 }

@@ -29,6 +29,7 @@ pub mod loader;
 pub mod mnist;
 pub mod registry;
 pub mod sha256;
+pub mod token_data;
 pub mod tokenizer;
 pub mod usps;
 
@@ -43,5 +44,6 @@ pub use idx::{IdxImages, IdxLabels};
 pub use loader::{Batches, Normalize, Order};
 pub use mnist::Mnist;
 pub use sha256::{sha256_hex, verify_sha256};
+pub use token_data::{get_batch, TokenData};
 pub use tokenizer::{train_bpe, Tokenizer};
 pub use usps::Usps;

@@ -8,6 +8,7 @@ use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_data::char_tokenizer::CharTokenizer;
+use kindling_data::token_data::{get_batch, TokenData};
 use kindling_models::gpt::{Gpt, GptConfig};
 use kindling_nn::checkpoint::{self, Checkpoint};
 use kindling_nn::optim::{Adam, AdamConfig, ParamGroup};
@@ -150,54 +151,6 @@ impl GptTrainOptions {
     }
 }
 
-/// The corpus as ids, split 90/10 into train and validation.
-pub struct TokenData {
-    pub tokenizer: CharTokenizer,
-    pub train: Vec<u32>,
-    pub val: Vec<u32>,
-}
-
-impl TokenData {
-    pub fn from_text(text: &str, name: &str) -> Result<TokenData> {
-        let tokenizer =
-            CharTokenizer::from_text(text).map_err(|e| format!("--data {name}: {e}"))?;
-        let ids = tokenizer.encode(text)?;
-        let n = ids.len() * 9 / 10;
-        Ok(TokenData {
-            tokenizer,
-            train: ids[..n].to_vec(),
-            val: ids[n..].to_vec(),
-        })
-    }
-}
-
-/// `batch` random windows of `block + 1` tokens: inputs and next-token targets.
-pub fn get_batch(
-    data: &[u32],
-    batch: usize,
-    block: usize,
-    rng: &mut Rng,
-) -> Result<(Tensor, Tensor)> {
-    if data.len() <= block + 1 {
-        return Err(format!(
-            "the split has {} tokens, too few for --block-size {block}",
-            data.len()
-        )
-        .into());
-    }
-    let mut x = Vec::with_capacity(batch * block);
-    let mut y = Vec::with_capacity(batch * block);
-    for _ in 0..batch {
-        let start = rng.below(data.len() - block - 1);
-        x.extend(data[start..start + block].iter().map(|&t| t as i64));
-        y.extend(data[start + 1..start + block + 1].iter().map(|&t| t as i64));
-    }
-    Ok((
-        Tensor::from_vec_i64(x, &[batch, block])?,
-        Tensor::from_vec_i64(y, &[batch, block])?,
-    ))
-}
-
 pub fn estimate_loss(
     model: &Gpt,
     data: &[u32],
@@ -330,12 +283,12 @@ impl Task for GptTask<'_> {
     }
 
     fn batch(&mut self, _step: usize, _micro: usize, rng: &mut Rng) -> Result<TokenBatch> {
-        get_batch(
+        Ok(get_batch(
             &self.data.train,
             self.opts.batch_size,
             self.opts.block_size,
             rng,
-        )
+        )?)
     }
 
     fn rows(&self, batch: &TokenBatch) -> usize {

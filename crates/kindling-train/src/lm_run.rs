@@ -6,12 +6,13 @@
 //! folder (`hf/`: config.json, model.safetensors, tokenizer files) that
 //! `transformers` and every `--model` flag load.
 
-use crate::gpt_run::{adamw_groups, changed_options, get_batch, loss_curves};
+use crate::gpt_run::{adamw_groups, changed_options, loss_curves};
 use crate::plot::Panel;
 use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_data::char_tokenizer::CharTokenizer;
+use kindling_data::token_data::{get_batch, split_train_val};
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::gpt::{Activation, Gpt, GptConfig};
 use kindling_models::llama::{Llama, LlamaConfig};
@@ -218,11 +219,11 @@ impl LmData {
             let ids = t.encode(text)?;
             (LmTokenizer::Bpe(Box::new(t)), ids)
         };
-        let n = ids.len() * 9 / 10;
+        let (train, val) = split_train_val(&ids);
         Ok(LmData {
             tokenizer,
-            train: ids[..n].to_vec(),
-            val: ids[n..].to_vec(),
+            train,
+            val,
         })
     }
 }
@@ -372,12 +373,12 @@ impl Task for LmTask<'_> {
     }
 
     fn batch(&mut self, _step: usize, _micro: usize, rng: &mut Rng) -> Result<Self::Batch> {
-        get_batch(
+        Ok(get_batch(
             &self.data.train,
             self.opts.batch_size,
             self.opts.block_size,
             rng,
-        )
+        )?)
     }
 
     fn rows(&self, b: &Self::Batch) -> usize {
