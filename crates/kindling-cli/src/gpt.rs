@@ -386,20 +386,8 @@ pub fn attention(args: Attention) -> CliResult<()> {
             )
         })
         .collect();
-    let chars: Vec<String> = args
-        .text
-        .chars()
-        .map(|c| {
-            if c == '\n' {
-                "⏎".to_string()
-            } else if c == ' ' {
-                "␣".to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect();
-    kindling_train::attention_map::draw(&args.out, &chars, &matrices)?;
+    let chars: Vec<String> = args.text.chars().map(String::from).collect();
+    kindling_train::plot::attention::draw(&args.out, &chars, &matrices)?;
     let out = Report::new(args.json);
     out.line(format!(
         "wrote {} ({} head(s), {t}×{t})",

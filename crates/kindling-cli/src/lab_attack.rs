@@ -8,7 +8,7 @@ use kindling_data::{Mnist, Normalize};
 use kindling_tensor::{no_grad, Tensor};
 use kindling_train::lenet5_run;
 use kindling_train::run_dir::RunDir;
-use kindling_train::{feature_maps, fgsm};
+use kindling_train::{fgsm, plot};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -121,7 +121,7 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
             path.display()
         )
     };
-    fgsm::draw_examples(&png, &title, &args.eps, &r.examples, test.rows())
+    plot::adversarial::draw_examples(&png, &title, &args.eps, &r.examples, test.rows())
         .map_err(|e| format!("{}: {e}", png.display()))?;
 
     let mut by_eps = Map::new();
@@ -242,7 +242,7 @@ pub fn inspect(cmd: Inspect) -> CliResult<()> {
         "LeNet-5 on {name}: predicted {best} ({:.1}%)",
         probs[best] * 100.0
     );
-    feature_maps::draw(&out_path, &title, &model, &digit.pixels, &acts)
+    plot::feature_maps::draw(&out_path, &title, &model, &digit.pixels, &acts)
         .map_err(|e| format!("{}: {e}", out_path.display()))?;
     let layers: Vec<Value> = [
         ("C1", &acts.c1),

@@ -261,7 +261,7 @@ pub fn eval(args: Eval) -> CliResult<()> {
         ));
     }
     if let Some(p) = &args.plot {
-        crate::confusion_plot::draw(p, &ev.confusion)?;
+        kindling_train::plot::confusion::draw(p, &ev.confusion)?;
         out.line(format!("wrote {}", p.display()));
     }
     out.finish(json!({

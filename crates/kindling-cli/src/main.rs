@@ -2,7 +2,6 @@
 //! Progress and logs go to stderr; with `--json` the last line of stdout is
 //! exactly one JSON object.
 
-mod confusion_plot;
 mod data_cmd;
 mod demo;
 mod gpt;

@@ -403,15 +403,14 @@ impl Task for DigitTask<'_> {
             title: "Validation accuracy",
             x_label: "epoch",
             y_label: "accuracy (%)",
-            series: vec![Series {
-                label: "validation",
-                points: pts("val_accuracy")
+            series: vec![Series::line(
+                "validation",
+                pts("val_accuracy")
                     .into_iter()
                     .map(|(e, a)| (e, a * 100.0))
                     .collect(),
-                color: RED,
-                dots: metrics.len() < 2,
-            }],
+                RED,
+            )],
             log_y: false,
         };
         vec![loss, acc]

@@ -1,12 +1,10 @@
 //! Training: run directories, progress bars, metrics, evaluation, pictures,
 //! and the trainers of Kindling's models.
 
-pub mod attention_map;
 pub mod classify;
 pub mod corpus;
 pub mod data_parallel;
 pub mod dpo_run;
-pub mod feature_maps;
 pub mod fgsm;
 pub mod finetune;
 pub mod fit;

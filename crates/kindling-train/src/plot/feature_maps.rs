@@ -9,7 +9,7 @@
 //! networks) and the kernels use a diverging scale instead: blue negative,
 //! white zero, red positive, symmetric about zero.
 
-use crate::plot::{register_font, PlotResult};
+use super::{draw_png, PlotResult};
 use kindling_models::lenet5::{LeNet5, LeNet5Activations};
 use kindling_tensor::Tensor;
 use plotters::coord::Shift;
@@ -191,7 +191,6 @@ pub fn draw(
     input01: &[f32],
     acts: &LeNet5Activations,
 ) -> PlotResult<()> {
-    register_font();
     let input = MapRow {
         title: "input 1@28×28".into(),
         maps: vec![input01.to_vec()],
@@ -230,16 +229,13 @@ pub fn draw(
         input.height() + kernels.height() + rows.iter().map(MapRow::height).sum::<i32>();
     let height = top + maps_h + 2 * BAR_ROW_H + 20;
     let size: (u32, u32) = (WIDTH as u32, height as u32);
-    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
-        root.fill(&WHITE)?;
+    draw_png(path, size, |root| {
         root.draw(&Text::new(title, (10, 14), ("sans-serif", 20)))?;
         let mut y = top;
-        y = draw_maps(&root, y, &input, false)?;
-        y = draw_maps(&root, y, &kernels, true)?;
+        y = draw_maps(root, y, &input, false)?;
+        y = draw_maps(root, y, &kernels, true)?;
         for row in &rows {
-            y = draw_maps(&root, y, row, false)?;
+            y = draw_maps(root, y, row, false)?;
         }
         y += 10;
         let c5_area = root
@@ -274,10 +270,8 @@ pub fn draw(
             "probability",
             best,
         )?;
-        root.present()?;
-    }
-    crate::plot::write_png(path, &pixels, size)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]
