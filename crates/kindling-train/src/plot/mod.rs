@@ -146,7 +146,8 @@ pub(crate) fn draw_colour_bar(
         area.draw(&Text::new(text.clone(), (x + width + 7, ty), label.clone()))?;
     }
     let head = TextStyle::from((SANS, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom));
-    area.draw(&Text::new(title.to_string(), (x, y - 6), head))?;
+    // Above the bar, clear of the top tick's label.
+    area.draw(&Text::new(title.to_string(), (x, y - 12), head))?;
     Ok(())
 }
 
