@@ -7,7 +7,7 @@
 //! (`reference_logps.safetensors`), so a resumed run scores against the same
 //! reference without keeping a second model.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves_by};
+use crate::gpt_run::{adamw_groups, loss_curves_by};
 use crate::plot::Panel;
 use crate::preference::EncodedPair;
 use crate::run_dir::{RunDir, RunMode};
@@ -245,10 +245,7 @@ pub struct DpoTask<'a> {
 
 impl DpoTask<'_> {
     fn pair_index(&self, i: usize) -> usize {
-        let n = self.train.len();
-        let mut order: Vec<usize> = (0..n).collect();
-        trainer::stream(self.opts.seed, 9, i / n).shuffle(&mut order);
-        order[i % n]
+        trainer::epoch_item(self.opts.seed, 9, self.train.len(), i)
     }
 
     fn val_len(&self) -> usize {
@@ -334,23 +331,7 @@ impl Task for DpoTask<'_> {
     }
 
     fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        ck.expect_model(path, "dpo", "DPO")?;
-        let stored: DpoOptions = serde_json::from_value(ck.config["options"].clone())
-            .map_err(|e| format!("{}: no DPO options in the checkpoint ({e})", path.display()))?;
-        let same = DpoOptions {
-            steps: self.opts.steps,
-            ..stored.clone()
-        };
-        if &same != self.opts {
-            let differ = changed_options(&json!(stored), &json!(self.opts), &["steps"]);
-            return Err(format!(
-                "{} was started with different options ({}); use the same ones or a new run directory",
-                path.parent().unwrap_or(path).display(),
-                differ.join(", ")
-            )
-            .into());
-        }
-        Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
+        trainer::resume_with_options(ck, path, "dpo", "DPO", self.opts, &["steps"], "steps_done")
     }
 
     fn checkpoint_frozen(&self) -> bool {

@@ -8,7 +8,6 @@
 //! `KL_t = e^(ref−π) − (ref−π) − 1` against the frozen starting model,
 //! averaged over each answer's tokens and then over answers.
 
-use crate::gpt_run::changed_options;
 use crate::plot::{Panel, Series};
 use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
@@ -443,28 +442,15 @@ impl Task for GrpoTask<'_> {
     }
 
     fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        ck.expect_model(path, "grpo", "GRPO")?;
-        let stored: GrpoOptions =
-            serde_json::from_value(ck.config["options"].clone()).map_err(|e| {
-                format!(
-                    "{}: no GRPO options in the checkpoint ({e})",
-                    path.display()
-                )
-            })?;
-        let same = GrpoOptions {
-            steps: self.opts.steps,
-            ..stored.clone()
-        };
-        if &same != self.opts {
-            let differ = changed_options(&json!(stored), &json!(self.opts), &["steps"]);
-            return Err(format!(
-                "{} was started with different options ({}); use the same ones or a new run directory",
-                path.parent().unwrap_or(path).display(),
-                differ.join(", ")
-            )
-            .into());
-        }
-        Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
+        trainer::resume_with_options(
+            ck,
+            path,
+            "grpo",
+            "GRPO",
+            self.opts,
+            &["steps"],
+            "steps_done",
+        )
     }
 
     fn checkpoint_frozen(&self) -> bool {

@@ -11,7 +11,7 @@
 //! reference and the policy's entropy per token — the rise in reward, the
 //! bounded KL and the entropy drop that RLHF is known for.
 
-use crate::gpt_run::{changed_options, loss_curves_by};
+use crate::gpt_run::loss_curves_by;
 use crate::plot::{Panel, Series};
 use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
@@ -463,23 +463,15 @@ impl Task for PpoTask<'_> {
     }
 
     fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        ck.expect_model(path, "ppo", "PPO")?;
-        let stored: PpoOptions = serde_json::from_value(ck.config["options"].clone())
-            .map_err(|e| format!("{}: no PPO options in the checkpoint ({e})", path.display()))?;
-        let same = PpoOptions {
-            rollouts: self.opts.rollouts,
-            ..stored.clone()
-        };
-        if &same != self.opts {
-            let differ = changed_options(&json!(stored), &json!(self.opts), &["rollouts"]);
-            return Err(format!(
-                "{} was started with different options ({}); use the same ones or a new run directory",
-                path.parent().unwrap_or(path).display(),
-                differ.join(", ")
-            )
-            .into());
-        }
-        Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
+        trainer::resume_with_options(
+            ck,
+            path,
+            "ppo",
+            "PPO",
+            self.opts,
+            &["rollouts"],
+            "steps_done",
+        )
     }
 
     fn checkpoint_frozen(&self) -> bool {

@@ -4,7 +4,7 @@
 //! cross-entropy, which is the same number). The score is held-out
 //! accuracy: how often the chosen answer gets the higher reward.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves_by};
+use crate::gpt_run::{adamw_groups, loss_curves_by};
 use crate::plot::Panel;
 use crate::preference::EncodedPair;
 use crate::run_dir::{RunDir, RunMode};
@@ -150,11 +150,7 @@ pub struct RewardTask<'a> {
 impl RewardTask<'_> {
     /// Pair `i` of the run (epochs reshuffled from the seed alone).
     fn pair(&self, i: usize) -> &EncodedPair {
-        let n = self.train.len();
-        let epoch = i / n;
-        let mut order: Vec<usize> = (0..n).collect();
-        trainer::stream(self.opts.seed, 8, epoch).shuffle(&mut order);
-        &self.train[order[i % n]]
+        &self.train[trainer::epoch_item(self.opts.seed, 8, self.train.len(), i)]
     }
 
     fn val_pairs(&self) -> &[EncodedPair] {
@@ -221,28 +217,15 @@ impl Task for RewardTask<'_> {
     }
 
     fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        ck.expect_model(path, "reward", "reward-model")?;
-        let stored: RewardOptions =
-            serde_json::from_value(ck.config["options"].clone()).map_err(|e| {
-                format!(
-                    "{}: no reward-model options in the checkpoint ({e})",
-                    path.display()
-                )
-            })?;
-        let same = RewardOptions {
-            steps: self.opts.steps,
-            ..stored.clone()
-        };
-        if &same != self.opts {
-            let differ = changed_options(&json!(stored), &json!(self.opts), &["steps"]);
-            return Err(format!(
-                "{} was started with different options ({}); use the same ones or a new run directory",
-                path.parent().unwrap_or(path).display(),
-                differ.join(", ")
-            )
-            .into());
-        }
-        Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
+        trainer::resume_with_options(
+            ck,
+            path,
+            "reward",
+            "reward-model",
+            self.opts,
+            &["steps"],
+            "steps_done",
+        )
     }
 
     fn checkpoint_frozen(&self) -> bool {

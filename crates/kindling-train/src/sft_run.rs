@@ -4,7 +4,7 @@
 //! attending only to itself, [`Llama::hidden_packed`]), and the held-out
 //! score is the same loss on conversations the run never trains on.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves_by};
+use crate::gpt_run::{adamw_groups, loss_curves_by};
 use crate::plot::Panel;
 use crate::run_dir::{RunDir, RunMode};
 use crate::sft_data::{self, Conversation, SftExample};
@@ -386,28 +386,15 @@ impl Task for SftTask<'_> {
     }
 
     fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        ck.expect_model(path, "sft", "fine-tuning")?;
-        let stored: SftOptions =
-            serde_json::from_value(ck.config["options"].clone()).map_err(|e| {
-                format!(
-                    "{}: no fine-tuning options in the checkpoint ({e})",
-                    path.display()
-                )
-            })?;
-        let same = SftOptions {
-            steps: self.opts.steps,
-            ..stored.clone()
-        };
-        if &same != self.opts {
-            let differ = changed_options(&json!(stored), &json!(self.opts), &["steps"]);
-            return Err(format!(
-                "{} was started with different options ({}); use the same ones or a new run directory",
-                path.parent().unwrap_or(path).display(),
-                differ.join(", ")
-            )
-            .into());
-        }
-        Ok(ck.config["steps_done"].as_u64().unwrap_or(0) as usize)
+        trainer::resume_with_options(
+            ck,
+            path,
+            "sft",
+            "fine-tuning",
+            self.opts,
+            &["steps"],
+            "steps_done",
+        )
     }
 
     fn checkpoint_frozen(&self) -> bool {

@@ -142,6 +142,47 @@ pub trait Task {
     }
 }
 
+/// What a task's [`Task::resume`] does when its options are stored whole
+/// under `options` and its step count under `steps_key`: the checkpoint
+/// must be this kind of model (`model`, called `what` in errors) and every
+/// option but those in `may_change` must equal the stored one (each
+/// difference is named with both values). Returns the steps done.
+pub fn resume_with_options<O: serde::Serialize>(
+    ck: &Checkpoint,
+    path: &Path,
+    model: &str,
+    what: &str,
+    options: &O,
+    may_change: &[&str],
+    steps_key: &str,
+) -> Result<usize> {
+    ck.expect_model(path, model, what)?;
+    let stored = &ck.config["options"];
+    if !stored.is_object() {
+        return Err(format!("{}: no {what} options in the checkpoint", path.display()).into());
+    }
+    let now = serde_json::to_value(options)?;
+    let differ = crate::gpt_run::changed_options(stored, &now, may_change);
+    if !differ.is_empty() {
+        return Err(format!(
+            "{} was started with different options ({}); use the same ones or a new run directory",
+            path.parent().unwrap_or(path).display(),
+            differ.join(", ")
+        )
+        .into());
+    }
+    Ok(ck.config[steps_key].as_u64().unwrap_or(0) as usize)
+}
+
+/// Item `i` of a run that walks `n` items epoch after epoch, each epoch a
+/// fresh shuffle from the seed, `purpose` and the epoch alone (so a
+/// resumed run sees the same order).
+pub fn epoch_item(seed: u64, purpose: u64, n: usize, i: usize) -> usize {
+    let mut order: Vec<usize> = (0..n).collect();
+    stream(seed, purpose, i / n).shuffle(&mut order);
+    order[i % n]
+}
+
 /// The progress bar.
 pub enum Bar {
     /// One bar per evaluation period, counting examples, prefixed
