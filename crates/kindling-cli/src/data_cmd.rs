@@ -3,7 +3,8 @@
 //! `<data root>/NAME/` (the data root is `$KINDLING_DATA_DIR`, else the
 //! repository's `data/`, else `./data`).
 
-use crate::report::{CliResult, Report};
+use crate::common::{CliResult, JsonArg};
+use crate::report::Report;
 use clap::{Args, Subcommand};
 use kindling_data::default_data_root;
 use kindling_data::registry::{self, DatasetStatus, FetchReport, FileOrigin, FileState};
@@ -15,8 +16,8 @@ pub enum DataCmd {
     /// The known datasets: description, license, size, and whether each is
     /// present in the data root with its pinned SHA-256.
     List {
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Put a dataset in <data root>/NAME: files already there with the
     /// pinned SHA-256 are kept, the others copied from --from DIR or
@@ -29,16 +30,16 @@ pub struct Fetch {
     /// Dataset name, as in `kindling data list`.
     pub name: String,
     /// Copy from this local mirror instead of downloading: DIR/NAME/FILE or
-    /// DIR/FILE (e.g. a shared data folder).
+    /// DIR/FILE (e.g. a shared data folder) [default: download with curl].
     #[arg(long, value_name = "DIR")]
     pub from: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn run(cmd: DataCmd) -> CliResult<()> {
     match cmd {
-        DataCmd::List { json } => list(json),
+        DataCmd::List { json } => list(json.enabled),
         DataCmd::Fetch(args) => fetch(args),
     }
 }
@@ -107,7 +108,7 @@ fn status_json(status: &DatasetStatus) -> Value {
 }
 
 fn fetch(args: Fetch) -> CliResult<()> {
-    let report = Report::new(args.json);
+    let report = Report::new(args.json.enabled);
     let root = default_data_root();
     let dataset = registry::find(&args.name)?;
     // Progress goes to stderr whatever the output mode.

@@ -1,7 +1,9 @@
 //! `kindling demo ...`: the first chapter of the story, each demo telling in
 //! words what the model learned.
 
-use crate::report::{CliResult, Report};
+use crate::common::{CliResult, JsonArg};
+use crate::report::Report;
+use anyhow::bail;
 use clap::Subcommand;
 use kindling_models::{mlp, perceptron, polyfit};
 use kindling_nn::Module;
@@ -20,23 +22,25 @@ pub enum Demo {
         /// Passes over the examples at most.
         #[arg(long, default_value_t = 100)]
         max_epochs: usize,
-        /// Print one JSON object on the last line of stdout.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
-    /// A multi-layer perceptron learns XOR by backpropagation.
+    /// A 2-N-2 multi-layer perceptron (tanh hidden units, softmax output) learns XOR by backpropagation.
     Xor {
-        /// Hidden units (2 is the classic 2-2-1 network).
+        /// Hidden units N of the 2-N-2 network (two inputs, N tanh units, a two-way softmax); 2 is the fewest that can learn XOR.
         #[arg(long, default_value_t = 4)]
         hidden: usize,
+        /// Learning rate of gradient descent (momentum 0.9).
         #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
         lr: f32,
+        /// Gradient-descent steps at most (training stops early once the loss is below 0.01).
         #[arg(long, default_value_t = 5000)]
         max_steps: usize,
+        /// Seed for the initial weights.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Six knobs: fit a degree-5 polynomial by gradient descent.
     Polyfit {
@@ -46,17 +50,20 @@ pub enum Demo {
         /// Standard deviation of the noise.
         #[arg(long, default_value_t = 0.1)]
         noise: f32,
+        /// Adam steps of gradient descent.
         #[arg(long, default_value_t = 4000)]
         steps: usize,
+        /// Adam's learning rate.
         #[arg(long, default_value_t = 0.05)]
         lr: f32,
+        /// Seed for the noisy samples.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Write the fitted curve and the loss curve to this PNG.
+        /// Also draw the fitted curve and the loss curve to this PNG [default: no picture].
         #[arg(long)]
         plot: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
@@ -66,14 +73,14 @@ pub fn run(demo: Demo) -> CliResult<()> {
             lr,
             max_epochs,
             json,
-        } => perceptron_demo(lr, max_epochs, json),
+        } => perceptron_demo(lr, max_epochs, json.enabled),
         Demo::Xor {
             hidden,
             lr,
             max_steps,
             seed,
             json,
-        } => xor_demo(hidden, lr, max_steps, seed, json),
+        } => xor_demo(hidden, lr, max_steps, seed, json.enabled),
         Demo::Polyfit {
             samples,
             noise,
@@ -82,13 +89,13 @@ pub fn run(demo: Demo) -> CliResult<()> {
             seed,
             plot,
             json,
-        } => polyfit_demo(samples, noise, steps, lr, seed, plot, json),
+        } => polyfit_demo(samples, noise, steps, lr, seed, plot, json.enabled),
     }
 }
 
 fn check_positive(flag: &str, v: f32) -> CliResult<()> {
     if !(v.is_finite() && v > 0.0) {
-        return Err(format!("{flag} must be a positive number, got {v}").into());
+        bail!("{flag} must be a positive number, got {v}");
     }
     Ok(())
 }
@@ -102,13 +109,13 @@ fn perceptron_demo(lr: f32, max_epochs: usize, json: bool) -> CliResult<()> {
     let apple_accuracy = p.accuracy(&x, &t)?;
     out.line("Part 1: is it an apple? A single threshold neuron, y = step(w·x + b).");
     out.line(format!(
-        "  {} after {} epoch(s); mistakes per epoch: {:?}",
+        "  {} after {}; mistakes per epoch: {:?}",
         if run.converged {
             "Converged"
         } else {
             "Did not converge"
         },
-        run.epochs,
+        kindling_train::progress::count(run.epochs, "epoch"),
         run.errors_per_epoch
     ));
     let w = p.weights.to_vec_f32()?;
@@ -145,8 +152,8 @@ fn perceptron_demo(lr: f32, max_epochs: usize, json: bool) -> CliResult<()> {
     let xor_accuracy = px.accuracy(&xx, &xt)?;
     out.line("Part 2: the same neuron on XOR (output 1 when exactly one input is 1).");
     out.line(format!(
-        "  after {} epochs it still makes mistakes every epoch (last: {}); accuracy {:.0}%.",
-        xrun.epochs,
+        "  after {} it still makes mistakes every epoch (last: {}); accuracy {:.0}%.",
+        kindling_train::progress::count(xrun.epochs, "epoch"),
         xrun.errors_per_epoch.last().copied().unwrap_or(0),
         xor_accuracy * 100.0
     ));
@@ -167,7 +174,7 @@ fn perceptron_demo(lr: f32, max_epochs: usize, json: bool) -> CliResult<()> {
 fn xor_demo(hidden: usize, lr: f32, max_steps: usize, seed: u64, json: bool) -> CliResult<()> {
     check_positive("--lr", lr)?;
     if hidden == 0 {
-        return Err("--hidden must be at least 1".into());
+        bail!("--hidden must be at least 1");
     }
     let out = Report::new(json);
     let run = mlp::train_xor(hidden, lr, max_steps, 0.01, seed)?;
@@ -254,14 +261,13 @@ fn polyfit_demo(
 ) -> CliResult<()> {
     check_positive("--lr", lr)?;
     if samples < polyfit::DEGREE + 1 {
-        return Err(format!(
+        bail!(
             "--samples must be at least {} to pin down six coefficients",
             polyfit::DEGREE + 1
-        )
-        .into());
+        );
     }
     if !(noise.is_finite() && noise >= 0.0) {
-        return Err(format!("--noise must be zero or positive, got {noise}").into());
+        bail!("--noise must be zero or positive, got {noise}");
     }
     let out = Report::new(json);
     let data = polyfit::noisy_samples(samples, noise, seed);
@@ -338,7 +344,7 @@ fn polyfit_demo(
             }],
             log_y: true,
         };
-        save_panels(path, &[fit, loss])?;
+        save_panels(path, &[fit, loss]).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         out.line(format!("  wrote {}", path.display()));
     }
     out.finish(json!({

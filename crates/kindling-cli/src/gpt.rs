@@ -1,167 +1,124 @@
 //! `kindling train gpt`, `kindling generate`, `kindling attention`,
 //! `kindling bench gpt`.
 
-use crate::lenet::{checkpoint_path, set_threads};
-use crate::report::{CliResult, Report};
+use crate::common::{checkpoint_path, CliResult, JsonArg, RunDirArgs, SamplingArgs, ThreadsArg};
+use crate::report::Report;
+use crate::train_options::{self, LmLoopArgs, PresetArgs};
+use anyhow::bail;
 use clap::Args;
 use kindling_models::generate::{GenerateOptions, Generator};
 use kindling_models::sampling::Sampling;
 use kindling_nn::Module;
 use kindling_tensor::Tensor;
 use kindling_train::gpt_run::{self, GptTrainOptions, CHECKPOINT};
+use serde::Serialize;
 use serde_json::json;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The preset `train gpt` starts from unless told otherwise.
+const GPT_PRESET: &str = "shakespeare-cpu";
+
+fn gpt_preset_values() -> serde_json::Value {
+    serde_json::to_value(GptTrainOptions::shakespeare_cpu()).unwrap_or_default()
+}
+
 #[derive(Args)]
+#[command(
+    mut_arg("out", |a| a.required(false).default_value("runs/gpt")),
+    mut_arg("preset", |a| a.help(
+        "Start from a named preset: shakespeare-cpu (nanoGPT's CPU run: val loss 1.901 at seed 1337, \
+         docs/gpt.md; nanoGPT's README reports 1.88) or tang-cpu (the same on Tang poems); \
+         --config and flags override it [default: shakespeare-cpu]"
+    )),
+    mut_args(|a| train_options::show_preset_value(a, &gpt_preset_values(), GPT_PRESET))
+)]
 pub struct TrainGpt {
-    /// Start from a named preset (shakespeare-cpu = nanoGPT's CPU run: val loss 1.901 here at seed 1337, 1.88 in nanoGPT's README; tang-cpu); flags below override it.
-    #[arg(long, default_value = "shakespeare-cpu")]
-    pub preset: String,
-    /// Corpus: shakespeare, tang-poems (after `kindling data fetch tang-poems`), or a UTF-8 text file.
-    #[arg(long)]
-    pub data: Option<String>,
-    /// Transformer blocks (preset: 4).
-    #[arg(long)]
-    pub n_layer: Option<usize>,
-    /// Attention heads (preset: 4).
-    #[arg(long)]
-    pub n_head: Option<usize>,
-    /// Width of the residual stream (preset: 128).
-    #[arg(long)]
-    pub n_embd: Option<usize>,
-    /// Characters of context per training window (preset: 64).
-    #[arg(long)]
-    pub block_size: Option<usize>,
-    /// Windows per step (preset: 12).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Optimizer steps (preset: 2000).
-    #[arg(long)]
-    pub max_iters: Option<usize>,
-    /// Peak learning rate (preset: 1e-3).
-    #[arg(long)]
-    pub lr: Option<f32>,
-    /// Learning rate at the end of the cosine decay (preset: 1e-4).
-    #[arg(long)]
-    pub min_lr: Option<f32>,
-    /// Steps of linear warmup (preset: 100).
-    #[arg(long)]
-    pub warmup_iters: Option<usize>,
-    /// AdamW decoupled weight decay on matrices (preset: 0.1).
-    #[arg(long)]
-    pub weight_decay: Option<f32>,
-    /// Clip the global gradient norm to this (preset: 1.0; 0 = off).
-    #[arg(long)]
-    pub grad_clip: Option<f32>,
-    /// Estimate train/validation loss every N steps (preset: 250).
-    #[arg(long)]
-    pub eval_interval: Option<usize>,
-    /// Batches per loss estimate (preset: 20).
-    #[arg(long)]
-    pub eval_iters: Option<usize>,
-    /// Dropout probability in training (preset: 0).
-    #[arg(long)]
-    pub dropout: Option<f32>,
-    /// Seed for initialization, batches and dropout (preset: 1337).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Give the output head its own weights instead of sharing the token embedding.
-    #[arg(long)]
-    pub untied: bool,
-    /// Biases in the Linear and LayerNorm layers (true or false; the preset decides by default).
-    #[arg(long)]
-    pub bias: Option<bool>,
-    /// Micro-batches of --batch-size per optimizer step (gradient accumulation; default 1).
-    #[arg(long)]
-    pub accum_steps: Option<usize>,
-    /// CPU threads (default: all cores; each takes a shard of every batch).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Run directory (config.json, metrics.jsonl, model.safetensors, curves.png).
-    #[arg(long, default_value = "runs/gpt")]
-    pub out: PathBuf,
-    /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
-    pub resume: bool,
-    /// Start over in an --out that holds a run: the old run is moved aside (DIR.1, DIR.2, ...), not deleted.
-    #[arg(long, conflicts_with = "resume")]
-    pub force: bool,
+    #[command(flatten)]
+    pub preset: PresetArgs,
+    #[command(flatten)]
+    pub common: LmLoopArgs,
+    #[command(flatten)]
+    pub gpt: GptOnlyArgs,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub run: RunDirArgs,
     /// Stop after N iterations of this invocation, resumable (a stand-in for an interruption).
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
-    /// Print one JSON object (losses, speed, run directory) as the last line.
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// The options only the character GPT has.
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct GptOnlyArgs {
+    /// Dropout probability in training.
     #[arg(long)]
-    pub json: bool,
+    pub dropout: Option<f32>,
+    /// Biases in the Linear and LayerNorm layers: true or false.
+    #[arg(long)]
+    pub bias: Option<bool>,
+    /// Give the output head its own weights instead of sharing the token embedding (tie_weights = false in a config file).
+    #[arg(long)]
+    #[serde(skip)]
+    pub untied: bool,
 }
 
 impl TrainGpt {
     pub fn options(&self) -> CliResult<GptTrainOptions> {
-        // --resume starts from the run's own settings; flags given change them
-        // (only --max-iters may: the library names any other difference).
-        let mut o = match crate::report::resumed_options(self.resume, &self.out)? {
-            Some(o) => o,
-            None => GptTrainOptions::preset(&self.preset).map_err(|e| e.to_string())?,
+        let mut config = match &self.preset.config {
+            Some(path) => train_options::read_config(path)?,
+            None => Default::default(),
         };
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { o.$f = v; } )* };
+        let name = train_options::preset_name(&self.preset, &mut config, GPT_PRESET)?;
+        // --resume starts from the run's own settings; the file and flags
+        // given change them (only --max-iters may: the library names any
+        // other difference).
+        let preset = match crate::common::resumed_options(self.run.resume, &self.run.out)? {
+            Some(o) => o,
+            None => GptTrainOptions::preset(&name)?,
+        };
+        let mut flags = train_options::given(&self.common);
+        flags.extend(train_options::given(&self.gpt));
+        if self.gpt.untied {
+            flags.insert("tie_weights".into(), false.into());
         }
-        set!(
-            data,
-            n_layer,
-            n_head,
-            n_embd,
-            block_size,
-            batch_size,
-            max_iters,
-            lr,
-            min_lr,
-            warmup_iters,
-            weight_decay,
-            grad_clip,
-            eval_interval,
-            eval_iters,
-            dropout,
-            seed,
-            bias,
-            accum_steps
-        );
-        if self.untied {
-            o.tie_weights = false;
-        }
-        o.validate().map_err(|e| e.to_string())?;
+        let (o, _) = train_options::layer(&preset, &config, self.preset.config.as_deref(), &flags)?;
+        o.validate()?;
         Ok(o)
     }
 }
 
 pub fn train(args: TrainGpt) -> CliResult<()> {
     let opts = args.options()?;
-    set_threads(args.threads)?;
-    let out = Report::new(args.json);
-    let text = kindling_train::corpus::load(&opts.data).map_err(|e| e.to_string())?;
+    args.threads.apply()?;
+    let out = Report::new(args.json.enabled);
+    let text = kindling_train::corpus::load(&opts.data)?;
     eprintln!(
         "training GPT on `{}` with {} threads; run directory {}",
         opts.data,
         kindling_tensor::num_threads(),
-        args.out.display()
+        args.run.out.display()
     );
     let o = gpt_run::train(
         &opts,
         &text,
-        &args.out,
-        crate::report::run_mode(args.resume, args.force),
+        &args.run.out,
+        args.run.mode(),
         kindling_train::trainer::StopWhen {
             after: args.interrupt_after,
             flag: Some(crate::stop::on_signals()),
         },
         &|l| eprintln!("{l}"),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let speed = if o.steps_trained > 0 {
         format!(
-            "{:.1} ms/iter, {:.0} tokens/s",
-            o.ms_per_iter, o.tokens_per_sec
+            "{:.1} ms/iter, {} tokens/s",
+            o.ms_per_iter,
+            kindling_train::progress::rate(o.tokens_per_sec as f64)
         )
     } else {
         "already finished, nothing trained now".into()
@@ -172,7 +129,7 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
     ));
     out.line(format!(
         "  checkpoint {}",
-        args.out.join(CHECKPOINT).display()
+        args.run.out.join(CHECKPOINT).display()
     ));
     out.finish(json!({
         "params": o.params,
@@ -181,44 +138,34 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
         "val_loss": o.val_loss,
         "ms_per_iter": o.ms_per_iter,
         "tokens_per_sec": o.tokens_per_sec,
-        "run_dir": args.out,
+        "run_dir": args.run.out,
     }));
     Ok(())
 }
 
 #[derive(Args)]
+#[command(
+    // A character GPT writes until told to stop: more tokens, some warmth.
+    mut_arg("max_new_tokens", |a| a.default_value("500")),
+    mut_arg("temperature", |a| a.default_value("0.8"))
+)]
 pub struct Generate {
-    /// Run directory (or model.safetensors) of a trained character GPT.
+    /// Run directory (or model.safetensors) of a trained character GPT (this or --model is required).
     #[arg(long, required_unless_present = "model", conflicts_with = "model")]
     pub ckpt: Option<PathBuf>,
     /// A pretrained language model instead: a GGUF file, a Hugging Face
-    /// folder or a Kindling language-model run directory.
+    /// folder or a Kindling language-model run directory (this or --ckpt is required).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// With --model: divide the logits of tokens already present by this (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
-    /// With --model: stop when the text contains this string (repeatable).
-    #[arg(long = "stop")]
-    pub stop: Vec<String>,
-    /// Text to continue (default: a newline).
-    #[arg(long, default_value = "\n")]
+    /// Text to continue [default: a newline].
+    #[arg(long, default_value = "\n", hide_default_value = true)]
     pub prompt: String,
-    #[arg(long, default_value_t = 500)]
-    pub max_new_tokens: usize,
-    /// 0 = always the most likely next character (argmax); higher = more adventurous.
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
-    pub temperature: f32,
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    #[arg(long)]
-    pub top_p: Option<f32>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// Samples `n` tokens after `prompt` with the library's generator (no stop
@@ -246,39 +193,34 @@ pub fn sample(
 
 pub fn generate(args: Generate) -> CliResult<()> {
     if let Some(model) = &args.model {
-        let sampling = crate::lm::SamplingArgs {
-            max_new_tokens: args.max_new_tokens,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            repetition_penalty: args.repetition_penalty,
-            stop: args.stop.clone(),
-            seed: args.seed,
-        };
-        return crate::lm::generate(model, &args.prompt, &sampling, args.threads, args.json);
+        return crate::lm::generate(
+            model,
+            &args.prompt,
+            &args.sampling,
+            args.threads,
+            args.json.enabled,
+        );
     }
-    set_threads(args.threads)?;
-    let sampling = Sampling {
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-    };
-    sampling.validate()?;
+    args.threads.apply()?;
+    let sampling = args.sampling.sampling();
+    sampling.validate().map_err(anyhow::Error::msg)?;
     let path = checkpoint_path(
+        "--ckpt",
         args.ckpt
             .as_deref()
             .expect("clap requires --ckpt or --model"),
+        CHECKPOINT,
     )?;
-    let loaded = gpt_run::load(&path).map_err(|e| e.to_string())?;
+    let loaded = gpt_run::load(&path)?;
     let prompt = loaded
         .tokenizer
         .encode(&args.prompt)
-        .map_err(|e| format!("--prompt: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--prompt: {e}"))?;
     if prompt.is_empty() {
-        return Err("--prompt must not be empty".into());
+        bail!("--prompt must not be empty");
     }
     let mut stdout = std::io::stdout();
-    if !args.json {
+    if !args.json.enabled {
         print!("{}", args.prompt);
     }
     let t0 = Instant::now();
@@ -287,12 +229,12 @@ pub fn generate(args: Generate) -> CliResult<()> {
         &loaded.model,
         &decode,
         &prompt,
-        args.max_new_tokens,
+        args.sampling.max_new_tokens,
         &sampling,
-        args.seed,
+        args.sampling.seed,
         // A closed pipe (`| head`) ends the text quietly.
         &mut |text| {
-            args.json
+            args.json.enabled
                 || write!(stdout, "{text}")
                     .and_then(|_| stdout.flush())
                     .is_ok()
@@ -301,7 +243,7 @@ pub fn generate(args: Generate) -> CliResult<()> {
     let secs = t0.elapsed().as_secs_f64();
     let tokens_per_sec = ids.len() as f64 / secs.max(1e-9);
     let text = loaded.tokenizer.decode(&ids);
-    if !args.json {
+    if !args.json.enabled {
         println!();
     }
     eprintln!(
@@ -310,13 +252,14 @@ pub fn generate(args: Generate) -> CliResult<()> {
         secs,
         tokens_per_sec
     );
-    Report::new(args.json)
+    Report::new(args.json.enabled)
         .finish(json!({ "prompt": args.prompt, "text": text, "tokens_per_sec": tokens_per_sec }));
     Ok(())
 }
 
 #[derive(Args)]
 pub struct Attention {
+    /// Run directory (or model.safetensors) of a trained character GPT.
     #[arg(long)]
     pub ckpt: PathBuf,
     /// The text whose attention is drawn (at most the model's block size).
@@ -325,48 +268,46 @@ pub struct Attention {
     /// Layer (0 = first).
     #[arg(long, default_value_t = 0)]
     pub layer: usize,
-    /// One head; all heads as a grid when omitted.
+    /// One head [default: all heads, as a grid].
     #[arg(long)]
     pub head: Option<usize>,
-    #[arg(long)]
+    /// The PNG to write.
+    #[arg(long, value_name = "FILE.png")]
     pub out: PathBuf,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn attention(args: Attention) -> CliResult<()> {
-    let path = checkpoint_path(&args.ckpt)?;
-    let loaded = gpt_run::load(&path).map_err(|e| e.to_string())?;
+    let path = checkpoint_path("--ckpt", &args.ckpt, CHECKPOINT)?;
+    let loaded = gpt_run::load(&path)?;
     let cfg = &loaded.model.config;
     let ids = loaded
         .tokenizer
         .encode(&args.text)
-        .map_err(|e| format!("--text: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--text: {e}"))?;
     if ids.is_empty() || ids.len() > cfg.block_size {
-        return Err(format!(
+        bail!(
             "--text has {} characters; it must have 1 to {} (the model's block size)",
             ids.len(),
             cfg.block_size
-        )
-        .into());
+        );
     }
     if args.layer >= cfg.n_layer {
-        return Err(format!(
+        bail!(
             "--layer {} out of range: the model has {} layers (0..{})",
             args.layer,
             cfg.n_layer,
             cfg.n_layer - 1
-        )
-        .into());
+        );
     }
     if let Some(h) = args.head {
         if h >= cfg.n_head {
-            return Err(format!(
+            bail!(
                 "--head {h} out of range: the model has {} heads (0..{})",
                 cfg.n_head,
                 cfg.n_head - 1
-            )
-            .into());
+            );
         }
     }
     let idx = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
@@ -387,8 +328,9 @@ pub fn attention(args: Attention) -> CliResult<()> {
         })
         .collect();
     let chars: Vec<String> = args.text.chars().map(String::from).collect();
-    kindling_train::plot::attention::draw(&args.out, &chars, &matrices)?;
-    let out = Report::new(args.json);
+    kindling_train::plot::attention::draw(&args.out, &chars, &matrices)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    let out = Report::new(args.json.enabled);
     out.line(format!(
         "wrote {} ({} head(s), {t}×{t})",
         args.out.display(),
@@ -400,6 +342,7 @@ pub fn attention(args: Attention) -> CliResult<()> {
 
 #[derive(Args)]
 pub struct BenchGpt {
+    /// The preset whose model and batch are timed (as `train gpt --preset`).
     #[arg(long, default_value = "shakespeare-cpu")]
     pub preset: String,
     /// Timed training iterations (after 10 untimed warm-up iterations).
@@ -408,21 +351,20 @@ pub struct BenchGpt {
     /// Also time generation of this many tokens with the KV cache.
     #[arg(long, default_value_t = 500)]
     pub generate: usize,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn bench(args: BenchGpt) -> CliResult<()> {
     if args.iters == 0 {
-        return Err("--iters must be at least 1".into());
+        bail!("--iters must be at least 1");
     }
-    set_threads(args.threads)?;
-    let opts = GptTrainOptions::preset(&args.preset).map_err(|e| e.to_string())?;
-    let text = kindling_train::corpus::load(&opts.data).map_err(|e| e.to_string())?;
-    let (model, ms_per_iter) =
-        gpt_run::bench(&opts, &text, 10, args.iters).map_err(|e| e.to_string())?;
+    args.threads.apply()?;
+    let opts = GptTrainOptions::preset(&args.preset)?;
+    let text = kindling_train::corpus::load(&opts.data)?;
+    let (model, ms_per_iter) = gpt_run::bench(&opts, &text, 10, args.iters)?;
     let sampling = Sampling {
         temperature: 1.0,
         top_k: None,
@@ -440,7 +382,7 @@ pub fn bench(args: BenchGpt) -> CliResult<()> {
     )?
     .len();
     let tokens_per_sec = n as f64 / t1.elapsed().as_secs_f64().max(1e-9);
-    let out = Report::new(args.json);
+    let out = Report::new(args.json.enabled);
     out.line(format!(
         "kindling gpt ({}), {} params, {} threads: {ms_per_iter:.2} ms/iter training; {tokens_per_sec:.0} tokens/s generating with KV cache",
         args.preset,

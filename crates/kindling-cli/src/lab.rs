@@ -3,13 +3,17 @@
 //! lenet5` (layer sizes chosen on the validation set, the test set scored
 //! once for the winner).
 
-use crate::lenet::{load_mnist, mnist_splits, set_threads};
-use crate::report::{CliResult, Report};
+use crate::common::{
+    load_mnist, mnist_splits, CliResult, JsonArg, MnistDirArg, ResultsDirArgs, ThreadsArg,
+};
+use crate::report::Report;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use kindling_data::usps::to_mnist_layout;
 use kindling_data::{registry, DigitSet, Usps};
 use kindling_train::finetune::{self, FinetuneData, FinetuneOptions, Freeze};
 use kindling_train::lenet5_run::{self, Splits, CHECKPOINT};
+use kindling_train::progress::count;
 use kindling_train::run_dir::RunDir;
 use kindling_train::sweep::{self, Setting, SweepOptions};
 use serde_json::json;
@@ -28,6 +32,7 @@ pub enum SweepModel {
 }
 
 #[derive(Args)]
+#[command(mut_arg("out", |a| a.required(false).default_value("runs/finetune")))]
 pub struct FinetuneLenet5 {
     /// Run directory (or model.safetensors) of a LeNet-5 trained on MNIST.
     #[arg(long)]
@@ -53,25 +58,22 @@ pub struct FinetuneLenet5 {
     /// Peak learning rate of the from-scratch baseline.
     #[arg(long, default_value_t = 2e-3)]
     pub scratch_lr: f32,
+    /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Seeds the choice of images, batch order and the scratch model's weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long)]
-    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
     /// Directory with the four MNIST .gz files, for MNIST accuracy before and
-    /// after (default: the data root's mnist).
+    /// after [default: the data root's mnist/].
     #[arg(long)]
     pub mnist: Option<PathBuf>,
-    /// Run directory: config.json, metrics.jsonl, results.json, the fine-tuned model.safetensors.
-    #[arg(long, default_value = "runs/finetune")]
-    pub out: PathBuf,
-    /// Start over in an --out that holds results: the old ones are moved aside (DIR.1, ...), not deleted.
-    #[arg(long)]
-    pub force: bool,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: ResultsDirArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// The run directory or checkpoint file given to `--from`, resolved to the file.
@@ -82,12 +84,11 @@ fn checkpoint_from(from: &Path) -> CliResult<PathBuf> {
         from.to_path_buf()
     };
     if !path.is_file() {
-        return Err(format!(
+        bail!(
             "--from {}: no checkpoint found (expected a run directory or a .safetensors file; \
              train one with `kindling train lenet5 --out DIR`)",
             from.display()
-        )
-        .into());
+        );
     }
     Ok(path)
 }
@@ -98,11 +99,10 @@ fn check_target(name: &str) -> CliResult<()> {
         return Ok(());
     }
     // An unknown name gets the registry's list of known ones.
-    registry::find(name).map_err(|e| format!("--data: {e}"))?;
-    Err(format!(
+    registry::find(name).context("--data")?;
+    bail!(
         "--data {name}: fine-tuning from MNIST needs another set of handwritten digits; supported: usps"
     )
-    .into())
 }
 
 /// The named digit set's training and test images in MNIST's 28x28 layout.
@@ -114,7 +114,7 @@ fn load_target(name: &str) -> CliResult<(DigitSet, DigitSet)> {
 
 pub fn finetune(model: FinetuneModel) -> CliResult<()> {
     let FinetuneModel::Lenet5(args) = model;
-    let freeze: Freeze = args.freeze.parse()?;
+    let freeze: Freeze = args.freeze.parse().map_err(anyhow::Error::msg)?;
     let opts = FinetuneOptions {
         samples: args.samples,
         epochs: args.epochs,
@@ -125,9 +125,9 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
         batch_size: args.batch_size,
         seed: args.seed,
     };
-    opts.validate().map_err(|e| e.to_string())?;
+    opts.validate()?;
     check_target(&args.data)?;
-    set_threads(args.threads)?;
+    args.threads.apply()?;
     let ckpt = checkpoint_from(&args.from)?;
     // Fine-tuning into its own source would overwrite the model it starts from.
     // (A run directory: --out inside it; a checkpoint file: --out its folder.)
@@ -136,29 +136,30 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
     } else {
         ckpt.parent().map(Path::to_path_buf).unwrap_or_default()
     };
-    if let (Ok(src), Ok(out)) = (source_dir.canonicalize(), std::path::absolute(&args.out)) {
+    if let (Ok(src), Ok(out)) = (
+        source_dir.canonicalize(),
+        std::path::absolute(&args.run.out),
+    ) {
         let out = out.canonicalize().unwrap_or(out);
         if (args.from.is_dir() && out.starts_with(&src)) || out == src {
-            return Err(format!(
+            bail!(
                 "--out {} is (inside) the --from run {}; choose another --out",
-                args.out.display(),
+                args.run.out.display(),
                 args.from.display()
-            )
-            .into());
+            );
         }
     }
-    let (model, _) = lenet5_run::load_model(&ckpt).map_err(|e| e.to_string())?;
+    let (model, _) = lenet5_run::load_model(&ckpt)?;
     let (target_train, target_test) = load_target(&args.data)?;
     let mnist = load_mnist(args.mnist.as_deref())?;
-    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force))
-        .map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.run.out, args.run.mode())?;
     eprintln!(
         "fine-tuning {} on {}: {} training images available, {} test images; run directory {}",
         ckpt.display(),
         args.data,
         target_train.len(),
         target_test.len(),
-        args.out.display()
+        args.run.out.display()
     );
     let data = FinetuneData {
         target_train: &target_train,
@@ -167,10 +168,9 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
     };
     let o = finetune::finetune(&model, &ckpt, &args.data, &opts, &data, &run, &|l| {
         eprintln!("{l}")
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
 
-    let out = Report::new(args.json);
+    let out = Report::new(args.json.enabled);
     let pct = |a: f32| format!("{:6.2}%", a * 100.0);
     out.line(format!(
         "{} test accuracy ({} images):",
@@ -204,12 +204,13 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
         run.file(CHECKPOINT).display()
     ));
     let mut v = o.to_json();
-    v["run_dir"] = json!(args.out);
+    v["run_dir"] = json!(args.run.out);
     out.finish(v);
     Ok(())
 }
 
 #[derive(Args)]
+#[command(mut_arg("out", |a| a.required(false).default_value("runs/sweep")))]
 pub struct SweepLenet5 {
     /// Values to try, as KEY=V1,V2,... terms (keys c1, c3, f6, lr); every
     /// combination is trained.
@@ -221,6 +222,7 @@ pub struct SweepLenet5 {
     /// Learning rate of settings whose grid has no lr=.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
+    /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// adam or sgd (momentum 0.9).
@@ -229,23 +231,18 @@ pub struct SweepLenet5 {
     /// The same seed for every setting (initial weights, batch order).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Directory with the four MNIST .gz files (default: the data root's mnist).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub data: MnistDirArg,
     /// Use only the first N training images (and N/10 validation and test
-    /// images), as `train lenet5 --limit`.
+    /// images), as `train lenet5 --limit` [default: all].
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Run directory: config.json, metrics.jsonl (a line per setting), results.json, the winner's model.safetensors.
-    #[arg(long, default_value = "runs/sweep")]
-    pub out: PathBuf,
-    /// Start over in an --out that holds results: the old ones are moved aside (DIR.1, ...), not deleted.
-    #[arg(long)]
-    pub force: bool,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: ResultsDirArgs,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn sweep(model: SweepModel) -> CliResult<()> {
@@ -255,9 +252,9 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
         ..Setting::default()
     };
     if !(args.lr.is_finite() && args.lr > 0.0) {
-        return Err(format!("--lr must be a positive number, got {}", args.lr).into());
+        bail!("--lr must be a positive number, got {}", args.lr);
     }
-    let settings = sweep::parse_grid(&args.grid, &base).map_err(|e| e.to_string())?;
+    let settings = sweep::parse_grid(&args.grid, &base)?;
     let opts = SweepOptions {
         epochs: args.epochs,
         batch_size: args.batch_size,
@@ -272,12 +269,10 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
         optimizer: opts.optimizer.clone(),
         seed: opts.seed,
     }
-    .validate()
-    .map_err(|e| e.to_string())?;
-    set_threads(args.threads)?;
-    let (train, val, test) = mnist_splits(args.data.as_deref(), args.limit)?;
-    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force))
-        .map_err(|e| e.to_string())?;
+    .validate()?;
+    args.threads.apply()?;
+    let (train, val, test) = mnist_splits(args.data.dir.as_deref(), args.limit)?;
+    let run = RunDir::start(&args.run.out, args.run.mode())?;
     eprintln!(
         "sweep over {} LeNet-5 settings on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
         settings.len(),
@@ -285,17 +280,16 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
         val.len(),
         test.len(),
         kindling_tensor::num_threads(),
-        args.out.display()
+        args.run.out.display()
     );
     let splits = Splits {
         train: &train,
         val: &val,
         test: &test,
     };
-    let o = sweep::sweep(&settings, &opts, &splits, &run, &|l| eprintln!("{l}"))
-        .map_err(|e| e.to_string())?;
+    let o = sweep::sweep(&settings, &opts, &splits, &run, &|l| eprintln!("{l}"))?;
 
-    let out = Report::new(args.json);
+    let out = Report::new(args.json.enabled);
     let width = o
         .results
         .iter()
@@ -326,14 +320,14 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
         o.test_images
     ));
     out.line(format!(
-        "{} settings x {} epochs in {:.0} s; results in {}",
+        "{} settings x {} in {:.0} s; results in {}",
         o.results.len(),
-        args.epochs,
+        count(args.epochs, "epoch"),
         o.seconds,
         run.file("results.json").display()
     ));
     let mut v = o.to_json();
-    v["run_dir"] = json!(args.out);
+    v["run_dir"] = json!(args.run.out);
     out.finish(v);
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! `kindling attack fgsm` (adversarial examples against a trained LeNet-5)
 //! and `kindling inspect lenet5` (what every layer sees for one image).
 
-use crate::lenet::{checkpoint_path, set_threads};
-use crate::report::{CliResult, Report};
+use crate::common::{checkpoint_path, CliResult, JsonArg, MnistDirArg, ResultsDirArgs, ThreadsArg};
+use crate::report::Report;
+use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use kindling_data::{Mnist, Normalize};
 use kindling_tensor::{no_grad, Tensor};
@@ -22,6 +23,7 @@ pub enum Attack {
 }
 
 #[derive(Args)]
+#[command(mut_arg("out", |a| a.required(false).default_value("runs/fgsm")))]
 pub struct Fgsm {
     /// Run directory (or model.safetensors) of a trained LeNet-5.
     #[arg(long)]
@@ -36,25 +38,20 @@ pub struct Fgsm {
     pub eps: Vec<f32>,
     /// Craft the examples on this other checkpoint's gradient and test them on
     /// --ckpt (a transfer attack: does robustness survive when the attacker
-    /// cannot see the model?).
+    /// cannot see the model?) [default: --ckpt itself].
     #[arg(long, value_name = "CKPT")]
     pub craft_on: Option<PathBuf>,
-    /// Run directory for results.json and examples.png.
-    #[arg(long, default_value = "runs/fgsm")]
-    pub out: PathBuf,
-    /// Start over in an --out that holds results: the old ones are moved aside (DIR.1, ...), not deleted.
-    #[arg(long)]
-    pub force: bool,
-    /// Attack only the first N test images (quick runs and tests).
+    #[command(flatten)]
+    pub run: ResultsDirArgs,
+    /// Attack only the first N test images (quick runs and tests) [default: all 10,000].
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Directory with the four MNIST .gz files (default: the repo's data/mnist).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub data: MnistDirArg,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// ε as written (0.05, not the f32's 0.05000000074505806).
@@ -70,34 +67,32 @@ pub fn attack(cmd: Attack) -> CliResult<()> {
 
 fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
     for &e in &args.eps {
-        fgsm::check_eps(e).map_err(|err| format!("--eps: {err}"))?;
+        fgsm::check_eps(e).map_err(|err| anyhow::anyhow!("--eps: {err}"))?;
     }
     if args.eps.is_empty() {
-        return Err("--eps: give at least one epsilon".into());
+        bail!("--eps: give at least one epsilon");
     }
-    set_threads(args.threads)?;
-    let path = checkpoint_path(&args.ckpt)?;
-    let (model, ck) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
+    args.threads.apply()?;
+    let path = checkpoint_path("--ckpt", &args.ckpt, lenet5_run::CHECKPOINT)?;
+    let (model, ck) = lenet5_run::load_model(&path)?;
     let source = match &args.craft_on {
         Some(p) => {
             // The message names the flag the path came from.
-            let p = checkpoint_path(p)
-                .map_err(|e| e.to_string().replacen("--ckpt", "--craft-on", 1))?;
-            let (m, _) = lenet5_run::load_model(&p).map_err(|e| format!("--craft-on: {e}"))?;
+            let p = checkpoint_path("--craft-on", p, lenet5_run::CHECKPOINT)?;
+            let (m, _) = lenet5_run::load_model(&p).context("--craft-on")?;
             Some((p, m))
         }
         None => None,
     };
-    let dir = args.data.clone().unwrap_or_else(Mnist::default_dir);
+    let dir = args.data.dir.clone().unwrap_or_else(Mnist::default_dir);
     let (_, _, mut test) = Mnist::load(&dir)?.split();
     if let Some(n) = args.limit {
         if n == 0 {
-            return Err("--limit must be at least 1".into());
+            bail!("--limit must be at least 1");
         }
         test = test.slice(0..n.min(test.len()))?;
     }
-    let run = RunDir::start(&args.out, crate::report::run_mode(false, args.force))
-        .map_err(|e| e.to_string())?;
+    let run = RunDir::start(&args.run.out, args.run.mode())?;
     let crafted_on = source.as_ref().map_or(path.clone(), |(p, _)| p.clone());
     eprintln!(
         "FGSM against {} (gradient of {}) on {} test images, eps {:?}, {} threads",
@@ -109,8 +104,7 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
     );
     let started = Instant::now();
     let source_model = source.as_ref().map(|(_, m)| m as &dyn kindling_nn::Module);
-    let r = fgsm::attack(&model, source_model, &test, &args.eps, Normalize::MNIST)
-        .map_err(|e| e.to_string())?;
+    let r = fgsm::attack(&model, source_model, &test, &args.eps, Normalize::MNIST)?;
     let png = run.file("examples.png");
     let title = if crafted_on == path {
         format!("FGSM against {}", path.display())
@@ -122,7 +116,7 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
         )
     };
     plot::adversarial::draw_examples(&png, &title, &args.eps, &r.examples, test.rows())
-        .map_err(|e| format!("{}: {e}", png.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", png.display()))?;
 
     let mut by_eps = Map::new();
     for (e, a) in &r.accuracy_by_eps {
@@ -150,12 +144,11 @@ fn fgsm_cmd(args: Fgsm) -> CliResult<()> {
         "accuracy_by_eps": by_eps,
         "examples": examples,
         "seconds": started.elapsed().as_secs_f32(),
-        "run_dir": args.out,
+        "run_dir": args.run.out,
     });
-    run.write_json("results.json", &result)
-        .map_err(|e| e.to_string())?;
+    run.write_json("results.json", &result)?;
 
-    let out = Report::new(args.json);
+    let out = Report::new(args.json.enabled);
     out.line(format!(
         "FGSM on {} MNIST test images ({}, gradient of {}):",
         r.images,
@@ -195,25 +188,25 @@ pub struct InspectLenet5 {
     /// The PNG to write (a directory gets maps.png inside).
     #[arg(long, default_value = "runs/inspect/maps.png")]
     pub out: PathBuf,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn inspect(cmd: Inspect) -> CliResult<()> {
     let Inspect::Lenet5(args) = cmd;
-    let path = checkpoint_path(&args.ckpt)?;
-    let (model, _) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
+    let path = checkpoint_path("--ckpt", &args.ckpt, lenet5_run::CHECKPOINT)?;
+    let (model, _) = lenet5_run::load_model(&path)?;
     let digit = kindling_data::load_digit(&args.image)?;
     let mut out_path = args.out.clone();
     if out_path.is_dir() {
         out_path = out_path.join("maps.png");
     }
     if out_path.extension().and_then(|e| e.to_str()) != Some("png") {
-        return Err(format!("--out {}: must be a .png file", args.out.display()).into());
+        bail!("--out {}: must be a .png file", args.out.display());
     }
     if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let norm = Normalize::MNIST;
     let x: Vec<f32> = digit
@@ -243,7 +236,7 @@ pub fn inspect(cmd: Inspect) -> CliResult<()> {
         probs[best] * 100.0
     );
     plot::feature_maps::draw(&out_path, &title, &model, &digit.pixels, &acts)
-        .map_err(|e| format!("{}: {e}", out_path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out_path.display()))?;
     let layers: Vec<Value> = [
         ("C1", &acts.c1),
         ("S2", &acts.s2),
@@ -260,7 +253,7 @@ pub fn inspect(cmd: Inspect) -> CliResult<()> {
         Ok(json!({ "layer": n, "shape": t.shape(), "max": max, "fraction_active": active }))
     })
     .collect::<CliResult<_>>()?;
-    let out = Report::new(args.json);
+    let out = Report::new(args.json.enabled);
     out.line(format!(
         "{}: {best} ({:.1}%)",
         args.image.display(),

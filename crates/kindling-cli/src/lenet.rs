@@ -1,105 +1,64 @@
 //! `kindling train lenet5`, `kindling eval`, `kindling bench lenet5`.
 
-use crate::report::{CliResult, Report};
+use crate::common::{
+    checkpoint_path, load_mnist, mnist_splits, resumed_options, CliResult, JsonArg, MnistDirArg,
+    RunDirArgs, ThreadsArg,
+};
+use crate::report::Report;
+use anyhow::bail;
 use clap::Args;
-use kindling_data::{DigitSet, Mnist, Normalize};
+use kindling_data::Normalize;
 use kindling_train::classify::evaluate;
 use kindling_train::lenet5_run::{self, Splits, TrainOptions, CHECKPOINT};
+use kindling_train::progress::{count, rate};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Args)]
+#[command(mut_arg("out", |a| a.required(false).default_value("runs/lenet5")))]
 pub struct TrainLenet5 {
-    /// Passes over the training set (default 12).
+    // Options are Option-typed: with --resume, one left out keeps the run's
+    // stored value rather than the default.
+    /// Passes over the training images [default: 12].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Images per step (default 64).
+    /// Images per step [default: 64].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Peak learning rate, cosine-decayed to 1% of it (default 2e-3).
+    /// Peak learning rate, cosine-decayed to 1% of it [default: 2e-3].
     #[arg(long)]
     pub lr: Option<f32>,
-    /// adam (default) or sgd (momentum 0.9).
+    /// adam or sgd (momentum 0.9) [default: adam].
     #[arg(long)]
     pub optimizer: Option<String>,
-    /// Seed for initialization and batch order (default 0).
+    /// Seed for the initial weights and the batch order [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// relu (default) or tanh (as in 1998).
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    /// relu or tanh (as in 1998) [default: relu].
     #[arg(long)]
     pub activation: Option<String>,
-    /// max (default) or avg (as in 1998).
+    /// max or avg (as in 1998) [default: max].
     #[arg(long)]
     pub pool: Option<String>,
-    /// Run directory for config, metrics, checkpoint and curves.
-    #[arg(long, default_value = "runs/lenet5")]
-    pub out: PathBuf,
-    /// Continue the run in --out after its last finished epoch.
-    #[arg(long)]
-    pub resume: bool,
-    /// Start over in an --out that holds a run: the old run is moved aside (DIR.1, DIR.2, ...), not deleted.
-    #[arg(long, conflicts_with = "resume")]
-    pub force: bool,
-    /// Directory with the four MNIST .gz files (default: the repo's data/mnist).
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunDirArgs,
+    #[command(flatten)]
+    pub data: MnistDirArg,
     /// Use only the first N training images (and N/10 validation and test
-    /// images): for quick experiments and tests.
+    /// images): for quick experiments and tests [default: all].
     #[arg(long)]
     pub limit: Option<usize>,
     /// Adversarial training: train on each batch and its FGSM copy at this
-    /// epsilon (pixel units of the [0, 1] image, in (0, 1]).
+    /// epsilon (pixel units of the [0, 1] image, in (0, 1]) [default: off].
     #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
     pub adversarial: Option<f32>,
     /// Stop after K epochs of this invocation, resumable (a stand-in for an interruption).
     #[arg(long, hide = true)]
     pub interrupt_after: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub fn set_threads(threads: Option<usize>) -> CliResult<()> {
-    if let Some(n) = threads {
-        if n == 0 {
-            return Err("--threads must be at least 1".into());
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-        if n > cores {
-            eprintln!(
-                "warning: --threads {n} is more than this machine's {cores} cores; the extra threads only wait for each other"
-            );
-        }
-        kindling_tensor::set_num_threads(n)?;
-    }
-    Ok(())
-}
-
-pub fn load_mnist(dir: Option<&Path>) -> CliResult<Mnist> {
-    let dir = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(Mnist::default_dir);
-    Ok(Mnist::load(&dir)?)
-}
-
-/// MNIST's 55,000 / 5,000 / 10,000 split, or with `--limit N` the first N
-/// training images and N/10 of validation and test (quick runs and tests).
-pub fn mnist_splits(
-    data: Option<&Path>,
-    limit: Option<usize>,
-) -> CliResult<(DigitSet, DigitSet, DigitSet)> {
-    let (mut train, mut val, mut test) = load_mnist(data)?.split();
-    if let Some(n) = limit {
-        if n < 10 {
-            return Err("--limit must be at least 10".into());
-        }
-        train = train.slice(0..n.min(train.len()))?;
-        val = val.slice(0..(n / 10).min(val.len()))?;
-        test = test.slice(0..(n / 10).min(test.len()))?;
-    }
-    Ok((train, val, test))
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 impl TrainLenet5 {
@@ -108,15 +67,13 @@ impl TrainLenet5 {
     /// names any other difference with both values).
     fn options(&self) -> CliResult<TrainOptions> {
         let mut opts: TrainOptions =
-            crate::report::resumed_options(self.resume, &self.out)?.unwrap_or_default();
+            resumed_options(self.run.resume, &self.run.out)?.unwrap_or_default();
         if let Some(pool) = &self.pool {
-            opts.model.pooling = pool.parse().map_err(|e| format!("--pool: {e}"))?;
+            opts.model.pooling = pool.parse().map_err(|e| anyhow::anyhow!("--pool: {e}"))?;
         }
         if let Some(activation) = &self.activation {
             if !matches!(activation.as_str(), "relu" | "tanh") {
-                return Err(
-                    format!("--activation must be relu or tanh, got `{activation}`").into(),
-                );
+                bail!("--activation must be relu or tanh, got `{activation}`");
             }
             opts.model.activation = activation.clone();
         }
@@ -130,18 +87,18 @@ impl TrainLenet5 {
         if self.limit.is_some() {
             opts.limit = self.limit;
         }
-        if self.data.is_some() {
-            opts.data = self.data.clone();
+        if self.data.dir.is_some() {
+            opts.data = self.data.dir.clone();
         }
-        opts.validate().map_err(|e| e.to_string())?;
+        opts.validate()?;
         Ok(opts)
     }
 }
 
 pub fn train(args: TrainLenet5) -> CliResult<()> {
     let opts = args.options()?;
-    set_threads(args.threads)?;
-    let out = Report::new(args.json);
+    args.threads.apply()?;
+    let out = Report::new(args.json.enabled);
     let (train, val, test) = mnist_splits(opts.data.as_deref(), opts.limit)?;
     eprintln!(
         "LeNet-5 on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
@@ -149,7 +106,7 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
         val.len(),
         test.len(),
         kindling_tensor::num_threads(),
-        args.out.display()
+        args.run.out.display()
     );
     let splits = Splits {
         train: &train,
@@ -158,32 +115,34 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
     };
     let o = lenet5_run::train(
         &opts,
-        &args.out,
-        crate::report::run_mode(args.resume, args.force),
+        &args.run.out,
+        args.run.mode(),
         kindling_train::trainer::StopWhen {
             after: args.interrupt_after,
             flag: Some(crate::stop::on_signals()),
         },
         &splits,
         &|l| eprintln!("{l}"),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     out.line(format!(
-        "LeNet-5 ({} parameters), {} epochs: validation accuracy {:.2}%, test accuracy {:.2}%",
+        "LeNet-5 ({} parameters), {}: validation accuracy {:.2}%, test accuracy {:.2}%",
         o.params,
-        o.epochs,
+        count(o.epochs, "epoch"),
         o.val_accuracy * 100.0,
         o.test_accuracy * 100.0
     ));
     let speed = if o.steps_trained > 0 {
-        format!("{:.0} training images/s; ", o.train_images_per_sec)
+        format!(
+            "{} training images/s; ",
+            rate(o.train_images_per_sec as f64)
+        )
     } else {
         "already finished, nothing trained now; ".into()
     };
     out.line(format!(
         "  {speed}{:.0} s in all; checkpoint {}",
         o.seconds,
-        args.out.join(CHECKPOINT).display()
+        args.run.out.join(CHECKPOINT).display()
     ));
     out.finish(json!({
         "params": o.params,
@@ -192,26 +151,9 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
         "val_accuracy": o.val_accuracy,
         "train_images_per_sec": o.train_images_per_sec,
         "seconds": o.seconds,
-        "run_dir": args.out,
+        "run_dir": args.run.out,
     }));
     Ok(())
-}
-
-/// A run directory or a checkpoint file, resolved to the checkpoint.
-pub fn checkpoint_path(ckpt: &Path) -> CliResult<PathBuf> {
-    let path = if ckpt.is_dir() {
-        ckpt.join(CHECKPOINT)
-    } else {
-        ckpt.to_path_buf()
-    };
-    if !path.exists() {
-        return Err(format!(
-            "--ckpt {}: no checkpoint found (expected a run directory or a .safetensors file)",
-            ckpt.display()
-        )
-        .into());
-    }
-    Ok(path)
 }
 
 #[derive(Args)]
@@ -219,25 +161,25 @@ pub struct Eval {
     /// Run directory (or model.safetensors) of a trained LeNet-5.
     #[arg(long)]
     pub ckpt: PathBuf,
-    /// Draw the confusion matrix to this PNG.
+    /// Also draw the confusion matrix to this PNG [default: no picture].
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub data: MnistDirArg,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn eval(args: Eval) -> CliResult<()> {
-    set_threads(args.threads)?;
-    let path = checkpoint_path(&args.ckpt)?;
-    let (model, _) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
-    let mnist = load_mnist(args.data.as_deref())?;
+    args.threads.apply()?;
+    let path = checkpoint_path("--ckpt", &args.ckpt, CHECKPOINT)?;
+    let (model, _) = lenet5_run::load_model(&path)?;
+    let mnist = load_mnist(args.data.dir.as_deref())?;
     let (_, _, test) = mnist.split();
-    let ev = evaluate(&model, &test, 10, Normalize::MNIST).map_err(|e| e.to_string())?;
-    let out = Report::new(args.json);
+    let ev = evaluate(&model, &test, 10, Normalize::MNIST)?;
+    let out = Report::new(args.json.enabled);
     out.line(format!(
         "test accuracy {:.2}% ({} images), loss {:.4}",
         ev.accuracy * 100.0,
@@ -261,7 +203,8 @@ pub fn eval(args: Eval) -> CliResult<()> {
         ));
     }
     if let Some(p) = &args.plot {
-        kindling_train::plot::confusion::draw(p, &ev.confusion)?;
+        kindling_train::plot::confusion::draw(p, &ev.confusion)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
         out.line(format!("wrote {}", p.display()));
     }
     out.finish(json!({
@@ -275,42 +218,46 @@ pub fn eval(args: Eval) -> CliResult<()> {
 
 #[derive(Args)]
 pub struct BenchLenet5 {
+    /// Timed training steps.
     #[arg(long, default_value_t = 200)]
     pub steps: usize,
+    /// Untimed steps first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// adam or sgd (momentum 0.9).
     #[arg(long, default_value = "adam")]
     pub optimizer: String,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub data: MnistDirArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn bench(args: BenchLenet5) -> CliResult<()> {
     if args.steps == 0 {
-        return Err("--steps must be at least 1".into());
+        bail!("--steps must be at least 1");
     }
-    set_threads(args.threads)?;
+    args.threads.apply()?;
     let opts = TrainOptions {
         batch_size: args.batch_size,
         optimizer: args.optimizer.clone(),
         lr: 1e-3,
         ..Default::default()
     };
-    let mnist = load_mnist(args.data.as_deref())?;
+    let mnist = load_mnist(args.data.dir.as_deref())?;
     let (train, _, _) = mnist.split();
-    let r = lenet5_run::bench(&opts, &train, args.steps, args.warmup).map_err(|e| e.to_string())?;
-    let out = Report::new(args.json);
+    let r = lenet5_run::bench(&opts, &train, args.steps, args.warmup)?;
+    let out = Report::new(args.json.enabled);
     out.line(format!(
-        "kindling lenet5 train step, batch {}, {} threads: {:.0} images/s, {:.3} ms/step, peak RSS {:.1} MB",
+        "kindling lenet5 train step, batch {}, {} threads: {} images/s, {:.3} ms/step, peak RSS {:.1} MB",
         args.batch_size,
         kindling_tensor::num_threads(),
-        r.train_images_per_sec,
+        rate(r.train_images_per_sec),
         r.ms_per_step,
         r.peak_rss_mb
     ));
@@ -336,16 +283,16 @@ pub struct Predict {
     /// PNG or JPEG images of single digits (any size, colour or grey, either polarity).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// Each image is brought to MNIST's form (grey, ink light on dark, cropped,
 /// 20×20 box, centred by mass in 28×28) and classified.
 pub fn predict(args: Predict) -> CliResult<()> {
-    let path = checkpoint_path(&args.ckpt)?;
-    let (model, _) = lenet5_run::load_model(&path).map_err(|e| e.to_string())?;
-    let out = Report::new(args.json);
+    let path = checkpoint_path("--ckpt", &args.ckpt, CHECKPOINT)?;
+    let (model, _) = lenet5_run::load_model(&path)?;
+    let out = Report::new(args.json.enabled);
     let norm = Normalize::MNIST;
     let mut predictions = Vec::new();
     let mut failed = 0;
@@ -386,7 +333,7 @@ pub fn predict(args: Predict) -> CliResult<()> {
     }
     if failed > 0 {
         out.finish(json!({ "predictions": predictions }));
-        return Err(format!("{failed} of {} images could not be read", args.images.len()).into());
+        bail!("{failed} of {} images could not be read", args.images.len());
     }
     out.finish(json!({ "predictions": predictions }));
     Ok(())

@@ -2,12 +2,13 @@
 //! `chat`, and `generate --model`. `--model` is a GGUF file, a Hugging Face
 //! folder, or a Kindling language-model run directory (which is one).
 
-use crate::report::{CliResult, Report};
+use crate::common::{CliResult, JsonArg, SamplingArgs, ThreadsArg};
+use crate::report::Report;
+use anyhow::{bail, Context};
 use clap::Args;
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::chat::{ChatTemplate, Message, CHATML};
 use kindling_models::generate::{CausalLm, GenerateOptions, Generation, Generator};
-use kindling_models::sampling::Sampling;
 use kindling_models::{gpt2_files, llama_files};
 use kindling_tensor::gguf::GgufFile;
 use kindling_tensor::{no_grad, Tensor};
@@ -43,19 +44,18 @@ fn resolve(path: &Path) -> CliResult<PathBuf> {
             return Ok(kindling_data::registry::dataset_dir(&name)?.join(f.file_name));
         }
     }
-    Err(format!(
+    bail!(
         "--model {}: no such file or directory (nor a fetched model such as smollm2-135m-instruct)",
         path.display()
     )
-    .into())
 }
 
 /// `model_type` of a Hugging Face folder's `config.json`.
 fn hf_model_type(dir: &Path) -> CliResult<String> {
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
     Ok(v.get("model_type")
         .and_then(|m| m.as_str())
         .unwrap_or("?")
@@ -90,11 +90,10 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
             "gpt2" => gpt2(gpt2_files::gpt_from_hf_dir(path)?),
             "llama" => llama(llama_files::llama_from_hf_dir(path)?),
             other => {
-                return Err(format!(
+                bail!(
                     "{}: model_type `{other}` is not supported (llama and gpt2 are)",
                     path.join("config.json").display()
                 )
-                .into())
             }
         };
         (model, Tokenizer::from_dir(path)?)
@@ -105,7 +104,7 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
             Tokenizer::from_gguf(&g)?,
         )
     } else {
-        return Err(format!("--model {}: no such file or directory", path.display()).into());
+        bail!("--model {}: no such file or directory", path.display());
     };
     let piece = |id: Option<u32>| {
         id.and_then(|i| tokenizer.id_to_token(i))
@@ -141,16 +140,6 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
     })
 }
 
-fn set_threads(threads: Option<usize>) -> CliResult<()> {
-    if let Some(n) = threads {
-        if n == 0 {
-            return Err("--threads must be at least 1".into());
-        }
-        kindling_tensor::set_num_threads(n)?;
-    }
-    Ok(())
-}
-
 #[derive(Args)]
 pub struct NextToken {
     /// A GGUF file, a Hugging Face model folder or a Kindling run directory.
@@ -163,31 +152,28 @@ pub struct NextToken {
     /// How many of the most likely tokens to show.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Print one JSON object (`ids`, `top`: list of {id, token, logit, prob}) as the last line.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 pub fn next_token(args: NextToken) -> CliResult<()> {
-    set_threads(args.threads)?;
+    args.threads.apply()?;
     if args.top == 0 {
-        return Err("--top must be at least 1".into());
+        bail!("--top must be at least 1");
     }
     let lm = load(&args.model)?;
     let ids = lm.tokenizer.encode(&args.text)?;
     if ids.is_empty() {
-        return Err("--text must not be empty".into());
+        bail!("--text must not be empty");
     }
     let ctx = lm.model.context_len();
     if ids.len() > ctx {
-        return Err(format!(
+        bail!(
             "--text is {} tokens, longer than the model's context of {ctx}",
             ids.len()
-        )
-        .into());
+        );
     }
     let _g = no_grad();
     let x = Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])?;
@@ -199,7 +185,7 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
     let total: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_unstable_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-    let report = Report::new(args.json);
+    let report = Report::new(args.json.enabled);
     report.line(format!("{} prompt tokens; the next token:", ids.len()));
     let mut top = Vec::new();
     for &i in order.iter().take(args.top) {
@@ -223,76 +209,24 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
     Ok(())
 }
 
-/// Sampling flags shared by `chat` and `generate --model`.
-#[derive(Args, Clone)]
-pub struct SamplingArgs {
-    /// Most new tokens per answer.
-    #[arg(long, default_value_t = 256)]
-    pub max_new_tokens: usize,
-    /// 0 = greedy (always the most likely token, as transformers' default
-    /// do_sample=False); higher = more varied.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
-    pub temperature: f32,
-    /// Sample among the K most likely tokens only.
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    /// Sample from the smallest set of tokens whose probability reaches P.
-    #[arg(long)]
-    pub top_p: Option<f32>,
-    /// Divide the logits of tokens already present by this (1 = off; 1.1-1.3 curbs loops).
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
-    /// Stop when the text contains this string (repeatable).
-    #[arg(long = "stop")]
-    pub stop: Vec<String>,
-    /// Seed for sampling.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-}
-
-impl SamplingArgs {
-    fn options(&self, stop_ids: &[u32]) -> CliResult<GenerateOptions> {
-        let o = GenerateOptions {
-            max_new_tokens: self.max_new_tokens,
-            sampling: Sampling {
-                temperature: self.temperature,
-                top_k: self.top_k,
-                top_p: self.top_p,
-            },
-            repetition_penalty: self.repetition_penalty,
-            stop_ids: stop_ids.to_vec(),
-            stop_strings: self.stop.clone(),
-            seed: self.seed,
-            slide: false,
-        };
-        o.validate().map_err(|e| {
-            e.to_string()
-                .replace("repetition_penalty", "--repetition-penalty")
-        })?;
-        Ok(o)
-    }
-}
-
 #[derive(Args)]
 pub struct Chat {
     /// A GGUF file, a Hugging Face model folder or a Kindling run directory.
     #[arg(long)]
     pub model: PathBuf,
-    /// A system message that opens the conversation (default: the template's own, if any).
+    /// A system message that opens the conversation [default: the template's own, if any].
     #[arg(long)]
     pub system: Option<String>,
     /// Answer this one message and exit; without it, an interactive session
-    /// (empty line or Ctrl-D ends it, /reset forgets the history).
+    /// (empty line or Ctrl-D ends it, /reset forgets the history) [default: interactive].
     #[arg(long)]
     pub message: Option<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// With --message: print one JSON object (answer, prompt_tokens, new_tokens, stop, ...) as the last line.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 fn answer(
@@ -316,7 +250,7 @@ fn answer(
 }
 
 pub fn chat(args: Chat) -> CliResult<()> {
-    set_threads(args.threads)?;
+    args.threads.apply()?;
     let lm = load(&args.model)?;
     let options = args.sampling.options(&lm.stop_ids)?;
     let mut gen = Generator::new(lm.model.as_ref(), options)?;
@@ -326,8 +260,8 @@ pub fn chat(args: Chat) -> CliResult<()> {
     }
     if let Some(m) = &args.message {
         history.push(Message::new("user", m.clone())?);
-        let (g, prompt_tokens) = answer(&lm, &mut gen, &history, !args.json)?;
-        if !args.json {
+        let (g, prompt_tokens) = answer(&lm, &mut gen, &history, !args.json.enabled)?;
+        if !args.json.enabled {
             println!();
         }
         let secs = g.decode_secs.max(1e-9);
@@ -339,7 +273,7 @@ pub fn chat(args: Chat) -> CliResult<()> {
             g.ids.len() as f64 / (g.prefill_secs + secs),
             g.stop.name()
         );
-        Report::new(args.json).finish(json!({
+        Report::new(args.json.enabled).finish(json!({
             "answer": g.text,
             "ids": g.ids,
             "prompt_tokens": prompt_tokens,
@@ -350,8 +284,8 @@ pub fn chat(args: Chat) -> CliResult<()> {
         }));
         return Ok(());
     }
-    if args.json {
-        return Err("--json needs --message (the interactive session is for people)".into());
+    if args.json.enabled {
+        bail!("--json needs --message (the interactive session is for people)");
     }
     eprintln!(
         "chat with {} — empty line or Ctrl-D to end, /reset to forget the history",
@@ -387,10 +321,10 @@ pub fn generate(
     model_path: &Path,
     prompt: &str,
     sampling: &SamplingArgs,
-    threads: Option<usize>,
+    threads: ThreadsArg,
     json_out: bool,
 ) -> CliResult<()> {
-    set_threads(threads)?;
+    threads.apply()?;
     let lm = load(model_path)?;
     let ids = lm.tokenizer.encode(prompt)?;
     let mut gen = Generator::new(lm.model.as_ref(), sampling.options(&lm.stop_ids)?)?;
@@ -439,12 +373,10 @@ pub struct BenchLm {
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Print one JSON object as the last line.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadsArg,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -455,9 +387,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Prefill and KV-cached generation speed (compare with
 /// `tools/gen_smollm2_bench.py` on the same machine, in the same run).
 pub fn bench(args: BenchLm) -> CliResult<()> {
-    set_threads(args.threads)?;
+    args.threads.apply()?;
     if args.prompt_tokens == 0 || args.runs == 0 {
-        return Err("--prompt-tokens and --runs must be at least 1".into());
+        bail!("--prompt-tokens and --runs must be at least 1");
     }
     let lm = load(&args.model)?;
     let text = "The quick brown fox jumps over the lazy dog. Language models read text as tokens, one after another, and predict what comes next. ";
@@ -489,7 +421,7 @@ pub fn bench(args: BenchLm) -> CliResult<()> {
         },
     );
     let weight_bytes = lm.num_parameters as f64 * 4.0;
-    let report = Report::new(args.json);
+    let report = Report::new(args.json.enabled);
     report.line(format!(
         "prefill {p:.1} tokens/s ({} tokens), generation {d:.1} tokens/s ({} tokens), {} threads, {} kernels; {:.0} MB of f32 weights read per generated token",
         ids.len(),

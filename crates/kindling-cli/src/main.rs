@@ -2,6 +2,7 @@
 //! Progress and logs go to stderr; with `--json` the last line of stdout is
 //! exactly one JSON object.
 
+mod common;
 mod data_cmd;
 mod demo;
 mod gpt;
@@ -13,6 +14,7 @@ mod report;
 mod stop;
 mod tokenize_cmd;
 mod train_lm;
+mod train_options;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -40,18 +42,32 @@ enum Command {
         #[command(subcommand)]
         model: TrainModel,
     },
-    /// Test accuracy, per-class accuracy and confusion matrix of a checkpoint.
-    Eval(lenet::Eval),
-    /// Read handwritten digits from PNG/JPEG files with a trained LeNet-5.
-    Predict(lenet::Predict),
+    /// Test accuracy, per-class accuracy and confusion matrix of a trained model: `eval lenet5 --ckpt DIR`.
+    #[command(after_help = "The old spelling `kindling eval --ckpt DIR` still works.")]
+    Eval {
+        #[command(subcommand)]
+        model: EvalModel,
+    },
+    /// Read handwritten digits from PNG/JPEG files with a trained model: `predict lenet5 --ckpt DIR IMAGE...`.
+    #[command(after_help = "The old spelling `kindling predict --ckpt DIR IMAGE...` still works.")]
+    Predict {
+        #[command(subcommand)]
+        model: PredictModel,
+    },
     /// Continue a text with a trained GPT (--ckpt) or a pretrained model (--model), streaming as it is sampled.
     Generate(gpt::Generate),
     /// The next-token distribution of a language model for a text (top K).
     NextToken(lm::NextToken),
     /// Talk to a chat model: one answer with --message, else an interactive session.
     Chat(lm::Chat),
-    /// Draw a GPT's attention matrix for a text as a heatmap.
-    Attention(gpt::Attention),
+    /// Draw a trained model's attention matrix for a text as a heatmap: `attention gpt --ckpt DIR`.
+    #[command(
+        after_help = "The old spelling `kindling attention --ckpt DIR --text TEXT --out FILE.png` still works."
+    )]
+    Attention {
+        #[command(subcommand)]
+        model: AttentionModel,
+    },
     /// Measure training speed (compare with bench/pytorch in the same run).
     Bench {
         #[command(subcommand)]
@@ -89,6 +105,46 @@ enum Command {
         #[command(subcommand)]
         model: lab::SweepModel,
     },
+}
+
+/// Commands that took no model word before the grammar became `kindling
+/// <verb> <model>`: their old spelling (`kindling eval --ckpt DIR`) still
+/// works, by inserting the one model word they can mean.
+const OLD_SPELLINGS: &[(&str, &str)] = &[
+    ("eval", "lenet5"),
+    ("predict", "lenet5"),
+    ("attention", "gpt"),
+];
+
+fn with_model_word(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let verb = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    let next = args.get(2).and_then(|a| a.to_str());
+    if let Some((_, model)) = OLD_SPELLINGS.iter().find(|(v, _)| *v == verb) {
+        // `kindling eval --help` shows the verb's help; `kindling eval` alone
+        // says, as it always did, that --ckpt is missing.
+        if next.is_none_or(|n| n != *model && !matches!(n, "-h" | "--help" | "help")) {
+            args.insert(2, model.into());
+        }
+    }
+    args
+}
+
+#[derive(Subcommand)]
+enum EvalModel {
+    /// A LeNet-5 on the MNIST test set (10,000 images).
+    Lenet5(lenet::Eval),
+}
+
+#[derive(Subcommand)]
+enum PredictModel {
+    /// A LeNet-5 reads each image as one digit.
+    Lenet5(lenet::Predict),
+}
+
+#[derive(Subcommand)]
+enum AttentionModel {
+    /// A character GPT trained with `kindling train gpt`.
+    Gpt(gpt::Attention),
 }
 
 #[derive(Subcommand)]
@@ -140,7 +196,7 @@ fn quiet_on_closed_pipe() {
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
     tune_allocator();
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(with_model_word(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -181,8 +237,15 @@ fn main() -> ExitCode {
         Command::Train {
             model: TrainModel::Lenet5(a),
         } => lenet::train(a),
-        Command::Eval(a) => lenet::eval(a),
-        Command::Predict(a) => lenet::predict(a),
+        Command::Eval {
+            model: EvalModel::Lenet5(a),
+        } => lenet::eval(a),
+        Command::Predict {
+            model: PredictModel::Lenet5(a),
+        } => lenet::predict(a),
+        Command::Attention {
+            model: AttentionModel::Gpt(a),
+        } => gpt::attention(a),
         Command::Train {
             model: TrainModel::Gpt(a),
         } => gpt::train(a),
@@ -190,7 +253,6 @@ fn main() -> ExitCode {
             model: TrainModel::Lm(a),
         } => train_lm::train(a),
         Command::Generate(a) => gpt::generate(a),
-        Command::Attention(a) => gpt::attention(a),
         Command::NextToken(a) => lm::next_token(a),
         Command::Chat(a) => lm::chat(a),
         Command::Bench {
@@ -216,8 +278,80 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", common::user_message(&e));
             stop::exit_code().map_or(ExitCode::FAILURE, ExitCode::from)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{ArgAction, CommandFactory};
+
+    /// Every option of every command, with the command's path.
+    fn options(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if a.is_positional() || a.is_hide_set() || id == "help" || id == "version" {
+                continue;
+            }
+            out.push((path.to_string(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            options(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn the_command_tree_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_has_a_help_line_and_says_its_default() {
+        let mut all = Vec::new();
+        options(&Cli::command(), "kindling", &mut all);
+        assert!(all.len() > 100, "walked {} options", all.len());
+        let mut problems = Vec::new();
+        for (path, a) in &all {
+            let flag = format!("{path} --{}", a.get_long().unwrap_or("?"));
+            let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                problems.push(format!("{flag}: no help"));
+                continue;
+            }
+            if help.contains('\n') {
+                problems.push(format!("{flag}: help is more than one line"));
+            }
+            // An option taking a value that may be left out says what it
+            // then is: a clap default, or "[default: ...]" in the text, or
+            // which other option is needed instead ("this or --x is required").
+            let takes_value = matches!(a.get_action(), ArgAction::Set | ArgAction::Append);
+            if takes_value
+                && !a.is_required_set()
+                && a.get_default_values().is_empty()
+                && !help.contains("[default: ")
+                && !help.contains("is required)")
+            {
+                problems.push(format!("{flag}: no default shown"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn json_and_threads_mean_the_same_on_every_command() {
+        let mut all = Vec::new();
+        options(&Cli::command(), "kindling", &mut all);
+        for id in ["json", "threads"] {
+            let helps: Vec<String> = all
+                .iter()
+                .filter(|(_, a)| a.get_id().as_str() == id)
+                .map(|(_, a)| a.get_help().map(|h| h.to_string()).unwrap_or_default())
+                .collect();
+            assert!(helps.len() > 5, "--{id} on {} commands", helps.len());
+            assert!(helps.iter().all(|h| *h == helps[0]), "--{id}: {helps:?}");
         }
     }
 }

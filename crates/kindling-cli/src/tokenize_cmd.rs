@@ -2,7 +2,9 @@
 //! tokenizer`: how a byte-level BPE cuts a text, training one, and its
 //! encoding speed.
 
-use crate::report::{CliResult, Report};
+use crate::common::{CliResult, JsonArg};
+use crate::report::Report;
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use kindling_data::tokenizer::{train_bpe, Tokenizer};
 use serde_json::json;
@@ -16,14 +18,14 @@ pub struct Tokenize {
     /// `kindling data fetch tokenizers` brings those).
     #[arg(long, value_name = "SPEC")]
     pub tokenizer: String,
-    /// The text to cut (special tokens such as <|endoftext|> are recognised).
+    /// The text to cut (special tokens such as <|endoftext|> are recognised; this or --file is required).
     #[arg(long, required_unless_present = "file", conflicts_with = "file")]
     pub text: Option<String>,
-    /// A UTF-8 text file to cut instead of --text.
+    /// A UTF-8 text file to cut instead of --text (this or --text is required).
     #[arg(long)]
     pub file: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Subcommand)]
@@ -46,8 +48,8 @@ pub struct ConvertTokenizer {
     /// Overwrite an existing tokenizer.json in --out.
     #[arg(long)]
     pub force: bool,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Args)]
@@ -67,8 +69,8 @@ pub struct TrainTokenizer {
     /// Overwrite an existing tokenizer.json in --out.
     #[arg(long)]
     pub force: bool,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Args)]
@@ -82,8 +84,8 @@ pub struct BenchTokenizer {
     /// Timed encodes of the whole text; the fastest counts.
     #[arg(long, default_value_t = 5)]
     pub repeat: usize,
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 fn load(spec: &str) -> CliResult<Tokenizer> {
@@ -116,12 +118,12 @@ fn show_piece(bytes: &[u8]) -> String {
 const VIEW_TOKENS: usize = 200;
 
 pub fn tokenize(a: Tokenize) -> CliResult<()> {
-    let report = Report::new(a.json);
+    let report = Report::new(a.json.enabled);
     let tok = load(&a.tokenizer)?;
     let text = match (&a.text, &a.file) {
         (Some(t), _) => t.clone(),
-        (None, Some(path)) => kindling_train::corpus::read_utf8(path).map_err(|e| e.to_string())?,
-        (None, None) => return Err("give --text TEXT or --file FILE".into()),
+        (None, Some(path)) => kindling_train::corpus::read_utf8(path)?,
+        (None, None) => bail!("give --text TEXT or --file FILE"),
     };
     let ids = tok.encode(&text)?;
     let pieces: Vec<Vec<u8>> = ids
@@ -177,13 +179,13 @@ pub fn run(cmd: TokenizerCmd) -> CliResult<()> {
 fn output_file(out: &Path, force: bool) -> CliResult<PathBuf> {
     let target = out.join("tokenizer.json");
     if target.exists() && !force {
-        return Err(format!("{} exists; pass --force to overwrite it", target.display()).into());
+        bail!("{} exists; pass --force to overwrite it", target.display());
     }
     Ok(target)
 }
 
 fn convert(a: ConvertTokenizer) -> CliResult<()> {
-    let report = Report::new(a.json);
+    let report = Report::new(a.json.enabled);
     let target = output_file(&a.out, a.force)?;
     let tok = load(&a.tokenizer)?;
     tok.save(&a.out)?;
@@ -206,9 +208,9 @@ fn convert(a: ConvertTokenizer) -> CliResult<()> {
 }
 
 fn train(a: TrainTokenizer) -> CliResult<()> {
-    let report = Report::new(a.json);
+    let report = Report::new(a.json.enabled);
     let target = output_file(&a.out, a.force)?;
-    let text = kindling_train::corpus::load(&a.data).map_err(|e| e.to_string())?;
+    let text = kindling_train::corpus::load(&a.data)?;
     let specials: Vec<&str> = a.specials.iter().map(String::as_str).collect();
     eprintln!(
         "training a byte-level BPE of {} tokens on {} ({:.2} MB)...",
@@ -264,11 +266,11 @@ fn train(a: TrainTokenizer) -> CliResult<()> {
 }
 
 pub fn bench(a: BenchTokenizer) -> CliResult<()> {
-    let report = Report::new(a.json);
+    let report = Report::new(a.json.enabled);
     let start = Instant::now();
     let tok = load(&a.tokenizer)?;
     let load_ms = start.elapsed().as_secs_f64() * 1e3;
-    let text = kindling_train::corpus::load(&a.data).map_err(|e| e.to_string())?;
+    let text = kindling_train::corpus::load(&a.data)?;
     let mut best = f64::INFINITY;
     let mut count = 0;
     for _ in 0..a.repeat.max(1) {

@@ -105,13 +105,13 @@ impl Default for FinetuneOptions {
 impl FinetuneOptions {
     pub fn validate(&self) -> Result<()> {
         if self.samples == 0 {
-            return Err("--samples must be at least 1".into());
+            return Err(crate::Error::option("samples", "must be at least 1"));
         }
         if self.scratch_epochs == 0 {
-            return Err("--scratch-epochs must be at least 1".into());
+            return Err(crate::Error::option("scratch_epochs", "must be at least 1"));
         }
         self.finetune_fit().validate()?;
-        self.scratch_fit().validate()
+        self.scratch_fit().check("scratch_lr", "optimizer")
     }
 
     fn finetune_fit(&self) -> FitOptions {
@@ -269,10 +269,10 @@ pub fn finetune(
 
     let trainable_params = opts.freeze.apply(model);
     log(&format!(
-        "fine-tuning {trainable_params} of {} parameters on {} {dataset} images ({} epochs, Adam {})",
+        "fine-tuning {trainable_params} of {} parameters on {} {dataset} images ({}, Adam {})",
         model.num_parameters(),
         train.len(),
-        opts.epochs,
+        crate::progress::count(opts.epochs, "epoch"),
         opts.lr
     ));
     fit(
@@ -296,9 +296,9 @@ pub fn finetune(
 
     let scratch = LeNet5::new(model.config.clone(), &mut Rng::new(opts.seed))?;
     log(&format!(
-        "from scratch: LeNet-5 on the same {} images ({} epochs, Adam {})",
+        "from scratch: LeNet-5 on the same {} images ({}, Adam {})",
         train.len(),
-        opts.scratch_epochs,
+        crate::progress::count(opts.scratch_epochs, "epoch"),
         opts.scratch_lr
     ));
     fit(
@@ -374,10 +374,13 @@ mod tests {
             samples: 0,
             ..Default::default()
         };
-        assert!(opts
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--samples"));
+        // The library names the option's field; the CLI says --samples.
+        assert!(matches!(
+            opts.validate(),
+            Err(crate::Error::Option {
+                field: "samples",
+                ..
+            })
+        ));
     }
 }

@@ -36,25 +36,29 @@ pub struct FitOptions {
 
 impl FitOptions {
     pub fn validate(&self) -> Result<()> {
-        self.check("learning rate", "optimizer")
+        self.check("lr", "optimizer")
     }
 
     /// [`validate`](Self::validate), naming the learning rate and the
-    /// optimizer as `lr` and `optimizer` (a command's flags).
-    pub fn check(&self, lr: &str, optimizer: &str) -> Result<()> {
+    /// optimizer as the options (fields) `lr` and `optimizer` of the caller.
+    pub fn check(&self, lr: &'static str, optimizer: &'static str) -> Result<()> {
         if self.epochs == 0 {
-            return Err("--epochs must be at least 1".into());
+            return Err(crate::Error::option("epochs", "must be at least 1"));
         }
         if self.batch_size == 0 {
-            return Err("--batch-size must be at least 1".into());
+            return Err(crate::Error::option("batch_size", "must be at least 1"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("{lr} must be a positive number, got {}", self.lr).into());
+            return Err(crate::Error::option(
+                lr,
+                format!("must be a positive number, got {}", self.lr),
+            ));
         }
         if !matches!(self.optimizer.as_str(), "adam" | "sgd") {
-            return Err(
-                format!("{optimizer} must be adam or sgd, got `{}`", self.optimizer).into(),
-            );
+            return Err(crate::Error::option(
+                optimizer,
+                format!("must be adam or sgd, got `{}`", self.optimizer),
+            ));
         }
         Ok(())
     }
@@ -328,13 +332,14 @@ impl Task for DigitTask<'_> {
         });
         let line = self.announce.then(|| {
             format!(
-                "epoch {epoch:>2}/{}: train loss {train_loss:.4}{}, {images_per_sec:.0} images/s",
+                "epoch {epoch:>2}/{}: train loss {train_loss:.4}{}, {} images/s",
                 self.epochs,
                 val.as_ref().map_or(String::new(), |v| format!(
                     ", val loss {:.4}, val accuracy {:.2}%",
                     v.loss,
                     v.accuracy * 100.0
-                ))
+                )),
+                crate::progress::rate(images_per_sec)
             )
         });
         Ok(Evaluated { record, line })

@@ -62,7 +62,7 @@ impl Default for TrainOptions {
 
 impl TrainOptions {
     pub fn validate(&self) -> Result<()> {
-        self.fit_options().check("--lr", "--optimizer")?;
+        self.fit_options().check("lr", "optimizer")?;
         if let Some(eps) = self.adversarial_eps {
             fgsm::check_eps(eps).map_err(|e| format!("--adversarial: {e}"))?;
         }

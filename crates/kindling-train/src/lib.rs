@@ -25,5 +25,6 @@ pub mod sft_run;
 pub mod sweep;
 pub mod trainer;
 
-/// Errors from training: any library error, boxed, printed on one line.
-pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub mod error;
+
+pub use error::{Error, Result};

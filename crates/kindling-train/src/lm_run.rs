@@ -10,7 +10,7 @@ use crate::gpt_run::{adamw_groups, changed_options, loss_curves};
 use crate::plot::Panel;
 use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
-use crate::Result;
+use crate::{Error, Result};
 use kindling_data::char_tokenizer::CharTokenizer;
 use kindling_data::token_data::{get_batch, split_train_val};
 use kindling_data::tokenizer::Tokenizer;
@@ -131,56 +131,78 @@ impl LmTrainOptions {
 
     pub fn validate(&self) -> Result<()> {
         if !matches!(self.arch.as_str(), "llama" | "gpt2") {
-            return Err(format!("--arch `{}`: must be llama or gpt2", self.arch).into());
+            return Err(Error::option(
+                "arch",
+                format!("`{}`: must be llama or gpt2", self.arch),
+            ));
         }
         for (flag, v) in [
-            ("--n-layer", self.n_layer),
-            ("--n-head", self.n_head),
-            ("--n-embd", self.n_embd),
-            ("--block-size", self.block_size),
-            ("--batch-size", self.batch_size),
-            ("--eval-interval", self.eval_interval),
-            ("--eval-iters", self.eval_iters),
-            ("--accum-steps", self.accum_steps),
+            ("n_layer", self.n_layer),
+            ("n_head", self.n_head),
+            ("n_embd", self.n_embd),
+            ("block_size", self.block_size),
+            ("batch_size", self.batch_size),
+            ("eval_interval", self.eval_interval),
+            ("eval_iters", self.eval_iters),
+            ("accum_steps", self.accum_steps),
         ] {
             if v == 0 {
-                return Err(format!("{flag} must be at least 1").into());
+                return Err(Error::option(flag, "must be at least 1"));
             }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(format!("--lr must be a positive number, got {}", self.lr).into());
+            return Err(Error::option(
+                "lr",
+                format!("must be a positive number, got {}", self.lr),
+            ));
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return Err(format!("--min-lr must be between 0 and --lr, got {}", self.min_lr).into());
+            return Err(Error::option(
+                "min_lr",
+                format!("must be between 0 and `lr`, got {}", self.min_lr),
+            ));
         }
         if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return Err(
-                format!("--grad-clip must be >= 0 (0 = off), got {}", self.grad_clip).into(),
-            );
+            return Err(Error::option(
+                "grad_clip",
+                format!("must be >= 0 (0 = off), got {}", self.grad_clip),
+            ));
         }
         match self.schedule.as_str() {
             "cosine" => {}
             "wsd" if self.cooldown_frac > 0.0 && self.cooldown_frac <= 1.0 => {}
             "wsd" => {
-                return Err(format!(
-                    "--cooldown-frac must be in (0, 1] with --schedule wsd, got {}",
-                    self.cooldown_frac
-                )
-                .into())
+                return Err(Error::option(
+                    "cooldown_frac",
+                    format!(
+                        "must be in (0, 1] with `schedule` wsd, got {}",
+                        self.cooldown_frac
+                    ),
+                ))
             }
-            other => return Err(format!("--schedule `{other}`: must be cosine or wsd").into()),
+            other => {
+                return Err(Error::option(
+                    "schedule",
+                    format!("`{other}`: must be cosine or wsd"),
+                ))
+            }
         }
         if self.qk_norm && self.arch != "llama" {
-            return Err("--qk-norm true needs --arch llama".into());
+            return Err(Error::option("qk_norm", "true needs `arch` llama"));
         }
         if self.qk_norm && self.tokenizer != "char" {
             // A BPE run ends by writing hf/ as a transformers LLaMA, which has no QK-norm.
-            return Err("--qk-norm true: a run with a BPE --tokenizer saves a Hugging Face LLaMA folder (hf/), \
-                        which has no QK-norm; use --qk-norm false"
-                .into());
+            return Err(Error::option(
+                "qk_norm",
+                "true: a run with a BPE `tokenizer` saves a Hugging Face LLaMA folder (hf/), \
+                 which has no QK-norm; use `qk_norm` false",
+            ));
         }
         if !(self.beta2 > 0.0 && self.beta2 < 1.0) {
-            return Err(format!("--beta2 must be in (0, 1), got {}", self.beta2).into());
+            return Err(Error::option(
+                "beta2",
+                format!("must be in (0, 1), got {}", self.beta2),
+            ));
         }
         Ok(())
     }
@@ -611,39 +633,28 @@ mod tests {
             cooldown_frac: 0.0,
             ..base.clone()
         };
-        assert!(wsd
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--cooldown-frac"));
+        // The library names the option's field; the CLI says the flag.
+        let field = |o: &LmTrainOptions| match o.validate() {
+            Err(Error::Option { field, problem }) => format!("{field} {problem}"),
+            other => panic!("{other:?}"),
+        };
+        assert!(field(&wsd).starts_with("cooldown_frac"));
         let odd = LmTrainOptions {
             schedule: "linear".into(),
             ..base.clone()
         };
-        assert!(odd
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--schedule"));
+        assert!(field(&odd).starts_with("schedule"));
         let gpt = LmTrainOptions {
             arch: "gpt2".into(),
             qk_norm: true,
             ..base.clone()
         };
-        assert!(gpt
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--qk-norm"));
+        assert!(field(&gpt).starts_with("qk_norm"));
         let bpe = LmTrainOptions {
             tokenizer: "gpt2".into(),
             qk_norm: true,
             ..base
         };
-        assert!(bpe
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--qk-norm false"));
+        assert!(field(&bpe).contains("`qk_norm` false"));
     }
 }

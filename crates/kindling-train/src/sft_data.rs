@@ -195,7 +195,7 @@ pub fn encode(
         let piece = tokenizer.encode(text)?;
         trained.extend(std::iter::repeat_n(train, piece.len()));
         ids.extend(piece);
-        Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        Ok::<(), crate::Error>(())
     };
     for (i, m) in c.messages.iter().enumerate() {
         if m.role != "assistant" {

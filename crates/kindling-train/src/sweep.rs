@@ -80,9 +80,7 @@ pub const GRID_KEYS: [&str; 4] = ["c1", "c3", "f6", "lr"];
 /// of its values; keys left out keep `base`'s value. Every error quotes the
 /// grid.
 pub fn parse_grid(grid: &str, base: &Setting) -> Result<Vec<Setting>> {
-    let bad = |what: String| -> Box<dyn std::error::Error + Send + Sync> {
-        format!("--grid \"{grid}\": {what}").into()
-    };
+    let bad = |what: String| crate::Error::option("grid", format!("\"{grid}\": {what}"));
     let example = "e.g. \"c1=4,6,12 c3=8,16,32 f6=42,84,168 lr=1e-3,2e-3\"";
     let mut axes: [Option<Vec<f64>>; 4] = Default::default();
     for term in grid.split_whitespace() {
@@ -253,9 +251,9 @@ pub fn sweep(
                  "val_images": data.val.len(), "test_images": data.test.len() }),
     )?;
     log(&format!(
-        "{} settings x {} epochs x {} training images; validation on {} images",
+        "{} settings x {} x {} training images; validation on {} images",
         settings.len(),
-        opts.epochs,
+        crate::progress::count(opts.epochs, "epoch"),
         data.train.len(),
         data.val.len()
     ));
@@ -396,8 +394,14 @@ mod tests {
             ("", "no settings"),
             ("   ", "no settings"),
         ] {
-            let msg = grid(text).unwrap_err().to_string();
-            assert!(msg.starts_with(&format!("--grid \"{text}\"")), "{msg}");
+            // The library names the option's field; the CLI says --grid.
+            let err = grid(text).unwrap_err();
+            assert!(
+                matches!(&err, crate::Error::Option { field: "grid", .. }),
+                "{err}"
+            );
+            let msg = err.to_string();
+            assert!(msg.starts_with(&format!("grid \"{text}\"")), "{msg}");
             assert!(msg.contains(says), "{text}: {msg}");
         }
     }

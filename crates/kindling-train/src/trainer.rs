@@ -539,8 +539,9 @@ impl<'a> Trainer<'a> {
             if s % self.plan.message_every.max(1) == 0 {
                 if let Some(b) = &pb {
                     b.set_message(format!(
-                        "loss {:.4}, {rate:.0} {unit}/s",
-                        loss_sum / seen.max(1) as f64
+                        "loss {:.4}, {} {unit}/s",
+                        loss_sum / seen.max(1) as f64,
+                        crate::progress::rate(rate)
                     ));
                 }
             }
@@ -551,8 +552,9 @@ impl<'a> Trainer<'a> {
             }
             if self.plan.log_every > 0 && s % self.plan.log_every == 0 && !terminal {
                 (self.log)(&format!(
-                    "{} {s:>5}: loss {loss:.4}, {rate:.0} {unit}/s",
-                    self.plan.step_name
+                    "{} {s:>5}: loss {loss:.4}, {} {unit}/s",
+                    self.plan.step_name,
+                    crate::progress::rate(rate)
                 ));
             }
             s += 1;

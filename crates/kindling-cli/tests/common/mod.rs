@@ -13,6 +13,7 @@ pub fn kindling(args: &[&str]) -> Output {
 }
 
 /// The JSON object on the last line of a successful run's stdout.
+#[allow(dead_code)] // not every test file reads JSON
 pub fn json_of(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
