@@ -10,6 +10,8 @@
 //! ```
 
 mod autograd;
+// The seam between ops and kernels: descriptors and the `Backend` trait.
+pub(crate) mod backend;
 // Kernels take raw layouts and reach `unsafe` GEMM calls: only the
 // validated tensor ops above them may call them.
 pub(crate) mod cpu;

@@ -12,6 +12,7 @@
 use super::matmul::{gemm_output, gemm_serial_into};
 use super::simd;
 use super::softmax::softmax_in_place;
+use crate::backend::{Gemm, Mat};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -57,13 +58,28 @@ pub fn forward(qkv: &[f32], g: &AttentionGeometry) -> (Vec<f32>, Vec<f32>) {
             for (r0, rows) in blocks(t) {
                 let keys = r0 + rows;
                 let (dst, qr) = (&mut p[r0 * t..], &q[r0 * 3 * c..]);
-                gemm_serial_into(dst, t, rows, keys, d, qr, 3 * c, 1, k, 1, 3 * c, false);
+                // S rows [rows, keys] = Q rows [rows, d] @ K^T [d, keys].
+                let g = Gemm::new(
+                    rows,
+                    keys,
+                    d,
+                    Mat::row_major(qr, 0, 3 * c),
+                    Mat::row_major(k, 0, 3 * c).t(),
+                );
+                gemm_serial_into(dst, t, &g);
             }
             simd::dispatch(CausalSoftmax { p, t, scale });
             // Y_h = P V, written into columns hi*D.. of the [T, C] output.
             for (r0, rows) in blocks(t) {
                 let (dst, pr) = (&mut yb[r0 * c + hi * d..], &p[r0 * t..]);
-                gemm_serial_into(dst, c, rows, d, r0 + rows, pr, t, 1, v, 3 * c, 1, false);
+                let g = Gemm::new(
+                    rows,
+                    d,
+                    r0 + rows,
+                    Mat::row_major(pr, 0, t),
+                    Mat::row_major(v, 0, 3 * c),
+                );
+                gemm_serial_into(dst, c, &g);
             }
         }
     };
@@ -101,14 +117,29 @@ pub fn backward(dy: &[f32], qkv: &[f32], probs: &[f32], g: &AttentionGeometry) -
             for (c0, cols) in blocks(t) {
                 let dst = &mut dx[2 * c + hi * d + c0 * 3 * c..];
                 let (pt, dyr) = (&p[c0 * t + c0..], &dyh[c0 * c..]);
-                gemm_serial_into(dst, 3 * c, cols, d, t - c0, pt, 1, t, dyr, c, 1, false);
+                // P^T block [cols, t - c0] @ dY [t - c0, d].
+                let g = Gemm::new(
+                    cols,
+                    d,
+                    t - c0,
+                    Mat::row_major(pt, 0, t).t(),
+                    Mat::row_major(dyr, 0, c),
+                );
+                gemm_serial_into(dst, 3 * c, &g);
             }
             // dP = dY V^T, then dS = P (dP - rowsum(P dP)) * scale in place
             // (entries above the diagonal end as 0 whatever dP held there).
             for (r0, rows) in blocks(t) {
                 let dyr = &dyh[r0 * c..];
                 let dst = &mut ds[r0 * t..];
-                gemm_serial_into(dst, t, rows, r0 + rows, d, dyr, c, 1, v, 1, 3 * c, false);
+                let g = Gemm::new(
+                    rows,
+                    r0 + rows,
+                    d,
+                    Mat::row_major(dyr, 0, c),
+                    Mat::row_major(v, 0, 3 * c).t(),
+                );
+                gemm_serial_into(dst, t, &g);
             }
             simd::dispatch(SoftmaxBackward {
                 p,
@@ -119,38 +150,26 @@ pub fn backward(dy: &[f32], qkv: &[f32], probs: &[f32], g: &AttentionGeometry) -
             // dQ = dS K ; dK = dS^T Q
             for (r0, rows) in blocks(t) {
                 let (dst, dsr) = (&mut dx[hi * d + r0 * 3 * c..], &ds[r0 * t..]);
-                gemm_serial_into(
-                    dst,
-                    3 * c,
+                let g = Gemm::new(
                     rows,
                     d,
                     r0 + rows,
-                    dsr,
-                    t,
-                    1,
-                    k,
-                    3 * c,
-                    1,
-                    false,
+                    Mat::row_major(dsr, 0, t),
+                    Mat::row_major(k, 0, 3 * c),
                 );
+                gemm_serial_into(dst, 3 * c, &g);
             }
             for (c0, cols) in blocks(t) {
                 let dst = &mut dx[c + hi * d + c0 * 3 * c..];
                 let (dst_t, qr) = (&ds[c0 * t + c0..], &q[c0 * 3 * c..]);
-                gemm_serial_into(
-                    dst,
-                    3 * c,
+                let g = Gemm::new(
                     cols,
                     d,
                     t - c0,
-                    dst_t,
-                    1,
-                    t,
-                    qr,
-                    3 * c,
-                    1,
-                    false,
+                    Mat::row_major(dst_t, 0, t).t(),
+                    Mat::row_major(qr, 0, 3 * c),
                 );
+                gemm_serial_into(dst, 3 * c, &g);
             }
         }
     };

@@ -3,7 +3,8 @@
 //! `cols [C*KH*KW, B*OH*OW]`, so a single large, well-threaded GEMM does all
 //! the arithmetic, also for LeNet's C5 whose output is 1×1 per image.
 
-use super::matmul::gemm_strided;
+use super::matmul::gemm_into;
+use crate::backend::{Gemm, Mat};
 use rayon::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +149,14 @@ pub fn conv2d_forward(
     let ncols = g.batch * plane;
     // tmp [O, B*plane] = W [O, K] @ cols [K, B*plane]
     let mut tmp = super::matmul::gemm_output(o * ncols);
-    gemm_strided(&mut tmp, o, ncols, k, w, k, 1, &cols, ncols, 1, false);
+    let g_fwd = Gemm::new(
+        o,
+        ncols,
+        k,
+        Mat::row_major(w, 0, k),
+        Mat::row_major(&cols[..], 0, ncols),
+    );
+    gemm_into(&mut tmp, &g_fwd);
     // Reorder to NCHW and add the bias.
     let mut out = super::matmul::gemm_output(g.batch * o * plane);
     out.par_chunks_mut(plane).enumerate().for_each(|(bo, dst)| {
@@ -188,11 +196,25 @@ pub fn conv2d_backward(
     let db: Vec<f32> = d.par_chunks(ncols).map(super::reduce::sum_slice).collect();
     let mut dw = super::matmul::gemm_output(o * k);
     // dW [O, K] = d [O, ncols] @ cols^T: cols read with swapped strides.
-    gemm_strided(&mut dw, o, k, ncols, &d, ncols, 1, cols, 1, ncols, false);
+    let g_dw = Gemm::new(
+        o,
+        k,
+        ncols,
+        Mat::row_major(&d[..], 0, ncols),
+        Mat::row_major(cols, 0, ncols).t(),
+    );
+    gemm_into(&mut dw, &g_dw);
     let dx = need_dx.then(|| {
         let mut dcols = super::matmul::gemm_output(k * ncols);
         // dcols [K, ncols] = W^T [K, O] @ d [O, ncols]
-        gemm_strided(&mut dcols, k, ncols, o, w, 1, k, &d, ncols, 1, false);
+        let g_dx = Gemm::new(
+            k,
+            ncols,
+            o,
+            Mat::row_major(w, 0, k).t(),
+            Mat::row_major(&d[..], 0, ncols),
+        );
+        gemm_into(&mut dcols, &g_dx);
         col2im(&dcols, g)
     });
     ConvGrads { dx, dw, db }

@@ -2,7 +2,11 @@
 //! AVX2 / scalar micro-kernels at run time. Operands are passed with their
 //! own row and column strides, so transposed views need no copy.
 
+use crate::backend::{Gemm, Mat};
 use crate::layout::Layout;
+
+/// A GEMM over CPU slices.
+pub type CpuGemm<'a> = Gemm<'a, [f32]>;
 
 /// Row and column strides of the last two dims (as gemm wants them).
 fn mat_strides(l: &Layout) -> (usize, usize) {
@@ -41,10 +45,19 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
     // Many small matrices: one thread per matrix. Few large ones: gemm's own threads.
     let small = m * n * k < 48 * 48 * 48;
     let run = |dst: &mut [f32], (oa, ob): (usize, usize), threads: bool| {
-        let (a, b) = (&a[oa..], &b[ob..]);
-        gemm_with(
-            dst, n, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, false, threads,
-        )
+        let a = Mat {
+            data: a,
+            offset: oa,
+            row_stride: a_rs,
+            col_stride: a_cs,
+        };
+        let b = Mat {
+            data: b,
+            offset: ob,
+            row_stride: b_rs,
+            col_stride: b_cs,
+        };
+        gemm_with(dst, n, &Gemm::new(m, n, k, a, b), threads)
     };
     if batch > 1 && small && threads > 1 {
         use rayon::prelude::*;
@@ -66,92 +79,45 @@ pub fn gemm_output(n: usize) -> Vec<f32> {
     vec![0f32; n]
 }
 
-/// `dst [m, n] (+)= a [m, k] @ b [k, n]` for row-major `dst`, with `a` and
-/// `b` given by (row stride, column stride) so transposes cost nothing.
-/// Large products use all of rayon's threads inside gemm.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_strided(
-    dst: &mut [f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-    accumulate: bool,
-) {
-    gemm_with(
-        dst, n, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, true,
-    )
+/// Writes `g` into a row-major `dst [m, n]`. Large products use all of
+/// rayon's threads inside gemm.
+pub fn gemm_into(dst: &mut [f32], g: &CpuGemm) {
+    gemm_with(dst, g.n, g, true)
 }
 
-/// `gemm_strided` on the calling thread only (for many small products
+/// `gemm_into` on the calling thread only (for many small products
 /// already spread over threads one per task, as attention heads are), into
 /// a destination whose rows are `dst_rs` apart (a column block of a wider
 /// matrix).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_serial_into(
-    dst: &mut [f32],
-    dst_rs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-    accumulate: bool,
-) {
-    gemm_with(
-        dst, dst_rs, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, accumulate, false,
-    )
+pub fn gemm_serial_into(dst: &mut [f32], dst_rs: usize, g: &CpuGemm) {
+    gemm_with(dst, dst_rs, g, false)
 }
 
-/// A new row-major `[m, n]` = `a [m, k] @ b [k, n]` (strided operands),
-/// without zero-filling the output first: gemm writes every element when
-/// it does not read the destination. Large products use rayon's threads.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_new(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-) -> Vec<f32> {
-    if m == 0 || n == 0 || k == 0 {
-        return vec![0f32; m * n];
+/// A new row-major `[m, n]` holding `g`. Without a bias the output is not
+/// zero-filled first: gemm writes every element when it does not read the
+/// destination. Large products use rayon's threads.
+pub fn gemm_new(g: &CpuGemm) -> Vec<f32> {
+    let (m, n, k) = (g.m, g.n, g.k);
+    if m == 0 || n == 0 || k == 0 || g.bias.is_some() {
+        let mut out = vec![0f32; m * n];
+        gemm_with(&mut out, n, g, true);
+        return out;
     }
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
     // SAFETY: the destination is m*n allocated elements with rows n apart,
     // which gemm only writes (it does not read dst when told not to); the
     // length is set once it is written.
     unsafe {
-        raw_gemm(
-            out.as_mut_ptr(),
-            n,
-            (m, n, k),
-            (a, a_rs, a_cs),
-            (b, b_rs, b_cs),
-            false,
-            parallelism(m, n, k, true),
-        );
+        raw_gemm(out.as_mut_ptr(), n, g, false, parallelism(m, n, k, true));
         out.set_len(m * n);
     }
     out
 }
 
 /// The one call into `gemm`: `dst (+)= a @ b` for a row-major destination
-/// `dst_rs` apart. Checks that the operands' strides stay inside `a` and
-/// `b`, so the caller only answers for `dst`.
+/// `dst_rs` apart (`g.bias` is the caller's business). Checks that the
+/// operands' strides stay inside `a` and `b`, so the caller only answers
+/// for `dst`.
 ///
 /// # Safety
 /// `dst` must be valid for writes (and reads, with `read_dst`) at every
@@ -159,16 +125,19 @@ pub fn gemm_new(
 unsafe fn raw_gemm(
     dst: *mut f32,
     dst_rs: usize,
-    (m, n, k): (usize, usize, usize),
-    (a, a_rs, a_cs): (&[f32], usize, usize),
-    (b, b_rs, b_cs): (&[f32], usize, usize),
+    g: &CpuGemm,
     read_dst: bool,
     par: gemm::Parallelism,
 ) {
+    let (m, n, k) = (g.m, g.n, g.k);
+    let (a, a_rs, a_cs) = (g.a.data, g.a.row_stride, g.a.col_stride);
+    let (b, b_rs, b_cs) = (g.b.data, g.b.row_stride, g.b.col_stride);
     assert!(
-        a.len() >= span(m, k, a_rs, a_cs) && b.len() >= span(k, n, b_rs, b_cs),
+        a.len() >= g.a.offset.saturating_add(span(m, k, a_rs, a_cs))
+            && b.len() >= g.b.offset.saturating_add(span(k, n, b_rs, b_cs)),
         "gemm: operand strides reach past the buffers"
     );
+    let (a, b) = (&a[g.a.offset..], &b[g.b.offset..]);
     // A column-major b whose columns are a multiple of 256 floats apart (a
     // transposed weight with 512 inputs, say) makes gemm's packing read
     // addresses that collide in the cache: 88 GFLOP/s against 113 from a
@@ -227,22 +196,9 @@ fn span(rows: usize, cols: usize, rs: usize, cs: usize) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn gemm_with(
-    dst: &mut [f32],
-    dst_rs: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    a_rs: usize,
-    a_cs: usize,
-    b: &[f32],
-    b_rs: usize,
-    b_cs: usize,
-    accumulate: bool,
-    allow_threads: bool,
-) {
+/// `dst = bias + a @ b` (or `a @ b`) into rows `dst_rs` apart.
+fn gemm_with(dst: &mut [f32], dst_rs: usize, g: &CpuGemm, allow_threads: bool) {
+    let (m, n, k) = (g.m, g.n, g.k);
     if m == 0 || n == 0 {
         return;
     }
@@ -250,6 +206,31 @@ fn gemm_with(
         dst_rs >= n && dst.len() >= span(m, n, dst_rs, 1),
         "gemm: destination too small"
     );
+    // The bias is loaded into the output and the product added onto it:
+    // no second pass over dst.
+    let accumulate = match g.bias {
+        Some(bias) => {
+            assert!(
+                bias.data.len()
+                    >= bias
+                        .offset
+                        .saturating_add(span(m, n, bias.row_stride, bias.col_stride)),
+                "gemm: bias strides reach past its buffer"
+            );
+            for (i, row) in dst.chunks_mut(dst_rs).take(m).enumerate() {
+                let start = bias.offset + i * bias.row_stride;
+                if bias.col_stride == 1 {
+                    row[..n].copy_from_slice(&bias.data[start..start + n]);
+                } else {
+                    for (j, d) in row[..n].iter_mut().enumerate() {
+                        *d = bias.data[start + j * bias.col_stride];
+                    }
+                }
+            }
+            true
+        }
+        None => false,
+    };
     if k == 0 {
         if !accumulate {
             for row in dst.chunks_mut(dst_rs).take(m) {
@@ -264,9 +245,7 @@ fn gemm_with(
         raw_gemm(
             dst.as_mut_ptr(),
             dst_rs,
-            (m, n, k),
-            (a, a_rs, a_cs),
-            (b, b_rs, b_cs),
+            g,
             accumulate,
             parallelism(m, n, k, allow_threads),
         )

@@ -3,6 +3,7 @@
 //! before the GEMM accumulates onto it (no second pass over y), and
 //! backward produces all three gradients from one contiguous `dy`.
 
+use crate::backend::{Gemm, Mat};
 use crate::cpu::{gemv, matmul, reduce};
 use crate::{CpuStorage, Error, Result, Tensor};
 
@@ -44,20 +45,19 @@ impl Tensor {
                     }
                     return Ok(y);
                 }
-                // W^T is W read with its strides swapped.
+                // W^T is W read with its strides swapped; the bias, if any,
+                // is loaded into y before the product is added onto it.
+                let x_mat = Mat::row_major(xv, 0, fan_in);
+                let w_t = Mat::row_major(wv, 0, fan_in).t();
                 match bias {
-                    None => Ok(matmul::gemm_new(
-                        rows, fan_out, fan_in, xv, fan_in, 1, wv, 1, fan_in,
-                    )),
+                    None => Ok(matmul::gemm_new(&Gemm::new(
+                        rows, fan_out, fan_in, x_mat, w_t,
+                    ))),
                     Some(b) => b.with_f32(|bv| {
-                        let mut y = Vec::with_capacity(rows * fan_out);
-                        for _ in 0..rows {
-                            y.extend_from_slice(bv);
-                        }
-                        matmul::gemm_strided(
-                            &mut y, rows, fan_out, fan_in, xv, fan_in, 1, wv, 1, fan_in, true,
-                        );
-                        y
+                        matmul::gemm_new(&Gemm {
+                            bias: Some(Mat::broadcast_row(bv, 0)),
+                            ..Gemm::new(rows, fan_out, fan_in, x_mat, w_t)
+                        })
                     }),
                 }
             })
@@ -82,7 +82,13 @@ impl Tensor {
                     // dx = dy W ; dW = dy^T x ; db = column sums of dy.
                     let dx = if need_x {
                         let v = w.with_f32(|wv| {
-                            matmul::gemm_new(rows, fan_in, fan_out, dy, fan_out, 1, wv, fan_in, 1)
+                            matmul::gemm_new(&Gemm::new(
+                                rows,
+                                fan_in,
+                                fan_out,
+                                Mat::row_major(dy, 0, fan_out),
+                                Mat::row_major(wv, 0, fan_in),
+                            ))
                         })?;
                         Some(Tensor::from_vec(v, &x_shape)?)
                     } else {
@@ -90,7 +96,13 @@ impl Tensor {
                     };
                     let dw = if need_w {
                         let v = x.with_f32(|xv| {
-                            matmul::gemm_new(fan_out, fan_in, rows, dy, 1, fan_out, xv, fan_in, 1)
+                            matmul::gemm_new(&Gemm::new(
+                                fan_out,
+                                fan_in,
+                                rows,
+                                Mat::row_major(dy, 0, fan_out).t(),
+                                Mat::row_major(xv, 0, fan_in),
+                            ))
                         })?;
                         Some(Tensor::from_vec(v, &[fan_out, fan_in])?)
                     } else {
