@@ -282,3 +282,10 @@ mod tests {
         assert_eq!(n.coalesced(), (vec![6, 2], vec![4, 1]));
     }
 }
+
+/// Splits `shape` around `axis` into (outer, n, inner).
+pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    let outer = shape[..axis].iter().product();
+    let inner = shape[axis + 1..].iter().product();
+    (outer, shape[axis], inner)
+}

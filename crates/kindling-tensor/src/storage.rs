@@ -1,6 +1,8 @@
-//! Where a tensor's elements live. `Storage` is the backend seam: every kernel
-//! dispatches on it, so a CUDA backend adds a variant (behind a cargo feature)
-//! and its own kernels without touching the autograd or the ops above it.
+//! Where a tensor's elements live. Each `Storage` variant belongs to one
+//! device, and `Device::backend()` gives the kernels for it (see
+//! `backend.rs`): a CUDA backend adds a variant here (behind a cargo
+//! feature) and a `Backend` implementation, without touching the autograd
+//! or the ops above it.
 
 use crate::{DType, Error, Result};
 use half::{bf16, f16};
@@ -104,6 +106,12 @@ impl CpuStorage {
 }
 
 impl Storage {
+    /// f32 values computed on the host, placed on `device`.
+    pub(crate) fn from_host_f32(device: Device, v: Vec<f32>) -> Storage {
+        match device {
+            Device::Cpu => Storage::Cpu(CpuStorage::F32(v)),
+        }
+    }
     pub fn device(&self) -> Device {
         match self {
             Storage::Cpu(_) => Device::Cpu,
@@ -113,6 +121,14 @@ impl Storage {
         match self {
             Storage::Cpu(s) => s.dtype(),
         }
+    }
+    pub fn len(&self) -> usize {
+        match self {
+            Storage::Cpu(s) => s.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
     pub fn cpu(&self) -> &CpuStorage {
         match self {

@@ -3,6 +3,7 @@
 //! made it, and the accumulated gradient for leaves).
 
 use crate::autograd::{self, BackwardFn, Node};
+use crate::backend::Backend;
 use crate::cpu;
 use crate::layout::{resolve_dim, Layout};
 use crate::{CpuStorage, DType, Device, Error, Result, Rng, Storage};
@@ -68,6 +69,21 @@ impl Tensor {
             node,
             grad: RwLock::new(None),
         }))
+    }
+
+    /// A fresh contiguous tensor over a kernel's output, no autograd history.
+    pub(crate) fn from_kernel(storage: Storage, shape: &[usize]) -> Result<Tensor> {
+        check_len("from_kernel", storage.len(), shape)?;
+        Ok(Tensor::from_parts(
+            Arc::new(RwLock::new(storage)),
+            Layout::contiguous(shape),
+            None,
+        ))
+    }
+
+    /// The kernels of the device this tensor's storage lives on.
+    pub(crate) fn backend(&self) -> &'static dyn Backend {
+        self.device().backend()
     }
 
     /// A fresh contiguous tensor owning `storage`, with no autograd history.
@@ -250,7 +266,7 @@ impl Tensor {
     /// Builds an op's result: records the node only when some input wants a
     /// gradient and grad mode is on, so inference pays nothing for autograd.
     pub(crate) fn from_op(
-        storage: CpuStorage,
+        storage: Storage,
         shape: &[usize],
         op: &'static str,
         inputs: &[&Tensor],
@@ -259,7 +275,7 @@ impl Tensor {
         debug_assert_eq!(storage.len(), shape.iter().product::<usize>(), "{op}");
         let node = Self::node_for(op, inputs, backward);
         Tensor::from_parts(
-            Arc::new(RwLock::new(Storage::Cpu(storage))),
+            Arc::new(RwLock::new(storage)),
             Layout::contiguous(shape),
             node,
         )
@@ -385,9 +401,7 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let s = self.storage();
-        let out = cpu::copy::convert(s.cpu(), self.layout(), dtype);
-        drop(s);
+        let out = self.backend().to_dtype(self, dtype)?;
         let src_dtype = self.dtype();
         Ok(Tensor::from_op(
             out,
@@ -405,9 +419,7 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let s = self.storage();
-        let out = cpu::copy::gather_any(s.cpu(), self.layout());
-        drop(s);
+        let out = self.backend().contiguous(self)?;
         Ok(Tensor::from_op(
             out,
             self.shape(),
@@ -419,10 +431,8 @@ impl Tensor {
 
     /// A contiguous copy that shares nothing with `self` (no graph).
     pub fn copy(&self) -> Result<Tensor> {
-        let s = self.storage();
-        let out = cpu::copy::gather_any(s.cpu(), self.layout());
-        drop(s);
-        Tensor::from_storage(out, self.shape())
+        let out = self.backend().contiguous(self)?;
+        Tensor::from_kernel(out, self.shape())
     }
 
     /// Reshape; a view when the data is contiguous, a copy otherwise. One

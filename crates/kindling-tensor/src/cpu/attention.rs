@@ -12,22 +12,9 @@
 use super::matmul::{gemm_output, gemm_serial_into};
 use super::simd;
 use super::softmax::softmax_in_place;
+use crate::backend::AttentionGeometry;
 use crate::backend::{Gemm, Mat};
 use rayon::prelude::*;
-
-#[derive(Clone, Copy, Debug)]
-pub struct AttentionGeometry {
-    pub batch: usize,
-    pub heads: usize,
-    pub t: usize,
-    pub d: usize,
-}
-
-impl AttentionGeometry {
-    fn c(&self) -> usize {
-        self.heads * self.d
-    }
-}
 
 /// Query (or key) blocks of the causal products: `(start, len)` pieces of
 /// `0..t`. Block by block, the products skip the part above the diagonal

@@ -4,37 +4,9 @@
 //! the arithmetic, also for LeNet's C5 whose output is 1×1 per image.
 
 use super::matmul::gemm_into;
+use crate::backend::ConvGeometry;
 use crate::backend::{Gemm, Mat};
 use rayon::prelude::*;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeometry {
-    pub batch: usize,
-    pub in_channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub out_channels: usize,
-    pub kernel_h: usize,
-    pub kernel_w: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-impl ConvGeometry {
-    pub fn out_h(&self) -> usize {
-        (self.height + 2 * self.padding - self.kernel_h) / self.stride + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.width + 2 * self.padding - self.kernel_w) / self.stride + 1
-    }
-    /// Rows of the patch matrix: one per (input channel, kernel row, kernel col).
-    pub fn patch_len(&self) -> usize {
-        self.in_channels * self.kernel_h * self.kernel_w
-    }
-    fn out_plane(&self) -> usize {
-        self.out_h() * self.out_w()
-    }
-}
 
 /// For stride 1: the output columns `lo..hi` whose input column
 /// `xo + j - padding` lies inside `0..width`.

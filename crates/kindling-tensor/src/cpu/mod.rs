@@ -2,18 +2,25 @@
 //! Composite ops and every backward rule live above, in `ops/`, written with
 //! tensor ops, so another backend only has to provide these primitives.
 
+pub mod activation;
 pub mod attention;
+mod backend;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
 pub mod gemv;
 pub mod index;
 pub mod layer_norm;
+pub mod loss;
 pub mod matmul;
 pub mod pool;
 pub mod reduce;
+pub mod rms_norm;
+pub mod rope;
 pub mod simd;
 pub mod softmax;
+
+pub use backend::CpuBackend;
 
 /// Below this many elements a kernel runs on one thread: spawning costs more.
 pub const PARALLEL_MIN_ELEMS: usize = 1 << 15;

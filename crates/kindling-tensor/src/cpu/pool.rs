@@ -1,32 +1,15 @@
 //! 2-D max and average pooling over `[B, C, H, W]` (no padding), one
 //! (image, channel) plane per task.
 
+use crate::backend::PoolGeometry;
 use rayon::prelude::*;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PoolGeometry {
-    pub planes: usize,
-    pub height: usize,
-    pub width: usize,
-    pub kernel: usize,
-    pub stride: usize,
-}
-
-impl PoolGeometry {
-    pub fn out_h(&self) -> usize {
-        (self.height - self.kernel) / self.stride + 1
-    }
-    pub fn out_w(&self) -> usize {
-        (self.width - self.kernel) / self.stride + 1
-    }
-}
-
 /// Max over each window, and the in-plane index of the max (first on ties)
-/// for the backward pass.
-pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
+/// for the backward pass (i64, the index dtype tensors have).
+pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i64>) {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.height * g.width);
     let mut out = vec![0f32; g.planes * oh * ow];
-    let mut arg = vec![0u32; g.planes * oh * ow];
+    let mut arg = vec![0i64; g.planes * oh * ow];
     out.par_chunks_mut(oh * ow)
         .zip(arg.par_chunks_mut(oh * ow))
         .enumerate()
@@ -53,7 +36,7 @@ pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
                         }
                     }
                     o[y * ow + xo] = best;
-                    a[y * ow + xo] = at as u32;
+                    a[y * ow + xo] = at as i64;
                 }
             }
         });
@@ -68,7 +51,7 @@ fn max_pool_2x2_plane(
     oh: usize,
     ow: usize,
     out: &mut [f32],
-    arg: &mut [u32],
+    arg: &mut [i64],
 ) {
     for y in 0..oh {
         let (r0, r1) = (2 * y * width, (2 * y + 1) * width);
@@ -92,12 +75,12 @@ fn max_pool_2x2_plane(
                 }
             }
             o[xo] = best;
-            a[xo] = at as u32;
+            a[xo] = at as i64;
         }
     }
 }
 
-pub fn max_pool_backward(dout: &[f32], arg: &[u32], g: &PoolGeometry) -> Vec<f32> {
+pub fn max_pool_backward(dout: &[f32], arg: &[i64], g: &PoolGeometry) -> Vec<f32> {
     let (n, hw) = (g.out_h() * g.out_w(), g.height * g.width);
     let mut dx = vec![0f32; g.planes * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(pl, d)| {

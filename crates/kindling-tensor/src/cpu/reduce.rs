@@ -3,14 +3,8 @@
 //! `inner == 1` each row is summed with several accumulators.
 
 use super::PARALLEL_MIN_ELEMS;
+pub use crate::layout::split_at_axis;
 use rayon::prelude::*;
-
-/// Splits `shape` around `axis` into (outer, n, inner).
-pub fn split_at_axis(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    let outer = shape[..axis].iter().product();
-    let inner = shape[axis + 1..].iter().product();
-    (outer, shape[axis], inner)
-}
 
 /// Sum of a contiguous slice with 8 partial sums: faster, and rounding error
 /// grows far slower than with one running total.

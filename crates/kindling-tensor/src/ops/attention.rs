@@ -1,7 +1,7 @@
 //! Fused causal self-attention: softmax(q k^T / sqrt(d) + causal mask) v.
 
-use crate::cpu::attention::{self, AttentionGeometry};
-use crate::{cat, CpuStorage, Error, Result, Tensor};
+use crate::backend::AttentionGeometry;
+use crate::{cat, Error, Result, Tensor};
 
 impl Tensor {
     /// Multi-head causal self-attention on the output of a fused QKV
@@ -27,20 +27,18 @@ impl Tensor {
         };
         // Kept for backward: the (contiguous) input and the probabilities.
         let qkv = self.detach().contiguous()?;
-        let (y, probs) = qkv.with_f32(|x| attention::forward(x, &g))?;
-        let probs = Tensor::from_vec(probs, &[g.batch, g.heads, g.t, g.t])?;
+        let (y, probs) = self.backend().attention(&qkv, &g)?;
+        let probs = Tensor::from_kernel(probs, &[g.batch, g.heads, g.t, g.t])?;
         let kept = probs.clone();
         let y = Tensor::from_op(
-            CpuStorage::F32(y),
+            y,
             &[g.batch, g.t, c],
             "causal_self_attention",
             &[self],
             move |dy| {
                 let dy = dy.contiguous()?;
-                let dqkv = dy.with_f32(|dy| {
-                    qkv.with_f32(|x| kept.with_f32(|p| attention::backward(dy, x, p, &g)))
-                })???;
-                Ok(vec![Some(Tensor::from_vec(dqkv, qkv.shape())?)])
+                let dqkv = dy.backend().attention_backward(&dy, &qkv, &kept, &g)?;
+                Ok(vec![Some(Tensor::from_kernel(dqkv, qkv.shape())?)])
             },
         );
         Ok((y, probs))

@@ -1,7 +1,7 @@
 //! conv2d (NCHW, square stride and padding) with its backward.
 
-use crate::cpu::conv::{conv2d_backward, conv2d_forward, ConvGeometry};
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::backend::ConvGeometry;
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     /// Cross-correlation of `self [B, C, H, W]` with `weight [O, C, KH, KW]`,
@@ -47,9 +47,10 @@ impl Tensor {
         };
         let x = self.detach().contiguous()?;
         let w = weight.detach().contiguous()?;
-        let wv = w.to_vec_f32()?;
-        let bv = bias.map(|b| b.to_vec_f32()).transpose()?;
-        let (out, cols) = x.with_f32(|xv| conv2d_forward(xv, &wv, bv.as_deref(), &g))?;
+        let b = bias.map(|b| b.detach());
+        let (out, cols) = self.backend().conv2d(&x, &w, b.as_ref(), &g)?;
+        let n_cols = cols.len();
+        let cols = Tensor::from_kernel(cols, &[n_cols])?;
         let shape = [g.batch, g.out_channels, g.out_h(), g.out_w()];
         let need_dx = self.requires_grad();
         let has_bias = bias.is_some();
@@ -59,21 +60,21 @@ impl Tensor {
         }
         let (x_shape, w_shape) = (xs.to_vec(), ws.to_vec());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "conv2d",
             &inputs,
             move |gout| {
-                let grads = gout.with_f32(|d| conv2d_backward(d, &wv, &cols, &g, need_dx))?;
+                let gout = gout.contiguous()?;
+                let (dx, dw, db) = gout
+                    .backend()
+                    .conv2d_backward(&gout, &w, &cols, &g, need_dx)?;
                 let mut out = vec![
-                    grads
-                        .dx
-                        .map(|dx| Tensor::from_vec(dx, &x_shape))
-                        .transpose()?,
-                    Some(Tensor::from_vec(grads.dw, &w_shape)?),
+                    dx.map(|dx| Tensor::from_kernel(dx, &x_shape)).transpose()?,
+                    Some(Tensor::from_kernel(dw, &w_shape)?),
                 ];
                 if has_bias {
-                    out.push(Some(Tensor::from_vec(grads.db, &[w_shape[0]])?));
+                    out.push(Some(Tensor::from_kernel(db, &[w_shape[0]])?));
                 }
                 Ok(out)
             },

@@ -1,163 +1,15 @@
 //! Elementwise ops: unary maps, broadcasting binary ops, comparisons, where.
 
-use crate::cpu::elementwise as k;
-use crate::cpu::simd::{erf, exp, map_fn, Exp};
-use crate::layout::{broadcast_shapes, Layout};
-use crate::{CpuStorage, DType, Error, Result, Tensor};
-
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-const GELU_C: f32 = 0.044_715;
-
-#[inline(always)]
-fn gelu_tanh(x: f32) -> f32 {
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + GELU_C * x * x * x)).tanh())
-}
-/// d/dx of the tanh approximation (Hendrycks & Gimpel 2016, eq. in sec. 2).
-#[inline(always)]
-fn gelu_tanh_grad(x: f32) -> f32 {
-    let u = SQRT_2_OVER_PI * (x + GELU_C * x * x * x);
-    let t = u.tanh();
-    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * x * x)
-}
-#[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-/// Φ(x) + x φ(x).
-#[inline(always)]
-fn gelu_erf_grad(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-    let pdf = exp(-0.5 * x * x)
-        * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
-    cdf + x * pdf
-}
-/// `(gelu(x), gelu'(x))` sharing one exponential: erf's exp(-x²/2) is
-/// also the Gaussian density's.
-#[derive(Clone, Copy)]
-struct GeluErfWithGrad;
-
-impl crate::cpu::simd::Map<f32, (f32, f32)> for GeluErfWithGrad {
-    #[inline(always)]
-    fn apply(&self, x: f32) -> (f32, f32) {
-        let a = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
-        let t = 1.0 / (1.0 + 0.327_591_1 * a);
-        let poly = t
-            * (0.254_829_6
-                + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-        let e = exp(-a * a);
-        let erf = (1.0 - poly * e).copysign(x);
-        let cdf = 0.5 * (1.0 + erf);
-        let pdf = e * (0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2);
-        (x * cdf, cdf + x * pdf)
-    }
-}
-
-map_fn! {
-    GeluTanh: |x| gelu_tanh(x);
-    GeluErf: |x| gelu_erf(x);
-    Sigmoid: |x| sigmoid(x);
-    Silu: |x| x * sigmoid(x);
-}
-map_fn! {
-    /// `g * gelu'(x)`, the input gradient in one pass.
-    GeluTanhBackward: |g, x| g * gelu_tanh_grad(x);
-    GeluErfBackward: |g, x| g * gelu_erf_grad(x);
-    /// silu'(x) = s (1 + x (1 - s)), s = sigmoid(x).
-    SiluBackward: |g, x| { let s = sigmoid(x); g * s * (1.0 + x * (1.0 - s)) };
-}
-
-/// Written with selects rather than branches so the map vectorizes; the
-/// exponent is never positive, so exp cannot overflow.
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    let e = exp(-x.abs());
-    let r = 1.0 / (1.0 + e);
-    if x >= 0.0 {
-        r
-    } else {
-        e * r
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Unary {
-    Neg,
-    Exp,
-    Log,
-    Sqrt,
-    Abs,
-    Tanh,
-    Sigmoid,
-    Relu,
-    Silu,
-    GeluTanh,
-    GeluErf,
-    Step,
-    Sign,
-    Powf(f32),
-    Affine(f32, f32),
-}
-
-impl Unary {
-    fn name(self) -> &'static str {
-        match self {
-            Unary::Neg => "neg",
-            Unary::Exp => "exp",
-            Unary::Log => "log",
-            Unary::Sqrt => "sqrt",
-            Unary::Abs => "abs",
-            Unary::Tanh => "tanh",
-            Unary::Sigmoid => "sigmoid",
-            Unary::Relu => "relu",
-            Unary::Silu => "silu",
-            Unary::GeluTanh => "gelu",
-            Unary::GeluErf => "gelu_erf",
-            Unary::Step => "step",
-            Unary::Sign => "sign",
-            Unary::Powf(_) => "powf",
-            Unary::Affine(..) => "affine",
-        }
-    }
-
-    /// The CPU kernel: one monomorphized map per op.
-    fn apply(self, data: &[f32], l: &Layout) -> Vec<f32> {
-        match self {
-            Unary::Neg => k::unary(data, l, |x: f32| -x),
-            Unary::Exp => k::unary(data, l, Exp),
-            Unary::Log => k::unary(data, l, f32::ln),
-            Unary::Sqrt => k::unary(data, l, f32::sqrt),
-            Unary::Abs => k::unary(data, l, f32::abs),
-            Unary::Tanh => k::unary(data, l, f32::tanh),
-            Unary::Sigmoid => k::unary(data, l, Sigmoid),
-            Unary::Relu => k::unary(data, l, |x: f32| if x > 0.0 { x } else { 0.0 }),
-            Unary::Silu => k::unary(data, l, Silu),
-            Unary::GeluTanh => k::unary(data, l, GeluTanh),
-            Unary::GeluErf => k::unary(data, l, GeluErf),
-            // Heaviside with H(0) = 0: the M-P neuron fires only above threshold.
-            Unary::Step => k::unary(data, l, |x: f32| if x > 0.0 { 1.0 } else { 0.0 }),
-            Unary::Sign => k::unary(data, l, |x: f32| {
-                if x > 0.0 {
-                    1.0
-                } else if x < 0.0 {
-                    -1.0
-                } else {
-                    0.0
-                }
-            }),
-            Unary::Powf(p) => k::unary(data, l, |x: f32| x.powf(p)),
-            Unary::Affine(m, a) => k::unary(data, l, |x: f32| x * m + a),
-        }
-    }
-}
+use crate::backend::{BinaryOp, UnaryOp as Unary};
+use crate::layout::broadcast_shapes;
+use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     fn unary(&self, op: Unary) -> Result<Tensor> {
-        let s = self.storage();
-        let out = op.apply(s.cpu().f32(op.name())?, self.layout());
-        drop(s);
+        let out = self.backend().unary(self, op)?;
         let x = self.clone();
         Ok(Tensor::from_op_with_output(
-            CpuStorage::F32(out),
+            out,
             self.shape(),
             op.name(),
             &[self],
@@ -171,9 +23,9 @@ impl Tensor {
                     Unary::Tanh => Some(g.mul(&y.mul(y)?.affine(-1.0, 1.0)?)?),
                     Unary::Sigmoid => Some(g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?),
                     Unary::Relu => Some(g.mul(&x.step()?)?),
-                    Unary::Silu => Some(grad_map(g, &x, "silu_backward", SiluBackward)?),
-                    Unary::GeluTanh => Some(grad_map(g, &x, "gelu_backward", GeluTanhBackward)?),
-                    Unary::GeluErf => Some(grad_map(g, &x, "gelu_erf_backward", GeluErfBackward)?),
+                    Unary::Silu => Some(grad_map(g, &x, BinaryOp::SiluBackward)?),
+                    Unary::GeluTanh => Some(grad_map(g, &x, BinaryOp::GeluTanhBackward)?),
+                    Unary::GeluErf => Some(grad_map(g, &x, BinaryOp::GeluErfBackward)?),
                     Unary::Powf(p) => Some(g.mul(&x.detach().powf(p - 1.0)?.affine(p, 0.0)?)?),
                     Unary::Affine(m, _) => Some(g.affine(m, 0.0)?),
                     // Piecewise-constant or derivative helpers: no gradient flows.
@@ -224,10 +76,10 @@ impl Tensor {
             return self.unary(Unary::GeluErf);
         }
         let x = self.detach().contiguous()?;
-        let (y, d) = x.with_f32(|xv| k::map1_pair(xv, GeluErfWithGrad))?;
-        let d = Tensor::from_vec(d, self.shape())?;
+        let (y, d) = self.backend().gelu_erf_with_grad(&x)?;
+        let d = Tensor::from_kernel(d, self.shape())?;
         Ok(Tensor::from_op(
-            CpuStorage::F32(y),
+            y,
             self.shape(),
             "gelu_erf",
             &[self],
@@ -260,45 +112,20 @@ impl Tensor {
 
     // ---- binary -------------------------------------------------------
 
-    /// Broadcasts both operands to a common shape (views, no copy).
-    fn broadcast_pair(
-        &self,
-        rhs: &Tensor,
-        op: &'static str,
-    ) -> Result<(Vec<usize>, Layout, Layout)> {
-        let shape = broadcast_shapes(op, self.shape(), rhs.shape())?;
-        Ok((
-            shape.clone(),
-            self.layout().broadcast_as(&shape)?,
-            rhs.layout().broadcast_as(&shape)?,
-        ))
-    }
-
-    fn binary_kernel<T: Copy + Send + Sync + Default>(
-        &self,
-        rhs: &Tensor,
-        op: &'static str,
-        f: impl crate::cpu::simd::Map<(f32, f32), T>,
-    ) -> Result<(Vec<usize>, Vec<T>)> {
-        let (shape, la, lb) = self.broadcast_pair(rhs, op)?;
-        // Taking a second read lock on the same RwLock can deadlock behind a
-        // waiting writer, so `x * x` reads through one guard.
-        let sa = self.storage();
-        let out = if self.shares_storage_with(rhs) {
-            let a = sa.cpu().f32(op)?;
-            k::binary(a, &la, a, &lb, f)
-        } else {
-            let sb = rhs.storage();
-            k::binary(sa.cpu().f32(op)?, &la, sb.cpu().f32(op)?, &lb, f)
-        };
+    /// `op` over both operands broadcast to a common shape (views, no copy).
+    fn binary_kernel(&self, rhs: &Tensor, op: BinaryOp) -> Result<(Vec<usize>, crate::Storage)> {
+        let shape = broadcast_shapes(op.name(), self.shape(), rhs.shape())?;
+        let a = self.detach().broadcast_as(&shape)?;
+        let b = rhs.detach().broadcast_as(&shape)?;
+        let out = self.backend().binary(&a, &b, op)?;
         Ok((shape, out))
     }
 
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "add", |a: f32, b: f32| a + b)?;
+        let (shape, out) = self.binary_kernel(rhs, BinaryOp::Add)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "add",
             &[self, rhs],
@@ -307,10 +134,10 @@ impl Tensor {
     }
 
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "sub", |a: f32, b: f32| a - b)?;
+        let (shape, out) = self.binary_kernel(rhs, BinaryOp::Sub)?;
         let (sa, sb) = (self.shape().to_vec(), rhs.shape().to_vec());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "sub",
             &[self, rhs],
@@ -324,11 +151,11 @@ impl Tensor {
     }
 
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "mul", |a: f32, b: f32| a * b)?;
+        let (shape, out) = self.binary_kernel(rhs, BinaryOp::Mul)?;
         let (a, b) = (self.detach(), rhs.detach());
         let (ra, rb) = (self.requires_grad(), rhs.requires_grad());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "mul",
             &[self, rhs],
@@ -349,11 +176,11 @@ impl Tensor {
     }
 
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, "div", |a: f32, b: f32| a / b)?;
+        let (shape, out) = self.binary_kernel(rhs, BinaryOp::Div)?;
         let (a, b) = (self.detach(), rhs.detach());
         let (ra, rb) = (self.requires_grad(), rhs.requires_grad());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "div",
             &[self, rhs],
@@ -385,27 +212,22 @@ impl Tensor {
         self.where_else(&mask, rhs)
     }
 
-    fn compare(
-        &self,
-        rhs: &Tensor,
-        op: &'static str,
-        f: impl Fn(f32, f32) -> bool + Sync,
-    ) -> Result<Tensor> {
-        let (shape, out) = self.binary_kernel(rhs, op, |a: f32, b: f32| f(a, b) as u8)?;
-        Tensor::from_storage(CpuStorage::U8(out), &shape)
+    fn compare(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
+        let (shape, out) = self.binary_kernel(rhs, op)?;
+        Tensor::from_kernel(out, &shape)
     }
     /// `self > rhs` as a u8 mask.
     pub fn gt(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.compare(rhs, "gt", |a, b| a > b)
+        self.compare(rhs, BinaryOp::Gt)
     }
     pub fn ge(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.compare(rhs, "ge", |a, b| a >= b)
+        self.compare(rhs, BinaryOp::Ge)
     }
     pub fn lt(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.compare(rhs, "lt", |a, b| a < b)
+        self.compare(rhs, BinaryOp::Lt)
     }
     pub fn eq_elem(&self, rhs: &Tensor) -> Result<Tensor> {
-        self.compare(rhs, "eq", |a, b| a == b)
+        self.compare(rhs, BinaryOp::Eq)
     }
 
     /// `where(mask, self, other)`: `self` where the mask is non-zero.
@@ -421,14 +243,9 @@ impl Tensor {
 
 /// `f(g, x)` in one pass, as a tensor with no graph: an input gradient
 /// computed inside backward (such as `g * gelu'(x)`) without temporaries.
-fn grad_map(
-    g: &Tensor,
-    x: &Tensor,
-    op: &'static str,
-    f: impl crate::cpu::simd::Map<(f32, f32), f32>,
-) -> Result<Tensor> {
-    let (shape, out) = g.binary_kernel(x, op, f)?;
-    Tensor::from_vec(out, &shape)
+fn grad_map(g: &Tensor, x: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    let (shape, out) = g.binary_kernel(x, op)?;
+    Tensor::from_kernel(out, &shape)
 }
 
 /// `where(cond, a, b)`, broadcasting all three (PyTorch's `torch.where`).
@@ -447,23 +264,17 @@ pub fn where_cond(mask: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
             })
         }
     };
-    let m = mask_f.detach().broadcast_as(&shape)?.to_vec_f32()?;
-    let av = a.detach().broadcast_as(&shape)?.to_vec_f32()?;
-    let bv = b.detach().broadcast_as(&shape)?.to_vec_f32()?;
-    let out = k::select(&m, &av, &bv);
+    let m = mask_f.detach().broadcast_as(&shape)?;
+    let av = a.detach().broadcast_as(&shape)?;
+    let bv = b.detach().broadcast_as(&shape)?;
+    let out = a.backend().select(&m, &av, &bv)?;
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
     let mask_kept = mask_f.detach();
-    Ok(Tensor::from_op(
-        CpuStorage::F32(out),
-        &shape,
-        "where",
-        &[a, b],
-        move |g| {
-            let zero = Tensor::scalar(0.0);
-            Ok(vec![
-                Some(where_cond(&mask_kept, g, &zero)?.sum_to_shape(&sa)?),
-                Some(where_cond(&mask_kept, &zero, g)?.sum_to_shape(&sb)?),
-            ])
-        },
-    ))
+    Ok(Tensor::from_op(out, &shape, "where", &[a, b], move |g| {
+        let zero = Tensor::scalar(0.0);
+        Ok(vec![
+            Some(where_cond(&mask_kept, g, &zero)?.sum_to_shape(&sa)?),
+            Some(where_cond(&mask_kept, &zero, g)?.sum_to_shape(&sb)?),
+        ])
+    }))
 }

@@ -1,9 +1,8 @@
 //! Index-based ops: index_select, gather, embedding, and their scatter-add
 //! gradients.
 
-use crate::cpu::{index as k, reduce::split_at_axis};
-use crate::layout::resolve_dim;
-use crate::{CpuStorage, DType, Error, Result, Tensor};
+use crate::layout::{resolve_dim, split_at_axis};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     /// Rows (along `dim`) picked by a 1-d i64 index; repeats allowed.
@@ -17,23 +16,18 @@ impl Tensor {
         }
         let idx = index.to_vec_i64()?;
         let (outer, n, inner) = split_at_axis(self.shape(), d);
-        // Read in place: an embedding table is the largest tensor of a
-        // language model, and generation looks up one row of it per token.
-        let out = match self.dtype() {
-            DType::F32 => self.with_f32(|v| k::index_select(v, outer, n, inner, &idx))??,
-            _ => k::index_select(&self.to_vec_f32()?, outer, n, inner, &idx)?,
-        };
+        let out = self.backend().index_select(self, outer, n, inner, &idx)?;
         let mut shape = self.shape().to_vec();
         shape[d] = idx.len();
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "index_select",
             &[self],
             move |g| {
-                let gd = k::index_add(&g.to_vec_f32()?, outer, n, inner, &idx)?;
-                Ok(vec![Some(Tensor::from_vec(gd, &in_shape)?)])
+                let gd = g.backend().index_add(g, outer, n, inner, &idx)?;
+                Ok(vec![Some(Tensor::from_kernel(gd, &in_shape)?)])
             },
         ))
     }
@@ -57,11 +51,11 @@ impl Tensor {
         let idx = index.to_vec_i64()?;
         let (outer, n, inner) = split_at_axis(self.shape(), d);
         let m = index.shape()[d];
-        let out = k::gather(&self.to_vec_f32()?, outer, n, inner, &idx, m)?;
+        let out = self.backend().gather(self, outer, n, inner, &idx, m)?;
         let in_shape = self.shape().to_vec();
         let (index, out_shape) = (index.clone(), index.shape().to_vec());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &out_shape,
             "gather",
             &[self],
@@ -85,8 +79,9 @@ impl Tensor {
         }
         let idx = index.to_vec_i64()?;
         let (outer, n, inner) = split_at_axis(shape, d);
-        let out = k::scatter_add(&self.to_vec_f32()?, outer, n, inner, &idx, self.shape()[d])?;
-        Tensor::from_vec(out, shape)
+        let m = self.shape()[d];
+        let out = self.backend().scatter_add(self, outer, n, inner, &idx, m)?;
+        Tensor::from_kernel(out, shape)
     }
 
     /// Embedding lookup: `self` is the `[vocab, dim]` table, `ids` any shape

@@ -4,8 +4,7 @@
 //! backward produces all three gradients from one contiguous `dy`.
 
 use crate::backend::{Gemm, Mat};
-use crate::cpu::{gemv, matmul, reduce};
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     /// `self [.., in] @ weight[out, in]^T + bias[out]`, PyTorch's
@@ -31,37 +30,24 @@ impl Tensor {
         let rows: usize = self.shape()[..self.rank() - 1].iter().product();
         let x = self.detach().contiguous()?;
         let w = weight.detach().contiguous()?;
-        let y = x.with_f32(|xv| {
-            w.with_f32(|wv| {
-                // A few rows (token-by-token generation): one pass over W.
-                if rows <= gemv::MAX_ROWS && fan_in > 0 {
-                    let mut y = gemv::gemv_rows(xv, rows, fan_in, wv, fan_out);
-                    if let Some(b) = bias {
-                        b.with_f32(|bv| {
-                            for row in y.chunks_exact_mut(fan_out) {
-                                row.iter_mut().zip(bv).for_each(|(y, b)| *y += b);
-                            }
-                        })?;
-                    }
-                    return Ok(y);
-                }
-                // W^T is W read with its strides swapped; the bias, if any,
-                // is loaded into y before the product is added onto it.
-                let x_mat = Mat::row_major(xv, 0, fan_in);
-                let w_t = Mat::row_major(wv, 0, fan_in).t();
-                match bias {
-                    None => Ok(matmul::gemm_new(&Gemm::new(
-                        rows, fan_out, fan_in, x_mat, w_t,
-                    ))),
-                    Some(b) => b.with_f32(|bv| {
-                        matmul::gemm_new(&Gemm {
-                            bias: Some(Mat::broadcast_row(bv, 0)),
-                            ..Gemm::new(rows, fan_out, fan_in, x_mat, w_t)
-                        })
-                    }),
-                }
-            })
-        })???;
+        let b = bias.map(|b| b.detach().contiguous()).transpose()?;
+        let y = {
+            let (xs, ws) = (x.storage(), w.storage());
+            let bs = b.as_ref().map(|b| b.storage());
+            // W^T is W read with its strides swapped; the bias is loaded into
+            // y before the product is added onto it.
+            let g = Gemm {
+                bias: bs.as_ref().map(|s| Mat::broadcast_row(&**s, b_offset(&b))),
+                ..Gemm::new(
+                    rows,
+                    fan_out,
+                    fan_in,
+                    Mat::row_major(&*xs, x.layout().offset(), fan_in),
+                    Mat::row_major(&*ws, w.layout().offset(), fan_in).t(),
+                )
+            };
+            self.backend().gemm(&g)?
+        };
         let mut shape = self.shape().to_vec();
         *shape.last_mut().expect("rank >= 1") = fan_out;
         let inputs: Vec<&Tensor> = std::iter::once(self)
@@ -71,59 +57,45 @@ impl Tensor {
         let (need_x, need_w) = (self.requires_grad(), weight.requires_grad());
         let need_b = bias.is_some_and(|b| b.requires_grad());
         let (x_shape, has_bias) = (self.shape().to_vec(), bias.is_some());
-        Ok(Tensor::from_op(
-            CpuStorage::F32(y),
-            &shape,
-            "linear",
-            &inputs,
-            move |g| {
-                let g = g.contiguous()?;
-                g.with_f32(|dy| -> Result<Vec<Option<Tensor>>> {
-                    // dx = dy W ; dW = dy^T x ; db = column sums of dy.
-                    let dx = if need_x {
-                        let v = w.with_f32(|wv| {
-                            matmul::gemm_new(&Gemm::new(
-                                rows,
-                                fan_in,
-                                fan_out,
-                                Mat::row_major(dy, 0, fan_out),
-                                Mat::row_major(wv, 0, fan_in),
-                            ))
-                        })?;
-                        Some(Tensor::from_vec(v, &x_shape)?)
-                    } else {
-                        None
-                    };
-                    let dw = if need_w {
-                        let v = x.with_f32(|xv| {
-                            matmul::gemm_new(&Gemm::new(
-                                fan_out,
-                                fan_in,
-                                rows,
-                                Mat::row_major(dy, 0, fan_out).t(),
-                                Mat::row_major(xv, 0, fan_in),
-                            ))
-                        })?;
-                        Some(Tensor::from_vec(v, &[fan_out, fan_in])?)
-                    } else {
-                        None
-                    };
-                    let mut out = vec![dx, dw];
-                    if has_bias {
-                        out.push(if need_b {
-                            let v = if fan_out == 0 {
-                                Vec::new()
-                            } else {
-                                reduce::sum_axis(dy, 1, rows, fan_out)
-                            };
-                            Some(Tensor::from_vec(v, &[fan_out])?)
-                        } else {
-                            None
-                        });
-                    }
-                    Ok(out)
-                })?
-            },
-        ))
+        Ok(Tensor::from_op(y, &shape, "linear", &inputs, move |g| {
+            let g = g.contiguous()?;
+            let backend = g.backend();
+            let (gs, dy_off) = (g.storage(), g.layout().offset());
+            let dy = Mat::row_major(&*gs, dy_off, fan_out);
+            // dx = dy W ; dW = dy^T x ; db = column sums of dy.
+            let dx = if need_x {
+                let ws = w.storage();
+                let wm = Mat::row_major(&*ws, w.layout().offset(), fan_in);
+                let v = backend.gemm(&Gemm::new(rows, fan_in, fan_out, dy, wm))?;
+                Some(Tensor::from_kernel(v, &x_shape)?)
+            } else {
+                None
+            };
+            let dw = if need_w {
+                let xs = x.storage();
+                let xm = Mat::row_major(&*xs, x.layout().offset(), fan_in);
+                let v = backend.gemm(&Gemm::new(fan_out, fan_in, rows, dy.t(), xm))?;
+                Some(Tensor::from_kernel(v, &[fan_out, fan_in])?)
+            } else {
+                None
+            };
+            drop(gs);
+            let mut out = vec![dx, dw];
+            if has_bias {
+                out.push(if need_b {
+                    let dy2 = g.reshape(&[rows, fan_out])?;
+                    let v = backend.sum_axis(&dy2, 0)?;
+                    Some(Tensor::from_kernel(v, &[fan_out])?)
+                } else {
+                    None
+                });
+            }
+            Ok(out)
+        }))
     }
+}
+
+/// Where a contiguous bias starts in its storage (0 without one).
+fn b_offset(b: &Option<Tensor>) -> usize {
+    b.as_ref().map_or(0, |b| b.layout().offset())
 }

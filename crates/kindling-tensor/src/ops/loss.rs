@@ -1,6 +1,6 @@
 //! Losses: fused cross-entropy over logits, and mean squared error.
 
-use crate::{cpu, CpuStorage, Error, Result, Tensor};
+use crate::{Error, Result, Storage, Tensor};
 
 impl Tensor {
     /// Mean cross-entropy of `self` = logits `[..., C]` against i64 class
@@ -26,49 +26,24 @@ impl Tensor {
         let t = targets.to_vec_i64()?;
         let rows = t.len();
         let logits = self.detach().contiguous()?;
-        let logp = {
-            let s = logits.storage();
-            let r = logits.layout().contiguous_range().expect("contiguous");
-            cpu::softmax::log_softmax(&s.cpu().f32("cross_entropy")?[r], c)
-        };
-        let mut total = 0f64;
-        let mut n_valid = 0usize;
-        for (row, &target) in t.iter().enumerate() {
-            if Some(target) == ignore_index {
-                continue;
-            }
-            if target < 0 || target as usize >= c {
-                return Err(Error::Index {
-                    op: "cross_entropy",
-                    index: target,
-                    size: c,
-                });
-            }
-            total -= logp[row * c + target as usize] as f64;
-            n_valid += 1;
-        }
+        let backend = self.backend();
+        let logp = Tensor::from_kernel(backend.log_softmax(&logits)?, logits.shape())?;
+        let (total, n_valid) = backend.nll_sum(&logp, &t, ignore_index)?;
         let loss = (total / n_valid as f64) as f32;
         let shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            CpuStorage::F32(vec![loss]),
+            Storage::from_host_f32(self.device(), vec![loss]),
             &[],
             "cross_entropy",
             &[self],
             move |g| {
                 // d loss / d logits = (softmax - onehot) / n_valid, on valid rows.
                 let scale = g.item()? / n_valid as f32;
-                let mut d =
-                    cpu::elementwise::map1(&logp, move |lp: f32| cpu::simd::exp(lp) * scale);
-                for (row, &target) in t.iter().enumerate() {
-                    let r = &mut d[row * c..(row + 1) * c];
-                    if Some(target) == ignore_index {
-                        r.fill(0.0);
-                    } else {
-                        r[target as usize] -= scale;
-                    }
-                }
+                let d = logp
+                    .backend()
+                    .cross_entropy_backward(&logp, &t, ignore_index, scale)?;
                 debug_assert_eq!(d.len(), rows * c);
-                Ok(vec![Some(Tensor::from_vec(d, &shape)?)])
+                Ok(vec![Some(Tensor::from_kernel(d, &shape)?)])
             },
         ))
     }

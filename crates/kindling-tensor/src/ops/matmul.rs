@@ -2,7 +2,7 @@
 //! leading (batch) dims broadcast.
 
 use crate::layout::broadcast_shapes;
-use crate::{cpu, CpuStorage, Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
@@ -38,17 +38,14 @@ impl Tensor {
             b.extend([r, c]);
             b
         };
-        let la = self.layout().broadcast_as(&full(batch.clone(), m, ka))?;
-        let lb = rhs.layout().broadcast_as(&full(batch.clone(), ka, n))?;
-        let out = {
-            let (sa, sb) = (self.storage(), rhs.storage());
-            cpu::matmul::matmul(sa.cpu().f32("matmul")?, &la, sb.cpu().f32("matmul")?, &lb)
-        };
+        let va = self.detach().broadcast_as(&full(batch.clone(), m, ka))?;
+        let vb = rhs.detach().broadcast_as(&full(batch.clone(), ka, n))?;
+        let out = self.backend().matmul(&va, &vb)?;
         let out_shape = full(batch, m, n);
         let (a, b) = (self.detach(), rhs.detach());
         let (ga_needed, gb_needed) = (self.requires_grad(), rhs.requires_grad());
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &out_shape,
             "matmul",
             &[self, rhs],

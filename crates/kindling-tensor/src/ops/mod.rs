@@ -1,5 +1,6 @@
-//! Differentiable ops. Each forward calls a backend primitive; each backward,
-//! right beside it, is written with tensor ops.
+//! Differentiable ops. Each forward checks shapes, then calls a kernel of its
+//! inputs' `Backend`; each backward, right beside it, is written with tensor
+//! ops or calls the same backend's backward kernel. No op names a device.
 
 pub mod attention;
 pub mod conv;
@@ -17,7 +18,7 @@ pub mod softmax;
 
 use crate::autograd::{BackwardFn, Node};
 use crate::layout::Layout;
-use crate::{CpuStorage, Result, Storage, Tensor};
+use crate::{Result, Storage, Tensor};
 use std::sync::{Arc, RwLock};
 
 impl Tensor {
@@ -25,13 +26,13 @@ impl Tensor {
     /// (exp, tanh, softmax...). The closure gets `(grad_out, output)`; the
     /// output it sees is detached so the graph holds no cycle.
     pub(crate) fn from_op_with_output(
-        storage: CpuStorage,
+        storage: Storage,
         shape: &[usize],
         op: &'static str,
         inputs: &[&Tensor],
         backward: impl Fn(&Tensor, &Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
     ) -> Tensor {
-        let arc = Arc::new(RwLock::new(Storage::Cpu(storage)));
+        let arc = Arc::new(RwLock::new(storage));
         let layout = Layout::contiguous(shape);
         let wants_grad =
             crate::autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());

@@ -1,8 +1,7 @@
-//! Layer normalization (Ba et al. 2016) over the last dim, with a fused CPU
-//! kernel for forward and backward.
+//! Layer normalization (Ba et al. 2016), RMSNorm and rotary embedding over
+//! the last dims, each a fused backend kernel forward and backward.
 
-use crate::cpu::layer_norm;
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dim, with
@@ -24,22 +23,26 @@ impl Tensor {
         }
         // The input is kept (not copied) for backward.
         let x = self.detach().contiguous()?;
-        let (wv, bv) = (weight.to_vec_f32()?, bias.to_vec_f32()?);
-        let (y, mean, rstd) = x.with_f32(|xv| layer_norm::forward(xv, &wv, &bv, n, eps))?;
+        let (w, b) = (weight.detach(), bias.detach());
+        let (y, mean, rstd) = self.backend().layer_norm(&x, &w, &b, eps)?;
+        let rows = x.numel() / n.max(1);
+        let (mean, rstd) = (
+            Tensor::from_kernel(mean, &[rows])?,
+            Tensor::from_kernel(rstd, &[rows])?,
+        );
         let shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            CpuStorage::F32(y),
+            y,
             &shape.clone(),
             "layer_norm",
             &[self, weight, bias],
             move |g| {
-                let (dx, dw, db) = g.with_f32(|dy| {
-                    x.with_f32(|xv| layer_norm::backward(dy, xv, &wv, &mean, &rstd, n))
-                })??;
+                let g = g.contiguous()?;
+                let (dx, dw, db) = g.backend().layer_norm_backward(&g, &x, &w, &mean, &rstd)?;
                 Ok(vec![
-                    Some(Tensor::from_vec(dx, &shape)?),
-                    Some(Tensor::from_vec(dw, &[n])?),
-                    Some(Tensor::from_vec(db, &[n])?),
+                    Some(Tensor::from_kernel(dx, &shape)?),
+                    Some(Tensor::from_kernel(dw, &[n])?),
+                    Some(Tensor::from_kernel(db, &[n])?),
                 ])
             },
         ))
@@ -62,56 +65,21 @@ impl Tensor {
             ));
         }
         let x = self.detach().contiguous()?;
-        let wv = weight.to_vec_f32()?;
-        let (y, rstd) = x.with_f32(|xv| {
-            let rows = xv.len() / n;
-            let mut y = vec![0f32; xv.len()];
-            let mut rstd = vec![0f32; rows];
-            for ((xr, yr), r) in xv.chunks_exact(n).zip(y.chunks_exact_mut(n)).zip(&mut rstd) {
-                let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
-                *r = 1.0 / (ms + eps).sqrt();
-                for ((yv, xv), w) in yr.iter_mut().zip(xr).zip(&wv) {
-                    *yv = w * (xv * *r);
-                }
-            }
-            (y, rstd)
-        })?;
+        let w = weight.detach();
+        let (y, rstd) = self.backend().rms_norm(&x, &w, eps)?;
+        let rstd = Tensor::from_kernel(rstd, &[x.numel() / n])?;
         let shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            CpuStorage::F32(y),
+            y,
             &shape.clone(),
             "rms_norm",
             &[self, weight],
             move |g| {
-                // y = w ⊙ x r,  r = (mean x² + eps)^-½:
-                // dx = r (w ⊙ dy) − x r³/n · Σ(w ⊙ dy ⊙ x);  dw = Σ_rows dy ⊙ x r.
                 let g = g.contiguous()?;
-                let (dx, dw) = g.with_f32(|dy| {
-                    x.with_f32(|xv| {
-                        let mut dx = vec![0f32; xv.len()];
-                        let mut dw = vec![0f32; n];
-                        for (((dyr, xr), dxr), r) in dy
-                            .chunks_exact(n)
-                            .zip(xv.chunks_exact(n))
-                            .zip(dx.chunks_exact_mut(n))
-                            .zip(&rstd)
-                        {
-                            let mut dot = 0f32;
-                            for i in 0..n {
-                                dot += wv[i] * dyr[i] * xr[i];
-                                dw[i] += dyr[i] * xr[i] * r;
-                            }
-                            let c = r * r * r * dot / n as f32;
-                            for i in 0..n {
-                                dxr[i] = r * wv[i] * dyr[i] - c * xr[i];
-                            }
-                        }
-                        (dx, dw)
-                    })
-                })??;
+                let (dx, dw) = g.backend().rms_norm_backward(&g, &x, &w, &rstd)?;
                 Ok(vec![
-                    Some(Tensor::from_vec(dx, &shape)?),
-                    Some(Tensor::from_vec(dw, &[n])?),
+                    Some(Tensor::from_kernel(dx, &shape)?),
+                    Some(Tensor::from_kernel(dw, &[n])?),
                 ])
             },
         ))
@@ -138,41 +106,20 @@ impl Tensor {
                 ),
             ));
         }
-        let (c, sn) = (cos.to_vec_f32()?, sin.to_vec_f32()?);
-        let rotate = move |x: &[f32], sign: f32| -> Vec<f32> {
-            let (t, h, d) = (s[1], s[2], s[3]);
-            let half = d / 2;
-            let mut y = vec![0f32; x.len()];
-            for (bt, (xr, yr)) in x
-                .chunks_exact(h * d)
-                .zip(y.chunks_exact_mut(h * d))
-                .enumerate()
-            {
-                let pos = bt % t;
-                let (cr, sr) = (&c[pos * half..][..half], &sn[pos * half..][..half]);
-                for (xh, yh) in xr.chunks_exact(d).zip(yr.chunks_exact_mut(d)) {
-                    let (x1, x2) = xh.split_at(half);
-                    let (y1, y2) = yh.split_at_mut(half);
-                    for i in 0..half {
-                        let (cv, sv) = (cr[i], sign * sr[i]);
-                        y1[i] = x1[i] * cv - x2[i] * sv;
-                        y2[i] = x2[i] * cv + x1[i] * sv;
-                    }
-                }
-            }
-            y
-        };
-        let y = self.contiguous()?.with_f32(|x| rotate(x, 1.0))?;
+        let (cos, sin) = (cos.detach(), sin.detach());
+        let y = self
+            .backend()
+            .rope(&self.detach().contiguous()?, &cos, &sin, 1.0)?;
         let shape = self.shape().to_vec();
-        let back = rotate.clone();
         Ok(Tensor::from_op(
-            CpuStorage::F32(y),
+            y,
             &shape.clone(),
             "rope",
             &[self],
             move |g| {
-                let dx = g.contiguous()?.with_f32(|dy| back(dy, -1.0))?;
-                Ok(vec![Some(Tensor::from_vec(dx, &shape)?)])
+                let g = g.contiguous()?;
+                let dx = g.backend().rope(&g, &cos, &sin, -1.0)?;
+                Ok(vec![Some(Tensor::from_kernel(dx, &shape)?)])
             },
         ))
     }

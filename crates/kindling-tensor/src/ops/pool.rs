@@ -1,9 +1,7 @@
 //! max_pool2d and avg_pool2d (square window, no padding) with backward.
 
-use crate::cpu::pool::{
-    avg_pool_backward, avg_pool_forward, max_pool_backward, max_pool_forward, PoolGeometry,
-};
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::backend::PoolGeometry;
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     fn pool_geometry(
@@ -27,20 +25,20 @@ impl Tensor {
 
     pub fn max_pool2d(&self, kernel: usize, stride: usize) -> Result<Tensor> {
         let g = self.pool_geometry("max_pool2d", kernel, stride)?;
-        let (out, arg) = self
-            .detach()
-            .contiguous()?
-            .with_f32(|x| max_pool_forward(x, &g))?;
+        let x = self.detach().contiguous()?;
+        let (out, arg) = self.backend().max_pool2d(&x, &g)?;
         let shape = [self.shape()[0], self.shape()[1], g.out_h(), g.out_w()];
+        let arg = Tensor::from_kernel(arg, &shape)?;
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "max_pool2d",
             &[self],
             move |gout| {
-                let dx = gout.with_f32(|d| max_pool_backward(d, &arg, &g))?;
-                Ok(vec![Some(Tensor::from_vec(dx, &in_shape)?)])
+                let gout = gout.contiguous()?;
+                let dx = gout.backend().max_pool2d_backward(&gout, &arg, &g)?;
+                Ok(vec![Some(Tensor::from_kernel(dx, &in_shape)?)])
             },
         ))
     }
@@ -48,19 +46,19 @@ impl Tensor {
     pub fn avg_pool2d(&self, kernel: usize, stride: usize) -> Result<Tensor> {
         let g = self.pool_geometry("avg_pool2d", kernel, stride)?;
         let out = self
-            .detach()
-            .contiguous()?
-            .with_f32(|x| avg_pool_forward(x, &g))?;
+            .backend()
+            .avg_pool2d(&self.detach().contiguous()?, &g)?;
         let shape = [self.shape()[0], self.shape()[1], g.out_h(), g.out_w()];
         let in_shape = self.shape().to_vec();
         Ok(Tensor::from_op(
-            CpuStorage::F32(out),
+            out,
             &shape,
             "avg_pool2d",
             &[self],
             move |gout| {
-                let dx = gout.with_f32(|d| avg_pool_backward(d, &g))?;
-                Ok(vec![Some(Tensor::from_vec(dx, &in_shape)?)])
+                let gout = gout.contiguous()?;
+                let dx = gout.backend().avg_pool2d_backward(&gout, &g)?;
+                Ok(vec![Some(Tensor::from_kernel(dx, &in_shape)?)])
             },
         ))
     }

@@ -1,9 +1,8 @@
 //! Reductions: sum, mean, max/argmax over axes, and `sum_to_shape`, which
 //! folds a broadcast gradient back to its input's shape.
 
-use crate::cpu::reduce as k;
 use crate::layout::resolve_dim;
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::{Error, Result, Tensor};
 
 impl Tensor {
     fn resolve_axes(&self, op: &'static str, axes: &[isize]) -> Result<Vec<usize>> {
@@ -33,22 +32,27 @@ impl Tensor {
     /// Sum over `axes` (negative counts from the end).
     pub fn sum(&self, axes: &[isize], keepdim: bool) -> Result<Tensor> {
         let axes = self.resolve_axes("sum", axes)?;
+        // One axis at a time, each pass over the previous one's result.
         let src = self.detach().contiguous()?;
-        let mut data = {
-            let s = src.storage();
-            let r = src.layout().contiguous_range().expect("contiguous");
-            s.cpu().f32("sum")?[r].to_vec()
-        };
         let mut shape = self.shape().to_vec();
+        let mut data = None;
         for &a in &axes {
-            let (outer, n, inner) = k::split_at_axis(&shape, a);
-            data = k::sum_axis(&data, outer, n, inner);
+            let input = match data.take() {
+                None => src.clone(),
+                Some(d) => Tensor::from_kernel(d, &shape)?,
+            };
+            data = Some(self.backend().sum_axis(&input, a)?);
             shape[a] = 1;
         }
+        // No axes: the sum is a copy, never a view of the input.
+        let data = match data {
+            Some(d) => d,
+            None => self.backend().contiguous(&src)?,
+        };
         let out_shape = self.reduced_shape(&axes, keepdim);
         let (in_shape, kept) = (self.shape().to_vec(), shape);
         Ok(Tensor::from_op(
-            CpuStorage::F32(data),
+            data,
             &out_shape,
             "sum",
             &[self],
@@ -79,9 +83,9 @@ impl Tensor {
         let mut kept = in_shape.clone();
         kept[a] = 1;
         let out_shape = self.reduced_shape(&[a], keepdim);
-        let idx_t = Tensor::from_vec_i64(idx, &kept)?;
+        let idx_t = Tensor::from_kernel(idx, &kept)?;
         Ok(Tensor::from_op(
-            CpuStorage::F32(vals),
+            vals,
             &out_shape,
             "max",
             &[self],
@@ -98,14 +102,14 @@ impl Tensor {
     pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         let a = resolve_dim("argmax", axis, self.rank())?;
         let (_, idx) = self.max_kernel(a)?;
-        Tensor::from_vec_i64(idx, &self.reduced_shape(&[a], keepdim))
+        Tensor::from_kernel(idx, &self.reduced_shape(&[a], keepdim))
     }
 
     pub fn max_all(&self) -> Result<Tensor> {
         self.flatten_all()?.max(0, false)
     }
 
-    fn max_kernel(&self, axis: usize) -> Result<(Vec<f32>, Vec<i64>)> {
+    fn max_kernel(&self, axis: usize) -> Result<(crate::Storage, crate::Storage)> {
         if self.shape()[axis] == 0 {
             return Err(Error::shape(
                 "max",
@@ -116,10 +120,7 @@ impl Tensor {
             ));
         }
         let src = self.detach().contiguous()?;
-        let s = src.storage();
-        let r = src.layout().contiguous_range().expect("contiguous");
-        let (outer, n, inner) = k::split_at_axis(self.shape(), axis);
-        Ok(k::max_axis(&s.cpu().f32("max")?[r], outer, n, inner))
+        self.backend().max_axis(&src, axis)
     }
 
     /// Sums away the dims that broadcasting added or stretched, giving a

@@ -1,9 +1,8 @@
 //! Ops that build a new layout of data: cat, stack, and the zero-padding that
 //! is the gradient of `narrow`.
 
-use crate::cpu::{copy::copy_into_slot, reduce::split_at_axis};
-use crate::layout::resolve_dim;
-use crate::{CpuStorage, Error, Result, Tensor};
+use crate::layout::{resolve_dim, split_at_axis};
+use crate::{Error, Result, Tensor};
 
 /// Concatenates along `dim`; all other dims must agree.
 pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
@@ -30,32 +29,22 @@ pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
     let mut shape = first.shape().to_vec();
     shape[d] = total;
     let (outer, _, inner) = split_at_axis(&shape, d);
-    let mut out = vec![0f32; outer * total * inner];
+    let mut parts = Vec::with_capacity(tensors.len());
     let mut start = 0;
     for (t, &n) in tensors.iter().zip(&sizes) {
-        match t.dtype() {
-            crate::DType::F32 => {
-                t.with_f32(|v| copy_into_slot(&mut out, total, v, n, start, inner))?
-            }
-            _ => copy_into_slot(&mut out, total, &t.to_vec_f32()?, n, start, inner),
-        }
+        parts.push((*t, start, n));
         start += n;
     }
-    Ok(Tensor::from_op(
-        CpuStorage::F32(out),
-        &shape,
-        "cat",
-        tensors,
-        move |g| {
-            let mut grads = Vec::with_capacity(sizes.len());
-            let mut start = 0;
-            for &n in &sizes {
-                grads.push(Some(g.narrow(d as isize, start, n)?));
-                start += n;
-            }
-            Ok(grads)
-        },
-    ))
+    let out = first.backend().cat(&parts, outer, total, inner)?;
+    Ok(Tensor::from_op(out, &shape, "cat", tensors, move |g| {
+        let mut grads = Vec::with_capacity(sizes.len());
+        let mut start = 0;
+        for &n in &sizes {
+            grads.push(Some(g.narrow(d as isize, start, n)?));
+            start += n;
+        }
+        Ok(grads)
+    }))
 }
 
 /// Stacks same-shaped tensors along a new dim.
@@ -80,14 +69,9 @@ pub fn stack(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
 /// Zeros of `shape` with `g` written at `start..` along `dim`.
 pub(crate) fn pad_into(g: &Tensor, shape: &[usize], dim: usize, start: usize) -> Result<Tensor> {
     let (outer, total, inner) = split_at_axis(shape, dim);
-    let mut out = vec![0f32; outer * total * inner];
-    copy_into_slot(
-        &mut out,
-        total,
-        &g.to_vec_f32()?,
-        g.shape()[dim],
-        start,
-        inner,
-    );
-    Tensor::from_vec(out, shape)
+    // The zeros before `start` and after are the other parts of a `cat`.
+    let out = g
+        .backend()
+        .cat(&[(g, start, g.shape()[dim])], outer, total, inner);
+    Tensor::from_kernel(out?, shape)
 }

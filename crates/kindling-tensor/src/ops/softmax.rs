@@ -1,7 +1,8 @@
 //! Softmax and log-softmax along one dim.
 
+use crate::backend::Backend;
 use crate::layout::resolve_dim;
-use crate::{cpu, CpuStorage, Result, Tensor};
+use crate::{Result, Storage, Tensor};
 
 impl Tensor {
     /// Runs a last-dim row kernel along `dim` by moving `dim` last and back.
@@ -9,7 +10,7 @@ impl Tensor {
         &self,
         dim: isize,
         op: &'static str,
-        kernel: fn(&[f32], usize) -> Vec<f32>,
+        kernel: fn(&dyn Backend, &Tensor) -> Result<Storage>,
     ) -> Result<(Tensor, usize)> {
         let d = resolve_dim(op, dim, self.rank())?;
         let last = self.rank() - 1;
@@ -19,13 +20,7 @@ impl Tensor {
             self.detach().transpose(d as isize, last as isize)?
         };
         let src = moved.contiguous()?;
-        let n = src.shape()[last];
-        let out = {
-            let s = src.storage();
-            let r = src.layout().contiguous_range().expect("contiguous");
-            kernel(&s.cpu().f32(op)?[r], n)
-        };
-        let t = Tensor::from_storage(CpuStorage::F32(out), src.shape())?;
+        let t = Tensor::from_kernel(kernel(self.backend(), &src)?, src.shape())?;
         let t = if d == last {
             t
         } else {
@@ -35,8 +30,8 @@ impl Tensor {
     }
 
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
-        let (y, d) = self.along_last(dim, "softmax", cpu::softmax::softmax)?;
-        let data = y.storage().cpu().clone();
+        let (y, d) = self.along_last(dim, "softmax", |b, x| b.softmax(x))?;
+        let data = y.storage().clone();
         Ok(Tensor::from_op_with_output(
             data,
             self.shape(),
@@ -51,8 +46,8 @@ impl Tensor {
     }
 
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
-        let (y, d) = self.along_last(dim, "log_softmax", cpu::softmax::log_softmax)?;
-        let data = y.storage().cpu().clone();
+        let (y, d) = self.along_last(dim, "log_softmax", |b, x| b.log_softmax(x))?;
+        let data = y.storage().clone();
         Ok(Tensor::from_op_with_output(
             data,
             self.shape(),

@@ -1,0 +1,480 @@
+//! `CpuBackend`: the `Backend` trait over `CpuStorage`, each method a thin
+//! wrapper that borrows the inputs' slices and calls a kernel of `cpu/`.
+
+use super::{activation, attention, conv, copy, elementwise as ew, index, layer_norm, loss};
+use super::{matmul, pool, reduce, rms_norm, rope, simd, softmax};
+use crate::backend::{
+    AttentionGeometry, Backend, BinaryOp, ConvGeometry, Gemm, Mat, PoolGeometry, UnaryOp,
+};
+use crate::layout::Layout;
+use crate::{CpuStorage, DType, Error, Result, Storage, Tensor};
+
+pub struct CpuBackend;
+
+fn f32s(v: Vec<f32>) -> Storage {
+    Storage::Cpu(CpuStorage::F32(v))
+}
+
+fn i64s(v: Vec<i64>) -> Storage {
+    Storage::Cpu(CpuStorage::I64(v))
+}
+
+/// The f32 slice of a contiguous tensor (callers made it so).
+fn slice<'a>(s: &'a Storage, t: &Tensor, op: &'static str) -> Result<&'a [f32]> {
+    let r = t
+        .layout()
+        .contiguous_range()
+        .ok_or_else(|| Error::msg(format!("{op}: kernel input must be contiguous")))?;
+    Ok(&s.cpu().f32(op)?[r])
+}
+
+/// The elements of any-dtype `t` as f32, in row-major order.
+fn values_f32(s: &CpuStorage, l: &Layout) -> Vec<f32> {
+    match s {
+        CpuStorage::F32(v) => copy::gather_strided(v, l),
+        other => {
+            let mut out = Vec::with_capacity(l.numel());
+            crate::layout::for_each_row(l, |start, stride, len| {
+                out.extend((0..len).map(|i| other.get_f64(start + i * stride) as f32))
+            });
+            out
+        }
+    }
+}
+
+/// `f` over two broadcast views; `x * x` reads through one guard, since a
+/// second read lock on the same RwLock can deadlock behind a waiting writer.
+fn binary_map<T: Copy + Send + Sync + Default>(
+    a: &Tensor,
+    b: &Tensor,
+    op: &'static str,
+    f: impl simd::Map<(f32, f32), T>,
+) -> Result<Vec<T>> {
+    let sa = a.storage();
+    if a.shares_storage_with(b) {
+        let x = sa.cpu().f32(op)?;
+        Ok(ew::binary(x, a.layout(), x, b.layout(), f))
+    } else {
+        let sb = b.storage();
+        Ok(ew::binary(
+            sa.cpu().f32(op)?,
+            a.layout(),
+            sb.cpu().f32(op)?,
+            b.layout(),
+            f,
+        ))
+    }
+}
+
+/// A GEMM operand over storage, as its CPU slice.
+fn on_cpu<'a>(m: Mat<'a, Storage>) -> Result<Mat<'a, [f32]>> {
+    Ok(Mat {
+        data: m.data.cpu().f32("gemm")?,
+        offset: m.offset,
+        row_stride: m.row_stride,
+        col_stride: m.col_stride,
+    })
+}
+
+/// The row length of a `[.., n]` kernel input.
+fn last_dim(t: &Tensor) -> usize {
+    t.shape().last().copied().unwrap_or(1)
+}
+
+impl Backend for CpuBackend {
+    fn contiguous(&self, x: &Tensor) -> Result<Storage> {
+        Ok(Storage::Cpu(copy::gather_any(
+            x.storage().cpu(),
+            x.layout(),
+        )))
+    }
+
+    fn to_dtype(&self, x: &Tensor, dtype: DType) -> Result<Storage> {
+        Ok(Storage::Cpu(copy::convert(
+            x.storage().cpu(),
+            x.layout(),
+            dtype,
+        )))
+    }
+
+    fn cat(
+        &self,
+        parts: &[(&Tensor, usize, usize)],
+        outer: usize,
+        total: usize,
+        inner: usize,
+    ) -> Result<Storage> {
+        let mut out = vec![0f32; outer * total * inner];
+        for &(t, start, n) in parts {
+            let s = t.storage();
+            match (s.cpu(), t.layout().contiguous_range()) {
+                (CpuStorage::F32(v), Some(r)) => {
+                    copy::copy_into_slot(&mut out, total, &v[r], n, start, inner)
+                }
+                (other, _) => {
+                    let v = values_f32(other, t.layout());
+                    copy::copy_into_slot(&mut out, total, &v, n, start, inner)
+                }
+            }
+        }
+        Ok(f32s(out))
+    }
+
+    fn unary(&self, x: &Tensor, op: UnaryOp) -> Result<Storage> {
+        let s = x.storage();
+        Ok(f32s(activation::unary(
+            s.cpu().f32(op.name())?,
+            x.layout(),
+            op,
+        )))
+    }
+
+    fn gelu_erf_with_grad(&self, x: &Tensor) -> Result<(Storage, Storage)> {
+        let s = x.storage();
+        let (y, d) = ew::map1_pair(slice(&s, x, "gelu_erf")?, activation::GeluErfWithGrad);
+        Ok((f32s(y), f32s(d)))
+    }
+
+    fn binary(&self, a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Storage> {
+        use activation::{GeluErfBackward, GeluTanhBackward, SiluBackward};
+        let n = op.name();
+        let mask = |v: Vec<u8>| Storage::Cpu(CpuStorage::U8(v));
+        Ok(match op {
+            BinaryOp::Add => f32s(binary_map(a, b, n, |x: f32, y: f32| x + y)?),
+            BinaryOp::Sub => f32s(binary_map(a, b, n, |x: f32, y: f32| x - y)?),
+            BinaryOp::Mul => f32s(binary_map(a, b, n, |x: f32, y: f32| x * y)?),
+            BinaryOp::Div => f32s(binary_map(a, b, n, |x: f32, y: f32| x / y)?),
+            BinaryOp::Gt => mask(binary_map(a, b, n, |x: f32, y: f32| (x > y) as u8)?),
+            BinaryOp::Ge => mask(binary_map(a, b, n, |x: f32, y: f32| (x >= y) as u8)?),
+            BinaryOp::Lt => mask(binary_map(a, b, n, |x: f32, y: f32| (x < y) as u8)?),
+            BinaryOp::Eq => mask(binary_map(a, b, n, |x: f32, y: f32| (x == y) as u8)?),
+            BinaryOp::SiluBackward => f32s(binary_map(a, b, n, SiluBackward)?),
+            BinaryOp::GeluTanhBackward => f32s(binary_map(a, b, n, GeluTanhBackward)?),
+            BinaryOp::GeluErfBackward => f32s(binary_map(a, b, n, GeluErfBackward)?),
+        })
+    }
+
+    fn select(&self, mask: &Tensor, a: &Tensor, b: &Tensor) -> Result<Storage> {
+        let m = values_f32(mask.storage().cpu(), mask.layout());
+        let av = values_f32(a.storage().cpu(), a.layout());
+        let bv = values_f32(b.storage().cpu(), b.layout());
+        Ok(f32s(ew::select(&m, &av, &bv)))
+    }
+
+    fn matmul(&self, a: &Tensor, b: &Tensor) -> Result<Storage> {
+        // Same storage on both sides (`x @ x^T`): one guard, as in `binary_map`.
+        let sa = a.storage();
+        let out = if a.shares_storage_with(b) {
+            let x = sa.cpu().f32("matmul")?;
+            matmul::matmul(x, a.layout(), x, b.layout())
+        } else {
+            let sb = b.storage();
+            matmul::matmul(
+                sa.cpu().f32("matmul")?,
+                a.layout(),
+                sb.cpu().f32("matmul")?,
+                b.layout(),
+            )
+        };
+        Ok(f32s(out))
+    }
+
+    fn gemm(&self, g: &Gemm<'_, Storage>) -> Result<Storage> {
+        let cg = Gemm {
+            m: g.m,
+            n: g.n,
+            k: g.k,
+            a: on_cpu(g.a)?,
+            b: on_cpu(g.b)?,
+            bias: g.bias.map(on_cpu).transpose()?,
+        };
+        // A few contiguous rows times a transposed row-major weight (token
+        // by token generation): one pass over the weight beats packing it.
+        let (a, b) = (&cg.a, &cg.b);
+        let gemv = cg.m <= super::gemv::MAX_ROWS
+            && cg.k > 0
+            && a.row_stride == cg.k
+            && a.col_stride == 1
+            && b.row_stride == 1
+            && b.col_stride == cg.k;
+        if !gemv {
+            return Ok(f32s(matmul::gemm_new(&cg)));
+        }
+        let x = &a.data[a.offset..][..cg.m * cg.k];
+        let w = &b.data[b.offset..][..cg.n * cg.k];
+        let mut y = super::gemv::gemv_rows(x, cg.m, cg.k, w, cg.n);
+        if let Some(bias) = cg.bias {
+            for (i, row) in y.chunks_exact_mut(cg.n).enumerate() {
+                let start = bias.offset + i * bias.row_stride;
+                for (j, y) in row.iter_mut().enumerate() {
+                    *y += bias.data[start + j * bias.col_stride];
+                }
+            }
+        }
+        Ok(f32s(y))
+    }
+
+    fn sum_axis(&self, x: &Tensor, axis: usize) -> Result<Storage> {
+        let s = x.storage();
+        let (outer, n, inner) = reduce::split_at_axis(x.shape(), axis);
+        Ok(f32s(reduce::sum_axis(
+            slice(&s, x, "sum")?,
+            outer,
+            n,
+            inner,
+        )))
+    }
+
+    fn max_axis(&self, x: &Tensor, axis: usize) -> Result<(Storage, Storage)> {
+        let s = x.storage();
+        let (outer, n, inner) = reduce::split_at_axis(x.shape(), axis);
+        let (v, i) = reduce::max_axis(slice(&s, x, "max")?, outer, n, inner);
+        Ok((f32s(v), i64s(i)))
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Storage> {
+        let s = x.storage();
+        Ok(f32s(softmax::softmax(
+            slice(&s, x, "softmax")?,
+            last_dim(x),
+        )))
+    }
+
+    fn log_softmax(&self, x: &Tensor) -> Result<Storage> {
+        let s = x.storage();
+        Ok(f32s(softmax::log_softmax(
+            slice(&s, x, "log_softmax")?,
+            last_dim(x),
+        )))
+    }
+
+    fn nll_sum(&self, logp: &Tensor, targets: &[i64], ignore: Option<i64>) -> Result<(f64, usize)> {
+        let s = logp.storage();
+        loss::nll_sum(
+            slice(&s, logp, "cross_entropy")?,
+            last_dim(logp),
+            targets,
+            ignore,
+        )
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        logp: &Tensor,
+        targets: &[i64],
+        ignore: Option<i64>,
+        scale: f32,
+    ) -> Result<Storage> {
+        let s = logp.storage();
+        let lp = slice(&s, logp, "cross_entropy")?;
+        Ok(f32s(loss::backward(
+            lp,
+            last_dim(logp),
+            targets,
+            ignore,
+            scale,
+        )))
+    }
+
+    fn layer_norm(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        eps: f32,
+    ) -> Result<(Storage, Storage, Storage)> {
+        let (wv, bv) = (w.to_vec_f32()?, b.to_vec_f32()?);
+        let s = x.storage();
+        let xv = slice(&s, x, "layer_norm")?;
+        let (y, mean, rstd) = layer_norm::forward(xv, &wv, &bv, last_dim(x), eps);
+        Ok((f32s(y), f32s(mean), f32s(rstd)))
+    }
+
+    fn layer_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        mean: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<(Storage, Storage, Storage)> {
+        let (wv, mv, rv) = (w.to_vec_f32()?, mean.to_vec_f32()?, rstd.to_vec_f32()?);
+        let (sd, sx) = (dy.storage(), x.storage());
+        let (dyv, xv) = (slice(&sd, dy, "layer_norm")?, slice(&sx, x, "layer_norm")?);
+        let (dx, dw, db) = layer_norm::backward(dyv, xv, &wv, &mv, &rv, last_dim(x));
+        Ok((f32s(dx), f32s(dw), f32s(db)))
+    }
+
+    fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<(Storage, Storage)> {
+        let wv = w.to_vec_f32()?;
+        let s = x.storage();
+        let (y, rstd) = rms_norm::forward(slice(&s, x, "rms_norm")?, &wv, last_dim(x), eps);
+        Ok((f32s(y), f32s(rstd)))
+    }
+
+    fn rms_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        rstd: &Tensor,
+    ) -> Result<(Storage, Storage)> {
+        let (wv, rv) = (w.to_vec_f32()?, rstd.to_vec_f32()?);
+        let (sd, sx) = (dy.storage(), x.storage());
+        let (dyv, xv) = (slice(&sd, dy, "rms_norm")?, slice(&sx, x, "rms_norm")?);
+        let (dx, dw) = rms_norm::backward(dyv, xv, &wv, &rv, last_dim(x));
+        Ok((f32s(dx), f32s(dw)))
+    }
+
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, sign: f32) -> Result<Storage> {
+        let (c, sn) = (cos.to_vec_f32()?, sin.to_vec_f32()?);
+        let sh = x.shape();
+        let s = x.storage();
+        let y = rope::rotate(slice(&s, x, "rope")?, (sh[1], sh[2], sh[3]), &c, &sn, sign);
+        Ok(f32s(y))
+    }
+
+    fn attention(&self, qkv: &Tensor, g: &AttentionGeometry) -> Result<(Storage, Storage)> {
+        let s = qkv.storage();
+        let (y, probs) = attention::forward(slice(&s, qkv, "causal_self_attention")?, g);
+        Ok((f32s(y), f32s(probs)))
+    }
+
+    fn attention_backward(
+        &self,
+        dy: &Tensor,
+        qkv: &Tensor,
+        probs: &Tensor,
+        g: &AttentionGeometry,
+    ) -> Result<Storage> {
+        let op = "causal_self_attention";
+        let (sd, sx, sp) = (dy.storage(), qkv.storage(), probs.storage());
+        let (dyv, xv, pv) = (
+            slice(&sd, dy, op)?,
+            slice(&sx, qkv, op)?,
+            slice(&sp, probs, op)?,
+        );
+        Ok(f32s(attention::backward(dyv, xv, pv, g)))
+    }
+
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        g: &ConvGeometry,
+    ) -> Result<(Storage, Storage)> {
+        let bv = bias.map(|b| b.to_vec_f32()).transpose()?;
+        let (sx, sw) = (x.storage(), w.storage());
+        let (xv, wv) = (slice(&sx, x, "conv2d")?, slice(&sw, w, "conv2d")?);
+        let (out, cols) = conv::conv2d_forward(xv, wv, bv.as_deref(), g);
+        Ok((f32s(out), f32s(cols)))
+    }
+
+    fn conv2d_backward(
+        &self,
+        dout: &Tensor,
+        w: &Tensor,
+        saved: &Tensor,
+        g: &ConvGeometry,
+        need_dx: bool,
+    ) -> Result<(Option<Storage>, Storage, Storage)> {
+        let (sd, sw, sc) = (dout.storage(), w.storage(), saved.storage());
+        let dv = slice(&sd, dout, "conv2d")?;
+        let (wv, cols) = (slice(&sw, w, "conv2d")?, slice(&sc, saved, "conv2d")?);
+        let grads = conv::conv2d_backward(dv, wv, cols, g, need_dx);
+        Ok((grads.dx.map(f32s), f32s(grads.dw), f32s(grads.db)))
+    }
+
+    fn max_pool2d(&self, x: &Tensor, g: &PoolGeometry) -> Result<(Storage, Storage)> {
+        let s = x.storage();
+        let (out, arg) = pool::max_pool_forward(slice(&s, x, "max_pool2d")?, g);
+        Ok((f32s(out), i64s(arg)))
+    }
+
+    fn max_pool2d_backward(
+        &self,
+        dout: &Tensor,
+        argmax: &Tensor,
+        g: &PoolGeometry,
+    ) -> Result<Storage> {
+        let (sd, sa) = (dout.storage(), argmax.storage());
+        let arg = &sa.cpu().i64("max_pool2d")?[..];
+        Ok(f32s(pool::max_pool_backward(
+            slice(&sd, dout, "max_pool2d")?,
+            arg,
+            g,
+        )))
+    }
+
+    fn avg_pool2d(&self, x: &Tensor, g: &PoolGeometry) -> Result<Storage> {
+        let s = x.storage();
+        Ok(f32s(pool::avg_pool_forward(slice(&s, x, "avg_pool2d")?, g)))
+    }
+
+    fn avg_pool2d_backward(&self, dout: &Tensor, g: &PoolGeometry) -> Result<Storage> {
+        let s = dout.storage();
+        Ok(f32s(pool::avg_pool_backward(
+            slice(&s, dout, "avg_pool2d")?,
+            g,
+        )))
+    }
+
+    fn index_select(
+        &self,
+        x: &Tensor,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &[i64],
+    ) -> Result<Storage> {
+        let s = x.storage();
+        let out = match (s.cpu(), x.layout().contiguous_range()) {
+            // Read in place: an embedding table is the largest tensor of a
+            // language model, and generation looks up one row of it per token.
+            (CpuStorage::F32(v), Some(r)) => index::index_select(&v[r], outer, n, inner, idx)?,
+            (other, _) => {
+                index::index_select(&values_f32(other, x.layout()), outer, n, inner, idx)?
+            }
+        };
+        Ok(f32s(out))
+    }
+
+    fn index_add(
+        &self,
+        g: &Tensor,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &[i64],
+    ) -> Result<Storage> {
+        let gv = values_f32(g.storage().cpu(), g.layout());
+        Ok(f32s(index::index_add(&gv, outer, n, inner, idx)?))
+    }
+
+    fn gather(
+        &self,
+        x: &Tensor,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &[i64],
+        m: usize,
+    ) -> Result<Storage> {
+        let xv = values_f32(x.storage().cpu(), x.layout());
+        Ok(f32s(index::gather(&xv, outer, n, inner, idx, m)?))
+    }
+
+    fn scatter_add(
+        &self,
+        src: &Tensor,
+        outer: usize,
+        n: usize,
+        inner: usize,
+        idx: &[i64],
+        m: usize,
+    ) -> Result<Storage> {
+        let sv = values_f32(src.storage().cpu(), src.layout());
+        Ok(f32s(index::scatter_add(&sv, outer, n, inner, idx, m)?))
+    }
+}

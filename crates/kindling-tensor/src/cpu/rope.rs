@@ -1,0 +1,34 @@
+//! Rotary position embedding (Su et al. 2021), "rotate half" layout as in
+//! Hugging Face's LLaMA: in `x [B, T, H, D]` the pair (x[i], x[i + D/2]) of
+//! each head at position t is rotated by the angle whose cosine and sine
+//! are `cos/sin[t, i]`, times `sign` (-1 undoes it: the backward).
+
+/// `x` is contiguous `[B, T, H, D]`; `cos`, `sin` are `[T, D/2]`.
+pub fn rotate(
+    x: &[f32],
+    (t, h, d): (usize, usize, usize),
+    cos: &[f32],
+    sin: &[f32],
+    sign: f32,
+) -> Vec<f32> {
+    let half = d / 2;
+    let mut y = vec![0f32; x.len()];
+    for (bt, (xr, yr)) in x
+        .chunks_exact(h * d)
+        .zip(y.chunks_exact_mut(h * d))
+        .enumerate()
+    {
+        let pos = bt % t;
+        let (cr, sr) = (&cos[pos * half..][..half], &sin[pos * half..][..half]);
+        for (xh, yh) in xr.chunks_exact(d).zip(yr.chunks_exact_mut(d)) {
+            let (x1, x2) = xh.split_at(half);
+            let (y1, y2) = yh.split_at_mut(half);
+            for i in 0..half {
+                let (cv, sv) = (cr[i], sign * sr[i]);
+                y1[i] = x1[i] * cv - x2[i] * sv;
+                y2[i] = x2[i] * cv + x1[i] * sv;
+            }
+        }
+    }
+    y
+}
