@@ -195,7 +195,14 @@ fn xor_demo(hidden: usize, lr: f32, max_steps: usize, seed: u64, json: bool) -> 
     }
     let (x, _) = perceptron::xor_dataset()?;
     let h = run.model.hidden_activations(&x)?.to_vec_f32()?;
-    let w = run.model.hidden.weight.to_vec_f32()?;
+    let w = run
+        .model
+        .hidden
+        .dense_weight()
+        .ok_or_else(|| {
+            anyhow::anyhow!("demo xor: the hidden layer's weight is not a dense f32 tensor")
+        })?
+        .to_vec_f32()?;
     let b = run
         .model
         .hidden

@@ -756,7 +756,13 @@ mod tests {
         assert!(worst < 1e-5, "packed vs one at a time differ by {worst}");
         // Gradients flow through the packed path to every layer.
         packed.sum_all().unwrap().backward().unwrap();
-        assert!(m.layers[0].self_attn.q_proj.weight.grad().is_some());
+        assert!(m.layers[0]
+            .self_attn
+            .q_proj
+            .dense_weight()
+            .unwrap()
+            .grad()
+            .is_some());
         let e = m.hidden_packed(&ids, &[3, 1, 4]).unwrap_err().to_string();
         assert!(e.contains("sum of non-zero lengths"), "{e}");
     }

@@ -125,7 +125,8 @@ fn gguf_weights_dequantize_and_unpermute_as_transformers_holds_them() {
     let q = model.layers[0]
         .self_attn
         .q_proj
-        .weight
+        .dense_weight()
+        .unwrap()
         .narrow(0, 0, 4)
         .unwrap();
     assert_eq!(
@@ -135,7 +136,8 @@ fn gguf_weights_dequantize_and_unpermute_as_transformers_holds_them() {
     let k = model.layers[0]
         .self_attn
         .k_proj
-        .weight
+        .dense_weight()
+        .unwrap()
         .narrow(0, 0, 4)
         .unwrap();
     assert_eq!(

@@ -21,7 +21,7 @@ pub use activation::{Activation, ActivationKind};
 pub use conv2d::Conv2d;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
-pub use linear::Linear;
+pub use linear::{Linear, LinearWeight};
 pub use module::Module;
 pub use rms_norm::RmsNorm;
 pub use sequential::Sequential;

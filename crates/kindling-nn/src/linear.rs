@@ -6,10 +6,44 @@ use crate::lora::Lora;
 use crate::module::{join_name, Module};
 use kindling_tensor::{Error, Result, Rng, Tensor};
 
+/// What a `Linear` layer multiplies by. Dense f32 today; quantized block
+/// formats (GGUF's Q8_0, Q4_K...) join as further variants, each with its
+/// own product in `forward`, so the models built from `Linear`s load a
+/// quantized checkpoint without a second copy of their code.
+pub enum LinearWeight {
+    /// `[out, in]` f32: the trainable parameter named `weight`.
+    Dense(Tensor),
+}
+
+impl LinearWeight {
+    /// `[out, in]`.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            LinearWeight::Dense(w) => w.shape(),
+        }
+    }
+
+    /// The f32 tensor, when the weight is one.
+    pub fn as_dense(&self) -> Option<&Tensor> {
+        match self {
+            LinearWeight::Dense(w) => Some(w),
+        }
+    }
+
+    /// `x @ W^T + bias`.
+    fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        match self {
+            // One fused op: leading dims folded into a single GEMM, the bias
+            // loaded into the output before it accumulates.
+            LinearWeight::Dense(w) => x.linear(w, bias),
+        }
+    }
+}
+
 /// Fields are public so an adapter (LoRA) installed with `map_linears` can
 /// read and replace them.
 pub struct Linear {
-    pub weight: Tensor,
+    pub weight: LinearWeight,
     pub bias: Option<Tensor>,
     /// A low-rank adapter added to the output ([`crate::lora`]).
     pub lora: Option<Lora>,
@@ -21,7 +55,7 @@ impl Linear {
         let weight = init::lecun_uniform(&[out_features, in_features], in_features, rng);
         let bias = bias.then(|| init::lecun_uniform(&[out_features], in_features, rng));
         Linear {
-            weight,
+            weight: LinearWeight::Dense(weight),
             bias,
             lora: None,
         }
@@ -42,10 +76,15 @@ impl Linear {
             ));
         }
         Ok(Linear {
-            weight,
+            weight: LinearWeight::Dense(weight),
             bias,
             lora: None,
         })
+    }
+
+    /// The dense f32 weight `[out, in]` (`None` once a layer is quantized).
+    pub fn dense_weight(&self) -> Option<&Tensor> {
+        self.weight.as_dense()
     }
 
     pub fn in_features(&self) -> usize {
@@ -58,9 +97,7 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // One fused op: leading dims folded into a single GEMM, the bias
-        // loaded into the output before it accumulates.
-        let y = x.linear(&self.weight, self.bias.as_ref())?;
+        let y = self.weight.forward(x, self.bias.as_ref())?;
         match &self.lora {
             Some(l) => y.add(&l.delta(x)?),
             None => Ok(y),
@@ -68,7 +105,9 @@ impl Module for Linear {
     }
 
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
-        f(join_name(prefix, "weight"), &self.weight);
+        match &self.weight {
+            LinearWeight::Dense(w) => f(join_name(prefix, "weight"), w),
+        }
         if let Some(b) = &self.bias {
             f(join_name(prefix, "bias"), b);
         }

@@ -151,10 +151,15 @@ pub fn merge(model: &mut dyn Module) -> Result<usize> {
     let mut failure = None;
     model.map_linears(&mut |name, l| {
         let Some(lora) = l.lora.take() else { return };
-        let r = lora
-            .product()
-            .and_then(|d| l.weight.detach().add(&d))
-            .and_then(|w| l.weight.assign(&w));
+        // Only a dense weight can take the update; a quantized one would
+        // have to be dequantized and requantized, which merging does not do.
+        let r = match l.dense_weight() {
+            Some(w) => lora
+                .product()
+                .and_then(|d| w.detach().add(&d))
+                .and_then(|sum| w.assign(&sum)),
+            None => Err(Error::msg("its weight is not a dense f32 tensor")),
+        };
         match r {
             Ok(()) => merged += 1,
             Err(e) => {
@@ -274,7 +279,9 @@ mod tests {
         m.map_linears(&mut |name, l| {
             if name == "0" {
                 let lora = l.lora.as_ref().unwrap();
-                let base = x.linear(&l.weight, l.bias.as_ref()).unwrap();
+                let base = x
+                    .linear(l.dense_weight().unwrap(), l.bias.as_ref())
+                    .unwrap();
                 let upd = x
                     .matmul(&lora.a.t().unwrap())
                     .unwrap()
@@ -288,7 +295,7 @@ mod tests {
         let mut second = None;
         m.map_linears(&mut |name, l| {
             if name == "2" {
-                second = Some(by_hand.linear(&l.weight, None).unwrap());
+                second = Some(by_hand.linear(l.dense_weight().unwrap(), None).unwrap());
             }
         });
         let want = second.unwrap().to_vec_f32().unwrap();

@@ -31,9 +31,9 @@ impl TinyMlp {
     }
     fn params(&self) -> [(&'static str, Tensor); 4] {
         [
-            ("w1", self.l1.weight.clone()),
+            ("w1", self.l1.dense_weight().unwrap().clone()),
             ("b1", self.l1.bias.clone().unwrap()),
-            ("w2", self.l2.weight.clone()),
+            ("w2", self.l2.dense_weight().unwrap().clone()),
             ("b2", self.l2.bias.clone().unwrap()),
         ]
     }
@@ -213,8 +213,8 @@ fn checkpoint_round_trips_and_names_what_is_wrong() {
     assert_eq!(ck.config["model"], "linear");
     ck.load_into(&b, &path).unwrap();
     assert_eq!(
-        a.weight.to_vec_f32().unwrap(),
-        b.weight.to_vec_f32().unwrap()
+        a.dense_weight().unwrap().to_vec_f32().unwrap(),
+        b.dense_weight().unwrap().to_vec_f32().unwrap()
     );
 
     let wrong = Linear::new(4, 2, true, &mut rng);
@@ -247,7 +247,7 @@ fn same_seed_gives_bitwise_identical_training() {
             loss.backward().unwrap();
             opt.step().unwrap();
         }
-        l2.weight.to_vec_f32().unwrap()
+        l2.dense_weight().unwrap().to_vec_f32().unwrap()
     };
     let (a, b) = (train(42), train(42));
     assert_eq!(

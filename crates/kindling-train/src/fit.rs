@@ -517,7 +517,7 @@ mod tests {
     fn frozen_parameters_do_not_change_and_get_no_gradient() {
         let model = LeNet5::new(LeNet5Config::default(), &mut Rng::new(0)).unwrap();
         let c1_before = model.c1.weight.to_vec_f32().unwrap();
-        let f6_before = model.f6.weight.to_vec_f32().unwrap();
+        let f6_before = model.f6.dense_weight().unwrap().to_vec_f32().unwrap();
         assert_eq!(
             model.set_trainable(&|name| name.starts_with("c1."), false),
             2
@@ -527,11 +527,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(model.c1.weight.to_vec_f32().unwrap(), c1_before);
-        assert_ne!(model.f6.weight.to_vec_f32().unwrap(), f6_before);
+        assert_ne!(
+            model.f6.dense_weight().unwrap().to_vec_f32().unwrap(),
+            f6_before
+        );
         assert!(
             model.c1.weight.grad().is_none() && model.c1.bias.as_ref().unwrap().grad().is_none()
         );
-        assert!(model.f6.weight.grad().is_some());
+        assert!(model.f6.dense_weight().unwrap().grad().is_some());
     }
 
     #[test]
