@@ -12,8 +12,8 @@
 mod autograd;
 // The seam between ops and kernels: descriptors and the `Backend` trait.
 pub(crate) mod backend;
-// Kernels take raw layouts and reach `unsafe` GEMM calls: only the
-// validated tensor ops above them may call them.
+// Kernels take raw slices and reach `unsafe` GEMM calls: only `CpuBackend`,
+// called by the validated tensor ops, may call them.
 pub(crate) mod cpu;
 mod dtype;
 mod error;

@@ -1,6 +1,6 @@
-//! The CPU backend: a short list of primitive kernels over `CpuStorage`.
-//! Composite ops and every backward rule live above, in `ops/`, written with
-//! tensor ops, so another backend only has to provide these primitives.
+//! The CPU backend: `CpuBackend` implements the `Backend` trait the ops call
+//! (`backend.rs`) over a short list of kernels on slices, one file per
+//! family. Composite ops and the backward rules live above, in `ops/`.
 
 pub mod activation;
 pub mod attention;
