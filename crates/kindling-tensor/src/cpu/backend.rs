@@ -389,7 +389,9 @@ impl Backend for CpuBackend {
     fn max_pool2d(&self, x: &Tensor, g: &PoolGeometry) -> Result<(Storage, Storage)> {
         let s = x.storage();
         let (out, arg) = pool::max_pool_forward(slice(&s, x, "max_pool2d")?, g);
-        Ok((f32s(out), i64s(arg)))
+        // The kernel keeps u32 indices (i64 ones cost its loop 3x on LeNet's
+        // pools); storage holds indices as i64, so widen once here.
+        Ok((f32s(out), i64s(arg.iter().map(|&a| a as i64).collect())))
     }
 
     fn max_pool2d_backward(
@@ -399,10 +401,16 @@ impl Backend for CpuBackend {
         g: &PoolGeometry,
     ) -> Result<Storage> {
         let (sd, sa) = (dout.storage(), argmax.storage());
-        let arg = &sa.cpu().i64("max_pool2d")?[..];
+        // Indices are below H*W, so they fit the kernel's u32.
+        let arg: Vec<u32> = sa
+            .cpu()
+            .i64("max_pool2d")?
+            .iter()
+            .map(|&a| a as u32)
+            .collect();
         Ok(f32s(pool::max_pool_backward(
             slice(&sd, dout, "max_pool2d")?,
-            arg,
+            &arg,
             g,
         )))
     }

@@ -5,11 +5,11 @@ use crate::backend::PoolGeometry;
 use rayon::prelude::*;
 
 /// Max over each window, and the in-plane index of the max (first on ties)
-/// for the backward pass (i64, the index dtype tensors have).
-pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i64>) {
+/// for the backward pass.
+pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let (oh, ow, hw) = (g.out_h(), g.out_w(), g.height * g.width);
     let mut out = vec![0f32; g.planes * oh * ow];
-    let mut arg = vec![0i64; g.planes * oh * ow];
+    let mut arg = vec![0u32; g.planes * oh * ow];
     out.par_chunks_mut(oh * ow)
         .zip(arg.par_chunks_mut(oh * ow))
         .enumerate()
@@ -36,7 +36,7 @@ pub fn max_pool_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i64>) {
                         }
                     }
                     o[y * ow + xo] = best;
-                    a[y * ow + xo] = at as i64;
+                    a[y * ow + xo] = at as u32;
                 }
             }
         });
@@ -51,7 +51,7 @@ fn max_pool_2x2_plane(
     oh: usize,
     ow: usize,
     out: &mut [f32],
-    arg: &mut [i64],
+    arg: &mut [u32],
 ) {
     for y in 0..oh {
         let (r0, r1) = (2 * y * width, (2 * y + 1) * width);
@@ -75,12 +75,12 @@ fn max_pool_2x2_plane(
                 }
             }
             o[xo] = best;
-            a[xo] = at as i64;
+            a[xo] = at as u32;
         }
     }
 }
 
-pub fn max_pool_backward(dout: &[f32], arg: &[i64], g: &PoolGeometry) -> Vec<f32> {
+pub fn max_pool_backward(dout: &[f32], arg: &[u32], g: &PoolGeometry) -> Vec<f32> {
     let (n, hw) = (g.out_h() * g.out_w(), g.height * g.width);
     let mut dx = vec![0f32; g.planes * hw];
     dx.par_chunks_mut(hw).enumerate().for_each(|(pl, d)| {
