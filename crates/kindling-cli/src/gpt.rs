@@ -157,6 +157,8 @@ pub struct Generate {
     /// folder or a Kindling language-model run directory (this or --ckpt is required).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub adapter: crate::lm::AdapterArg,
     /// Text to continue [default: a newline].
     #[arg(long, default_value = "\n", hide_default_value = true)]
     pub prompt: String,
@@ -192,9 +194,13 @@ pub fn sample(
 }
 
 pub fn generate(args: Generate) -> CliResult<()> {
+    if args.adapter.adapter.is_some() && args.model.is_none() {
+        anyhow::bail!("--adapter needs --model (a LoRA adapter runs on a pretrained LLaMA-family model, not a --ckpt)");
+    }
     if let Some(model) = &args.model {
         return crate::lm::generate(
             model,
+            args.adapter.adapter.as_deref(),
             &args.prompt,
             &args.sampling,
             args.threads,

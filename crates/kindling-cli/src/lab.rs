@@ -23,6 +23,14 @@ use std::path::{Path, PathBuf};
 pub enum FinetuneModel {
     /// A LeNet-5 trained on MNIST, fine-tuned on another handwriting (USPS).
     Lenet5(FinetuneLenet5),
+    /// Supervised fine-tuning of a chat model on conversations (loss on the answers only).
+    Sft(crate::post_train::FinetuneSft),
+    /// Direct Preference Optimization on chosen/rejected pairs.
+    Dpo(crate::post_train::FinetuneDpo),
+    /// RLHF with PPO against a reward model.
+    Ppo(crate::post_train::FinetunePpo),
+    /// GRPO with a reward computed by a program (arithmetic, or your question/answer file).
+    Grpo(crate::post_train::FinetuneGrpo),
 }
 
 #[derive(Subcommand)]
@@ -113,7 +121,13 @@ fn load_target(name: &str) -> CliResult<(DigitSet, DigitSet)> {
 }
 
 pub fn finetune(model: FinetuneModel) -> CliResult<()> {
-    let FinetuneModel::Lenet5(args) = model;
+    let args = match model {
+        FinetuneModel::Lenet5(args) => args,
+        FinetuneModel::Sft(a) => return crate::post_train::finetune_sft(a),
+        FinetuneModel::Dpo(a) => return crate::post_train::finetune_dpo(a),
+        FinetuneModel::Ppo(a) => return crate::post_train::finetune_ppo(a),
+        FinetuneModel::Grpo(a) => return crate::post_train::finetune_grpo(a),
+    };
     let freeze: Freeze = args.freeze.parse().map_err(anyhow::Error::msg)?;
     let opts = FinetuneOptions {
         samples: args.samples,

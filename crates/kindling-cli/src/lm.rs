@@ -30,7 +30,7 @@ pub struct LoadedLm {
 
 /// A path as given, or the name of a fetched model dataset
 /// (`smollm2-135m-instruct`), which resolves to its GGUF in the data root.
-fn resolve(path: &Path) -> CliResult<PathBuf> {
+pub fn resolve(path: &Path) -> CliResult<PathBuf> {
     // A `train lm` run directory keeps its Hugging Face folder in `hf/`.
     if path.join("hf").join("config.json").is_file() {
         return Ok(path.join("hf"));
@@ -50,62 +50,12 @@ fn resolve(path: &Path) -> CliResult<PathBuf> {
     )
 }
 
-/// `model_type` of a Hugging Face folder's `config.json`.
-fn hf_model_type(dir: &Path) -> CliResult<String> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    Ok(v.get("model_type")
-        .and_then(|m| m.as_str())
-        .unwrap_or("?")
-        .to_string())
-}
-
-pub fn load(path: &Path) -> CliResult<LoadedLm> {
-    let t0 = Instant::now();
-    let resolved = resolve(path)?;
-    let path = resolved.as_path();
-    // (model, parameters, layers, width, the config's end-of-sequence id)
-    type Described = (Box<dyn CausalLm>, usize, usize, usize, Option<u32>);
-    let gpt2 = |m: kindling_models::gpt::Gpt| -> Described {
-        let (n, l, c) = (
-            kindling_nn::Module::num_parameters(&m),
-            m.config.n_layer,
-            m.config.n_embd,
-        );
-        (Box::new(m), n, l, c, None)
-    };
-    let llama = |m: kindling_models::llama::Llama| -> Described {
-        let (n, l, c) = (
-            kindling_nn::Module::num_parameters(&m),
-            m.config.num_hidden_layers,
-            m.config.hidden_size,
-        );
-        let eos = m.config.eos_token_id;
-        (Box::new(m), n, l, c, eos)
-    };
-    let ((model, num_parameters, layers, width, config_eos), tokenizer) = if path.is_dir() {
-        let model = match hf_model_type(path)?.as_str() {
-            "gpt2" => gpt2(gpt2_files::gpt_from_hf_dir(path)?),
-            "llama" => llama(llama_files::llama_from_hf_dir(path)?),
-            other => {
-                bail!(
-                    "{}: model_type `{other}` is not supported (llama and gpt2 are)",
-                    path.join("config.json").display()
-                )
-            }
-        };
-        (model, Tokenizer::from_dir(path)?)
-    } else if path.is_file() {
-        let g = GgufFile::open(path)?;
-        (
-            llama(llama_files::llama_from_gguf(&g)?),
-            Tokenizer::from_gguf(&g)?,
-        )
-    } else {
-        bail!("--model {}: no such file or directory", path.display());
-    };
+/// The chat template a tokenizer ships (ChatML when none) and the ids that
+/// end a turn: the tokenizer's EOS, the config's, and ChatML's `<|im_end|>`.
+pub fn chat_parts(
+    tokenizer: &Tokenizer,
+    config_eos: Option<u32>,
+) -> CliResult<(ChatTemplate, Vec<u32>)> {
     let piece = |id: Option<u32>| {
         id.and_then(|i| tokenizer.id_to_token(i))
             .unwrap_or_default()
@@ -123,6 +73,88 @@ pub fn load(path: &Path) -> CliResult<LoadedLm> {
         .collect();
     stop_ids.sort_unstable();
     stop_ids.dedup();
+    Ok((template, stop_ids))
+}
+
+/// `model_type` of a Hugging Face folder's `config.json`.
+fn hf_model_type(dir: &Path) -> CliResult<String> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    Ok(v.get("model_type")
+        .and_then(|m| m.as_str())
+        .unwrap_or("?")
+        .to_string())
+}
+
+/// `--adapter DIR`: a LoRA adapter on top of a LLaMA-family model.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AdapterArg {
+    /// A LoRA adapter folder in PEFT's format (adapter_config.json + adapter_model.safetensors)
+    /// to run on top of --model [default: none].
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+}
+
+pub fn load(path: &Path) -> CliResult<LoadedLm> {
+    load_with(path, None)
+}
+
+/// [`load`] with an optional LoRA adapter installed on the model.
+pub fn load_with(path: &Path, adapter: Option<&Path>) -> CliResult<LoadedLm> {
+    let t0 = Instant::now();
+    let resolved = resolve(path)?;
+    let path = resolved.as_path();
+    // (model, parameters, layers, width, the config's end-of-sequence id)
+    type Described = (Box<dyn CausalLm>, usize, usize, usize, Option<u32>);
+    let gpt2 = |m: kindling_models::gpt::Gpt| -> Described {
+        let (n, l, c) = (
+            kindling_nn::Module::num_parameters(&m),
+            m.config.n_layer,
+            m.config.n_embd,
+        );
+        (Box::new(m), n, l, c, None)
+    };
+    let llama = |mut m: kindling_models::llama::Llama| -> CliResult<Described> {
+        if let Some(a) = adapter {
+            kindling_models::lora_files::load_peft(a, &mut m)
+                .with_context(|| format!("--adapter {}", a.display()))?;
+        }
+        let (n, l, c) = (
+            kindling_nn::Module::num_parameters(&m),
+            m.config.num_hidden_layers,
+            m.config.hidden_size,
+        );
+        let eos = m.config.eos_token_id;
+        Ok((Box::new(m), n, l, c, eos))
+    };
+    let ((model, num_parameters, layers, width, config_eos), tokenizer) = if path.is_dir() {
+        let model = match hf_model_type(path)?.as_str() {
+            "gpt2" if adapter.is_some() => bail!(
+                "--adapter: LoRA adapters run on LLaMA-family models; {} is a GPT-2",
+                path.display()
+            ),
+            "gpt2" => gpt2(gpt2_files::gpt_from_hf_dir(path)?),
+            "llama" => llama(llama_files::llama_from_hf_dir(path)?)?,
+            other => {
+                bail!(
+                    "{}: model_type `{other}` is not supported (llama and gpt2 are)",
+                    path.join("config.json").display()
+                )
+            }
+        };
+        (model, Tokenizer::from_dir(path)?)
+    } else if path.is_file() {
+        let g = GgufFile::open(path)?;
+        (
+            llama(llama_files::llama_from_gguf(&g)?)?,
+            Tokenizer::from_gguf(&g)?,
+        )
+    } else {
+        bail!("--model {}: no such file or directory", path.display());
+    };
+    let (template, stop_ids) = chat_parts(&tokenizer, config_eos)?;
     eprintln!(
         "loaded {} ({} layers, {} wide, {:.1}M parameters) in {:.1} s",
         path.display(),
@@ -153,6 +185,8 @@ pub struct NextToken {
     #[arg(long, default_value_t = 10)]
     pub top: usize,
     #[command(flatten)]
+    pub adapter: AdapterArg,
+    #[command(flatten)]
     pub threads: ThreadsArg,
     #[command(flatten)]
     pub json: JsonArg,
@@ -163,7 +197,7 @@ pub fn next_token(args: NextToken) -> CliResult<()> {
     if args.top == 0 {
         bail!("--top must be at least 1");
     }
-    let lm = load(&args.model)?;
+    let lm = load_with(&args.model, args.adapter.adapter.as_deref())?;
     let ids = lm.tokenizer.encode(&args.text)?;
     if ids.is_empty() {
         bail!("--text must not be empty");
@@ -222,6 +256,12 @@ pub struct Chat {
     #[arg(long)]
     pub message: Option<String>,
     #[command(flatten)]
+    pub adapter: AdapterArg,
+    /// A memory directory: every turn is stored there, and the adapter `kindling memory
+    /// consolidate` made from earlier turns is loaded (unless --adapter is given) [default: none].
+    #[arg(long, value_name = "DIR")]
+    pub memory: Option<PathBuf>,
+    #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub threads: ThreadsArg,
@@ -251,7 +291,37 @@ fn answer(
 
 pub fn chat(args: Chat) -> CliResult<()> {
     args.threads.apply()?;
-    let lm = load(&args.model)?;
+    let memory = args
+        .memory
+        .as_deref()
+        .map(kindling_train::memory::Memory::open)
+        .transpose()?;
+    let mut adapter = args.adapter.adapter.clone();
+    if let (Some(m), None) = (&memory, &adapter) {
+        if let Some(n) = m.current()? {
+            eprintln!(
+                "memory {}: loading consolidated adapter {n:04}",
+                m.dir.display()
+            );
+            adapter = Some(m.adapter_dir(n));
+        }
+    }
+    let session = memory
+        .as_ref()
+        .map(|m| m.next_session())
+        .transpose()?
+        .unwrap_or(0);
+    let remember = |role: &str, content: &str| -> CliResult<()> {
+        if let Some(m) = &memory {
+            m.append(&kindling_train::memory::Turn {
+                session,
+                role: role.into(),
+                content: content.into(),
+            })?;
+        }
+        Ok(())
+    };
+    let lm = load_with(&args.model, adapter.as_deref())?;
     let options = args.sampling.options(&lm.stop_ids)?;
     let mut gen = Generator::new(lm.model.as_ref(), options)?;
     let mut history = Vec::new();
@@ -261,6 +331,8 @@ pub fn chat(args: Chat) -> CliResult<()> {
     if let Some(m) = &args.message {
         history.push(Message::new("user", m.clone())?);
         let (g, prompt_tokens) = answer(&lm, &mut gen, &history, !args.json.enabled)?;
+        remember("user", m)?;
+        remember("assistant", &g.text)?;
         if !args.json.enabled {
             println!();
         }
@@ -308,9 +380,11 @@ pub fn chat(args: Chat) -> CliResult<()> {
             continue;
         }
         history.push(Message::new("user", line)?);
+        remember("user", line)?;
         let (g, _) = answer(&lm, &mut gen, &history, true)?;
         println!();
         // The whole history is the next turn's prompt, as the model saw it.
+        remember("assistant", &g.text)?;
         history.push(Message::new("assistant", g.text)?);
     }
     Ok(())
@@ -319,13 +393,14 @@ pub fn chat(args: Chat) -> CliResult<()> {
 /// `generate --model`: a plain continuation of `--prompt` (no chat template).
 pub fn generate(
     model_path: &Path,
+    adapter: Option<&Path>,
     prompt: &str,
     sampling: &SamplingArgs,
     threads: ThreadsArg,
     json_out: bool,
 ) -> CliResult<()> {
     threads.apply()?;
-    let lm = load(model_path)?;
+    let lm = load_with(model_path, adapter)?;
     let ids = lm.tokenizer.encode(prompt)?;
     let mut gen = Generator::new(lm.model.as_ref(), sampling.options(&lm.stop_ids)?)?;
     let decode = |ids: &[u32]| lm.tokenizer.decode(ids).unwrap_or_default();

@@ -10,6 +10,7 @@ mod lab;
 mod lab_attack;
 mod lenet;
 mod lm;
+mod post_train;
 mod report;
 mod stop;
 mod tokenize_cmd;
@@ -105,6 +106,18 @@ enum Command {
         #[command(subcommand)]
         model: lab::SweepModel,
     },
+    /// Score one answer to a prompt with a reward model (`train reward`).
+    Reward(post_train::Reward),
+    /// LoRA adapters: fold one into its base's weights.
+    Lora {
+        #[command(subcommand)]
+        cmd: post_train::LoraCmd,
+    },
+    /// A chat's memory (`chat --memory DIR`): consolidate it into an adapter, or roll back.
+    Memory {
+        #[command(subcommand)]
+        cmd: post_train::MemoryCmd,
+    },
 }
 
 /// Commands that took no model word before the grammar became `kindling
@@ -155,6 +168,8 @@ enum TrainModel {
     Gpt(gpt::TrainGpt),
     /// A LLaMA- or GPT-2-architecture language model with a BPE (or character) tokenizer.
     Lm(train_lm::TrainLm),
+    /// A reward model (scalar head on a LLaMA, Bradley-Terry loss) on preference pairs.
+    Reward(post_train::TrainReward),
 }
 
 #[derive(Subcommand)]
@@ -167,6 +182,8 @@ enum BenchModel {
     Lm(lm::BenchLm),
     /// Tokenizer encoding throughput (MB/s) on a corpus.
     Tokenizer(tokenize_cmd::BenchTokenizer),
+    /// Fine-tuning speed of a pretrained model (full or LoRA): tokens/s and peak memory.
+    Sft(post_train::BenchSft),
 }
 
 /// Training allocates and frees the same large activation buffers every
@@ -274,6 +291,15 @@ fn main() -> ExitCode {
         Command::Inspect { model } => lab_attack::inspect(model),
         Command::Finetune { model } => lab::finetune(model),
         Command::Sweep { model } => lab::sweep(model),
+        Command::Train {
+            model: TrainModel::Reward(a),
+        } => post_train::train_reward(a),
+        Command::Bench {
+            model: BenchModel::Sft(a),
+        } => post_train::bench_sft(a),
+        Command::Reward(a) => post_train::reward(a),
+        Command::Lora { cmd } => post_train::lora(cmd),
+        Command::Memory { cmd } => post_train::memory_cmd(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
