@@ -294,6 +294,7 @@ pub struct FinetuneSft {
     /// Before/after answers to show, from held-out prompts.
     #[arg(long, default_value_t = 3)]
     pub samples: usize,
+    /// Seed for the data order, new weights (adapters, heads) and sampling.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
     #[command(flatten)]
@@ -418,6 +419,7 @@ pub struct PreferenceArgs {
     /// Train on at most N pairs (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Seed for the data order, new weights (adapters, heads) and sampling.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
 }
@@ -714,6 +716,7 @@ pub struct FinetunePpo {
     /// Learning rate [default: 1e-5, or 1e-4 with --lora-rank].
     #[arg(long)]
     pub lr: Option<f32>,
+    /// Seed for the data order, new weights (adapters, heads) and sampling.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
     #[command(flatten)]
@@ -873,6 +876,7 @@ pub struct FinetuneGrpo {
     /// Learning rate [default: 1e-5, or 1e-4 with --lora-rank].
     #[arg(long)]
     pub lr: Option<f32>,
+    /// Seed for the data order, new weights (adapters, heads) and sampling.
     #[arg(long, default_value_t = 1337)]
     pub seed: u64,
     #[command(flatten)]
@@ -1039,6 +1043,7 @@ pub struct Consolidate {
 
 #[derive(Args)]
 pub struct Rollback {
+    /// The memory directory `chat --memory` writes.
     #[arg(long)]
     pub memory: PathBuf,
     /// The adapter number to make current (see the memory's adapters/ folder).
