@@ -14,7 +14,6 @@ use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_models::llama::Llama;
-use kindling_nn::checkpoint::Checkpoint;
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{cat, no_grad, safetensors_io, Rng, Tensor};
@@ -68,17 +67,16 @@ impl DpoOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("steps", self.steps),
-            ("batch_size", self.batch_size),
-            ("accum_steps", self.accum_steps),
-            ("max_len", self.max_len),
-            ("eval_every", self.eval_every),
-        ] {
-            if v == 0 {
-                return Err(format!("DPO option `{name}` must be at least 1").into());
-            }
-        }
+        trainer::require_positive(
+            "DPO",
+            &[
+                ("steps", self.steps),
+                ("batch_size", self.batch_size),
+                ("accum_steps", self.accum_steps),
+                ("max_len", self.max_len),
+                ("eval_every", self.eval_every),
+            ],
+        )?;
         if !(self.beta > 0.0 && self.beta.is_finite()) {
             return Err(format!("DPO option `beta` must be positive, got {}", self.beta).into());
         }
@@ -310,36 +308,23 @@ impl Task for DpoTask<'_> {
             right as f32 / n as f32,
             (margin / n as f64) as f32,
         );
-        let mut record = json!({ "step": p.step, "val_loss": vl, "val_reward_accuracy": acc, "val_reward_margin": mm, "lr": self.opts.schedule().lr_at(p.step) });
-        let mut line = format!("step {:>4}: held-out DPO loss {vl:.4}, implicit-reward accuracy {acc:.3}, margin {mm:.3}", p.step);
-        if let Some(tl) = p.train_loss {
-            record["train_loss"] = json!(tl);
-            line.push_str(&format!(", train loss {tl:.4}"));
-        }
-        Ok(Evaluated {
-            record,
-            line: Some(line),
+        let record = json!({ "step": p.step, "val_loss": vl, "val_reward_accuracy": acc, "val_reward_margin": mm, "lr": self.opts.schedule().lr_at(p.step) });
+        let line = format!("step {:>4}: held-out DPO loss {vl:.4}, implicit-reward accuracy {acc:.3}, margin {mm:.3}", p.step);
+        Ok(Evaluated::with_train_loss(record, line, p))
+    }
+
+    fn identity(&self) -> Option<trainer::RunIdentity> {
+        Some(trainer::RunIdentity {
+            model: "dpo",
+            what: "DPO",
+            options: json!(self.opts),
+            may_change: &["steps"],
+            total_steps: self.opts.steps,
         })
-    }
-
-    fn describe(&self, steps: usize) -> String {
-        format!("step {steps} of {}", self.opts.steps)
-    }
-
-    fn checkpoint_meta(&self, steps: usize) -> Value {
-        json!({ "model": "dpo", "options": self.opts, "steps_done": steps })
-    }
-
-    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        trainer::resume_with_options(ck, path, "dpo", "DPO", self.opts, &["steps"], "steps_done")
     }
 
     fn checkpoint_frozen(&self) -> bool {
         false
-    }
-
-    fn record_step(&self, record: &Value) -> Option<usize> {
-        Some(record["step"].as_u64()? as usize)
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {

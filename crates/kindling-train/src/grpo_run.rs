@@ -17,7 +17,6 @@ use kindling_models::chat::{ChatTemplate, Message};
 use kindling_models::generate::{GenerateOptions, Generator};
 use kindling_models::llama::Llama;
 use kindling_models::sampling::Sampling;
-use kindling_nn::checkpoint::Checkpoint;
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{no_grad, Rng, Tensor};
@@ -199,18 +198,17 @@ impl GrpoOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("steps", self.steps),
-            ("prompts_per_step", self.prompts_per_step),
-            ("group_size", self.group_size),
-            ("max_new_tokens", self.max_new_tokens),
-            ("eval_every", self.eval_every),
-            ("eval_problems", self.eval_problems),
-        ] {
-            if v == 0 {
-                return Err(format!("GRPO option `{name}` must be at least 1").into());
-            }
-        }
+        trainer::require_positive(
+            "GRPO",
+            &[
+                ("steps", self.steps),
+                ("prompts_per_step", self.prompts_per_step),
+                ("group_size", self.group_size),
+                ("max_new_tokens", self.max_new_tokens),
+                ("eval_every", self.eval_every),
+                ("eval_problems", self.eval_problems),
+            ],
+        )?;
         if self.group_size < 2 {
             return Err("GRPO option `group_size` must be at least 2: advantages compare answers within a group".into());
         }
@@ -423,42 +421,21 @@ impl Task for GrpoTask<'_> {
             record["reward"] = json!(r);
             line.push_str(&format!(", sampled answers right {r:.3}"));
         }
-        if let Some(tl) = p.train_loss {
-            record["train_loss"] = json!(tl);
-            line.push_str(&format!(", loss {tl:.4}"));
-        }
-        Ok(Evaluated {
-            record,
-            line: Some(line),
+        Ok(Evaluated::with_train_loss(record, line, p))
+    }
+
+    fn identity(&self) -> Option<trainer::RunIdentity> {
+        Some(trainer::RunIdentity {
+            model: "grpo",
+            what: "GRPO",
+            options: json!(self.opts),
+            may_change: &["steps"],
+            total_steps: self.opts.steps,
         })
-    }
-
-    fn describe(&self, steps: usize) -> String {
-        format!("step {steps} of {}", self.opts.steps)
-    }
-
-    fn checkpoint_meta(&self, steps: usize) -> Value {
-        json!({ "model": "grpo", "options": self.opts, "steps_done": steps })
-    }
-
-    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        trainer::resume_with_options(
-            ck,
-            path,
-            "grpo",
-            "GRPO",
-            self.opts,
-            &["steps"],
-            "steps_done",
-        )
     }
 
     fn checkpoint_frozen(&self) -> bool {
         false
-    }
-
-    fn record_step(&self, record: &Value) -> Option<usize> {
-        Some(record["step"].as_u64()? as usize)
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {

@@ -19,7 +19,6 @@ use crate::Result;
 use kindling_models::generate::{GenerateOptions, Generator};
 use kindling_models::llama::Llama;
 use kindling_models::sampling::Sampling;
-use kindling_nn::checkpoint::Checkpoint;
 use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::{Linear, Module};
@@ -129,17 +128,16 @@ impl PpoOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("rollouts", self.rollouts),
-            ("rollout_size", self.rollout_size),
-            ("ppo_epochs", self.ppo_epochs),
-            ("minibatch_size", self.minibatch_size),
-            ("max_new_tokens", self.max_new_tokens),
-        ] {
-            if v == 0 {
-                return Err(format!("PPO option `{name}` must be at least 1").into());
-            }
-        }
+        trainer::require_positive(
+            "PPO",
+            &[
+                ("rollouts", self.rollouts),
+                ("rollout_size", self.rollout_size),
+                ("ppo_epochs", self.ppo_epochs),
+                ("minibatch_size", self.minibatch_size),
+                ("max_new_tokens", self.max_new_tokens),
+            ],
+        )?;
         if self.minibatch_size > self.rollout_size {
             return Err(format!(
                 "PPO option `minibatch_size` ({}) exceeds `rollout_size` ({})",
@@ -442,44 +440,21 @@ impl Task for PpoTask<'_> {
                 s.reward, s.kl, s.entropy, s.answer_tokens
             ));
         }
-        if let Some(tl) = p.train_loss {
-            record["train_loss"] = json!(tl);
-        }
-        Ok(Evaluated {
-            record,
-            line: Some(line),
+        Ok(Evaluated::with_train_loss(record, line, p))
+    }
+
+    fn identity(&self) -> Option<trainer::RunIdentity> {
+        Some(trainer::RunIdentity {
+            model: "ppo",
+            what: "PPO",
+            options: json!(self.opts),
+            may_change: &["rollouts"],
+            total_steps: self.opts.rollouts * self.opts.updates_per_rollout(),
         })
-    }
-
-    fn describe(&self, steps: usize) -> String {
-        format!(
-            "update {steps} of {}",
-            self.opts.rollouts * self.opts.updates_per_rollout()
-        )
-    }
-
-    fn checkpoint_meta(&self, steps: usize) -> Value {
-        json!({ "model": "ppo", "options": self.opts, "steps_done": steps })
-    }
-
-    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        trainer::resume_with_options(
-            ck,
-            path,
-            "ppo",
-            "PPO",
-            self.opts,
-            &["rollouts"],
-            "steps_done",
-        )
     }
 
     fn checkpoint_frozen(&self) -> bool {
         false
-    }
-
-    fn record_step(&self, record: &Value) -> Option<usize> {
-        Some(record["step"].as_u64()? as usize)
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {

@@ -11,7 +11,6 @@ use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_models::reward::RewardModel;
-use kindling_nn::checkpoint::Checkpoint;
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{cat, no_grad, Rng, Tensor};
@@ -64,17 +63,16 @@ impl RewardOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("steps", self.steps),
-            ("batch_size", self.batch_size),
-            ("accum_steps", self.accum_steps),
-            ("max_len", self.max_len),
-            ("eval_every", self.eval_every),
-        ] {
-            if v == 0 {
-                return Err(format!("reward option `{name}` must be at least 1").into());
-            }
-        }
+        trainer::require_positive(
+            "reward",
+            &[
+                ("steps", self.steps),
+                ("batch_size", self.batch_size),
+                ("accum_steps", self.accum_steps),
+                ("max_len", self.max_len),
+                ("eval_every", self.eval_every),
+            ],
+        )?;
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(format!("reward option `lr` must be positive, got {}", self.lr).into());
         }
@@ -193,47 +191,26 @@ impl Task for RewardTask<'_> {
 
     fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
         let (acc, vl) = score_pairs(self.model, self.val_pairs())?;
-        let mut record = json!({ "step": p.step, "val_accuracy": acc, "val_loss": vl, "lr": self.opts.schedule().lr_at(p.step) });
-        let mut line = format!(
+        let record = json!({ "step": p.step, "val_accuracy": acc, "val_loss": vl, "lr": self.opts.schedule().lr_at(p.step) });
+        let line = format!(
             "step {:>4}: held-out accuracy {acc:.3}, loss {vl:.4}",
             p.step
         );
-        if let Some(tl) = p.train_loss {
-            record["train_loss"] = json!(tl);
-            line.push_str(&format!(", train loss {tl:.4}"));
-        }
-        Ok(Evaluated {
-            record,
-            line: Some(line),
+        Ok(Evaluated::with_train_loss(record, line, p))
+    }
+
+    fn identity(&self) -> Option<trainer::RunIdentity> {
+        Some(trainer::RunIdentity {
+            model: "reward",
+            what: "reward-model",
+            options: json!(self.opts),
+            may_change: &["steps"],
+            total_steps: self.opts.steps,
         })
-    }
-
-    fn describe(&self, steps: usize) -> String {
-        format!("step {steps} of {}", self.opts.steps)
-    }
-
-    fn checkpoint_meta(&self, steps: usize) -> Value {
-        json!({ "model": "reward", "options": self.opts, "steps_done": steps })
-    }
-
-    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        trainer::resume_with_options(
-            ck,
-            path,
-            "reward",
-            "reward-model",
-            self.opts,
-            &["steps"],
-            "steps_done",
-        )
     }
 
     fn checkpoint_frozen(&self) -> bool {
         false
-    }
-
-    fn record_step(&self, record: &Value) -> Option<usize> {
-        Some(record["step"].as_u64()? as usize)
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {

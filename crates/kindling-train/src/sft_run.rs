@@ -13,7 +13,6 @@ use crate::Result;
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::chat::ChatTemplate;
 use kindling_models::llama::Llama;
-use kindling_nn::checkpoint::Checkpoint;
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{no_grad, Rng, Tensor};
@@ -78,18 +77,17 @@ impl SftOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("steps", self.steps),
-            ("batch_size", self.batch_size),
-            ("accum_steps", self.accum_steps),
-            ("seq_len", self.seq_len),
-            ("eval_every", self.eval_every),
-            ("eval_examples", self.eval_examples),
-        ] {
-            if v == 0 {
-                return Err(format!("sft option `{name}` must be at least 1").into());
-            }
-        }
+        trainer::require_positive(
+            "sft",
+            &[
+                ("steps", self.steps),
+                ("batch_size", self.batch_size),
+                ("accum_steps", self.accum_steps),
+                ("seq_len", self.seq_len),
+                ("eval_every", self.eval_every),
+                ("eval_examples", self.eval_examples),
+            ],
+        )?;
         if self.held_out_every < 2 {
             return Err("sft option `held_out_every` must be at least 2".into());
         }
@@ -364,45 +362,24 @@ impl Task for SftTask<'_> {
 
     fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
         let vl = heldout_loss(self.model, &self.data.val, self.opts.seq_len)?;
-        let mut record =
+        let record =
             json!({ "step": p.step, "val_loss": vl, "lr": self.opts.schedule().lr_at(p.step) });
-        let mut line = format!("step {:>4}: held-out answer loss {vl:.4}", p.step);
-        if let Some(tl) = p.train_loss {
-            record["train_loss"] = json!(tl);
-            line.push_str(&format!(", train {tl:.4}"));
-        }
-        Ok(Evaluated {
-            record,
-            line: Some(line),
+        let line = format!("step {:>4}: held-out answer loss {vl:.4}", p.step);
+        Ok(Evaluated::with_train_loss(record, line, p))
+    }
+
+    fn identity(&self) -> Option<trainer::RunIdentity> {
+        Some(trainer::RunIdentity {
+            model: "sft",
+            what: "fine-tuning",
+            options: json!(self.opts),
+            may_change: &["steps"],
+            total_steps: self.opts.steps,
         })
-    }
-
-    fn describe(&self, steps: usize) -> String {
-        format!("step {steps} of {}", self.opts.steps)
-    }
-
-    fn checkpoint_meta(&self, steps: usize) -> Value {
-        json!({ "model": "sft", "options": self.opts, "steps_done": steps })
-    }
-
-    fn resume(&mut self, ck: &Checkpoint, path: &Path) -> Result<usize> {
-        trainer::resume_with_options(
-            ck,
-            path,
-            "sft",
-            "fine-tuning",
-            self.opts,
-            &["steps"],
-            "steps_done",
-        )
     }
 
     fn checkpoint_frozen(&self) -> bool {
         false
-    }
-
-    fn record_step(&self, record: &Value) -> Option<usize> {
-        Some(record["step"].as_u64()? as usize)
     }
 
     fn curves(&self, metrics: &[Value]) -> Vec<Panel<'static>> {

@@ -113,21 +113,46 @@ pub trait Task {
     ) -> kindling_tensor::Result<Tensor>;
     /// Scores the model; the record goes to `metrics.jsonl`.
     fn evaluate(&mut self, period: &Period) -> Result<Evaluated>;
+    /// A task that stores its whole options and counts plain steps says
+    /// so here; the four methods below then need no code of their own.
+    fn identity(&self) -> Option<RunIdentity> {
+        None
+    }
     /// Where `steps` done stand, in the task's words ("epoch 3 of 12").
-    fn describe(&self, steps: usize) -> String;
+    fn describe(&self, steps: usize) -> String {
+        match self.identity() {
+            Some(id) => format!("step {steps} of {}", id.total_steps),
+            None => format!("step {steps}"),
+        }
+    }
     /// The checkpoint's metadata after `steps` (a JSON object).
-    fn checkpoint_meta(&self, _steps: usize) -> Value {
-        json!({})
+    fn checkpoint_meta(&self, steps: usize) -> Value {
+        match self.identity() {
+            Some(id) => json!({ "model": id.model, "options": id.options, "steps_done": steps }),
+            None => json!({}),
+        }
     }
     /// Checks that a checkpoint belongs to this run (same options) and
     /// returns the steps it has done.
-    fn resume(&mut self, _checkpoint: &Checkpoint, path: &Path) -> Result<usize> {
-        Err(format!("{}: this task cannot resume", path.display()).into())
+    fn resume(&mut self, checkpoint: &Checkpoint, path: &Path) -> Result<usize> {
+        match self.identity() {
+            Some(id) => resume_with_options(
+                checkpoint,
+                path,
+                id.model,
+                id.what,
+                &id.options,
+                id.may_change,
+                "steps_done",
+            ),
+            None => Err(format!("{}: this task cannot resume", path.display()).into()),
+        }
     }
     /// The step a `metrics.jsonl` record belongs to (resuming drops the
     /// records after the checkpoint's step, and those with none).
-    fn record_step(&self, _record: &Value) -> Option<usize> {
-        None
+    fn record_step(&self, record: &Value) -> Option<usize> {
+        self.identity()?;
+        Some(record["step"].as_u64()? as usize)
     }
     /// Whether checkpoints hold the frozen parameters too. Tasks that train
     /// adapters on a base loaded from elsewhere say no: their checkpoints
@@ -139,6 +164,42 @@ pub trait Task {
     /// The panels of `curves.png`, from the records so far (none: no file).
     fn curves(&self, _records: &[Value]) -> Vec<Panel<'static>> {
         Vec::new()
+    }
+}
+
+/// How a task that keeps its options whole names its runs: the
+/// checkpoint's `model` entry, what it is called in errors, its options (as
+/// stored in checkpoints), those that may change on `--resume`, and the
+/// run's length in steps.
+pub struct RunIdentity {
+    pub model: &'static str,
+    pub what: &'static str,
+    pub options: Value,
+    pub may_change: &'static [&'static str],
+    pub total_steps: usize,
+}
+
+impl Evaluated {
+    /// The record and line, with the period's mean training loss added
+    /// when there is one.
+    pub fn with_train_loss(mut record: Value, mut line: String, p: &Period) -> Evaluated {
+        if let Some(tl) = p.train_loss {
+            record["train_loss"] = json!(tl);
+            line.push_str(&format!(", train loss {tl:.4}"));
+        }
+        Evaluated {
+            record,
+            line: Some(line),
+        }
+    }
+}
+
+/// Checks options given as `(name, value)` are at least 1; the error names
+/// the first that is not, as "`what` option `name` must be at least 1".
+pub fn require_positive(what: &str, values: &[(&str, usize)]) -> Result<()> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(format!("{what} option `{name}` must be at least 1").into()),
+        None => Ok(()),
     }
 }
 
