@@ -253,6 +253,9 @@ pub struct SweepLenet5 {
     /// images), as `train lenet5 --limit` [default: all].
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Continue an interrupted sweep in --out: the settings already done are kept, the rest trained.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
     #[command(flatten)]
     pub run: ResultsDirArgs,
     #[command(flatten)]
@@ -286,7 +289,12 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
     .validate()?;
     args.threads.apply()?;
     let (train, val, test) = mnist_splits(args.data.dir.as_deref(), args.limit)?;
-    let run = RunDir::start(&args.run.out, args.run.mode())?;
+    let mode = if args.resume {
+        kindling_train::run_dir::RunMode::Resume
+    } else {
+        args.run.mode()
+    };
+    let run = RunDir::start(&args.run.out, mode)?;
     eprintln!(
         "sweep over {} LeNet-5 settings on MNIST: {} train / {} validation / {} test images, {} threads, run directory {}",
         settings.len(),
@@ -301,7 +309,9 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
         val: &val,
         test: &test,
     };
-    let o = sweep::sweep(&settings, &opts, &splits, &run, &|l| eprintln!("{l}"))?;
+    let o = sweep::sweep(&settings, &opts, &splits, &run, args.resume, &|l| {
+        eprintln!("{l}")
+    })?;
 
     let out = Report::new(args.json.enabled);
     let width = o

@@ -361,3 +361,74 @@ fn malformed_grids_are_one_line_errors_quoting_the_grid() {
         "nothing written for a bad grid"
     );
 }
+
+#[test]
+fn an_interrupted_sweep_resumes_with_the_settings_already_done() {
+    let s = Scratch::new("sweep-resume");
+    let mnist = repo_mnist();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "sweep",
+            "lenet5",
+            "--grid",
+            "c1=4,6 f6=42",
+            "--epochs",
+            "1",
+            "--limit",
+            "2000",
+            "--threads",
+            "2",
+            "--data",
+            &mnist,
+            "--json",
+            "--out",
+            out,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let whole = s.path("whole");
+    let a = args(&whole);
+    let v = json_of(&s.kindling(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+    // The same sweep, killed once its first setting is written down.
+    let cut = s.path("cut");
+    let b = args(&cut);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args(&b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = Path::new(&cut).join("metrics.jsonl");
+    let t0 = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < 1 {
+        assert!(
+            t0.elapsed().as_secs() < 120,
+            "the first setting never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if Path::new(&cut).join("results.json").exists() {
+        eprintln!("the sweep finished before it could be killed; nothing to resume");
+        return;
+    }
+    let mut c = b.clone();
+    c.push("--resume".into());
+    let out = s.kindling(&c.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 2 settings done"));
+    let r = json_of(&out);
+    assert_eq!(
+        r["results"], v["results"],
+        "the resumed sweep ends as the whole one did"
+    );
+    assert_eq!(r["test_accuracy"], v["test_accuracy"]);
+    // A different grid over the same directory is named and refused.
+    let mut d = args(&cut);
+    d[3] = "c1=4 f6=42".into();
+    d.push("--resume".into());
+    let line = one_line_error(&s.kindling(&d.iter().map(String::as_str).collect::<Vec<_>>()));
+    assert!(line.contains("other settings"), "{line}");
+}

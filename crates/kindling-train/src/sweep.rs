@@ -231,12 +231,17 @@ pub fn pick_best(results: &[SettingResult]) -> Option<usize> {
 
 /// Trains every setting, writes a `metrics.jsonl` line as each finishes,
 /// then scores the winner on `data.test` and writes `results.json` and the
-/// winner's `model.safetensors` into `run`.
+/// winner's `model.safetensors` into `run`. Each setting's model is kept
+/// (`setting-N.safetensors`) before its line is written, so `resume` (a run directory an
+/// interrupted sweep left) skips the settings already done, after checking
+/// the grid and options are the same; an interruption loses at most the
+/// setting under way.
 pub fn sweep(
     settings: &[Setting],
     opts: &SweepOptions,
     data: &Splits,
     run: &RunDir,
+    resume: bool,
     log: &dyn Fn(&str),
 ) -> Result<SweepOutcome> {
     if settings.is_empty() {
@@ -245,11 +250,60 @@ pub fn sweep(
     if data.val.is_empty() {
         return Err("sweep: the validation set is empty; nothing to choose by".into());
     }
-    run.write_json(
-        "config.json",
-        &json!({ "options": opts, "settings": settings, "train_images": data.train.len(),
-                 "val_images": data.val.len(), "test_images": data.test.len() }),
-    )?;
+    let config = json!({ "options": opts, "settings": settings, "train_images": data.train.len(),
+                         "val_images": data.val.len(), "test_images": data.test.len() });
+    let mut results: Vec<SettingResult> = Vec::with_capacity(settings.len());
+    let mut metrics: Vec<Value> = Vec::new();
+    let mut best_model: Option<LeNet5> = None;
+    if resume && run.file("config.json").exists() {
+        let stored = run.read_json("config.json")?;
+        let differ = crate::gpt_run::changed_options(&stored, &config, &[]);
+        if !differ.is_empty() {
+            return Err(format!(
+                "{} holds a sweep with other settings ({}); use the same flags or a new --out",
+                run.path.display(),
+                differ.join(", ")
+            )
+            .into());
+        }
+        for line in run.read_metrics()? {
+            let done = settings
+                .get(results.len())
+                .filter(|s| json!(s) == line["setting"]);
+            let (Some(setting), Some(params), Some(acc), Some(loss)) = (
+                done,
+                line["params"].as_u64(),
+                line["val_accuracy"].as_f64(),
+                line["val_loss"].as_f64(),
+            ) else {
+                break;
+            };
+            results.push(SettingResult {
+                setting: setting.clone(),
+                params: params as usize,
+                val_accuracy: acc as f32,
+                val_loss: loss as f32,
+                seconds: line["seconds"].as_f64().unwrap_or(0.0) as f32,
+            });
+            metrics.push(line);
+        }
+        if let Some(b) = pick_best(&results) {
+            let path = run.file(&format!("setting-{b}.safetensors"));
+            let model = LeNet5::new(
+                results[b].setting.model_config(&opts.model),
+                &mut Rng::new(opts.seed),
+            )?;
+            checkpoint::read(&path)?.load_into(&model, &path)?;
+            best_model = Some(model);
+        }
+        log(&format!(
+            "resuming the sweep in {}: {} of {} settings done",
+            run.path.display(),
+            results.len(),
+            settings.len()
+        ));
+    }
+    run.write_json("config.json", &config)?;
     log(&format!(
         "{} settings x {} x {} training images; validation on {} images",
         settings.len(),
@@ -257,12 +311,13 @@ pub fn sweep(
         data.train.len(),
         data.val.len()
     ));
-    let total_work: f64 = settings.iter().map(|s| s.multiply_adds() as f64).sum();
+    let total_work: f64 = settings
+        .iter()
+        .skip(results.len())
+        .map(|s| s.multiply_adds() as f64)
+        .sum();
     let (mut done_work, started) = (0f64, Instant::now());
-    let mut results: Vec<SettingResult> = Vec::with_capacity(settings.len());
-    let mut metrics: Vec<Value> = Vec::new();
-    let mut best_model: Option<LeNet5> = None;
-    for (i, setting) in settings.iter().enumerate() {
+    for (i, setting) in settings.iter().enumerate().skip(results.len()) {
         let model = LeNet5::new(setting.model_config(&opts.model), &mut Rng::new(opts.seed))?;
         let params = model.num_parameters();
         log(&format!(
@@ -316,6 +371,14 @@ pub fn sweep(
         line["val_loss"] = json!(result.val_loss);
         line["seconds"] = json!(result.seconds);
         line["epochs"] = records.iter().map(|r| r.to_json()).collect();
+        // The model first, then its line: a line on disk always has its model.
+        let meta = json!({ "model": "lenet5", "lenet5": model.config, "sweep_setting": setting });
+        checkpoint::save(
+            &run.file(&format!("setting-{i}.safetensors")),
+            &model,
+            &meta,
+            &[],
+        )?;
         metrics.push(line);
         run.write_metrics(&metrics)?;
         results.push(result);
