@@ -78,6 +78,9 @@ pub struct FinetuneLenet5 {
     /// after [default: the data root's mnist/].
     #[arg(long)]
     pub mnist: Option<PathBuf>,
+    /// Continue an interrupted fine-tuning in --out: a finished fine-tuning phase is kept, the rest run.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
     #[command(flatten)]
     pub run: ResultsDirArgs,
     #[command(flatten)]
@@ -166,7 +169,12 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
     let (model, _) = lenet5_run::load_model(&ckpt)?;
     let (target_train, target_test) = load_target(&args.data)?;
     let mnist = load_mnist(args.mnist.as_deref())?;
-    let run = RunDir::start(&args.run.out, args.run.mode())?;
+    let mode = if args.resume {
+        kindling_train::run_dir::RunMode::Resume
+    } else {
+        args.run.mode()
+    };
+    let run = RunDir::start(&args.run.out, mode)?;
     eprintln!(
         "fine-tuning {} on {}: {} training images available, {} test images; run directory {}",
         ckpt.display(),
@@ -180,9 +188,16 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
         target_test: &target_test,
         mnist_test: &mnist.test,
     };
-    let o = finetune::finetune(&model, &ckpt, &args.data, &opts, &data, &run, &|l| {
-        eprintln!("{l}")
-    })?;
+    let o = finetune::finetune(
+        &model,
+        &ckpt,
+        &args.data,
+        &opts,
+        &data,
+        &run,
+        args.resume,
+        &|l| eprintln!("{l}"),
+    )?;
 
     let out = Report::new(args.json.enabled);
     let pct = |a: f32| format!("{:6.2}%", a * 100.0);

@@ -204,6 +204,35 @@ fn finetune_reports_three_usps_figures_and_mnist_after_and_writes_a_run_director
     let diff = ev["test_accuracy"].as_f64().unwrap() - v["mnist_accuracy_after"].as_f64().unwrap();
     assert!(diff.abs() < 1e-6, "eval {ev} vs {v}");
 
+    // Interrupted during the from-scratch baseline: the fine-tuning phase
+    // (model, finetuned.json, its metrics lines) is kept and --resume runs
+    // only the baseline, ending where the whole run ended.
+    std::fs::remove_file(run.join("results.json")).unwrap();
+    let kept: String = metrics
+        .lines()
+        .filter(|l| l.contains("\"finetune\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(run.join("metrics.jsonl"), kept).unwrap();
+    let resumed = finetune(&["--resume"]);
+    assert!(String::from_utf8_lossy(&resumed.stderr).contains("the fine-tuning phase is done"));
+    assert_eq!(json_of(&resumed), v);
+    let without_timing = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                for k in ["seconds", "images_per_sec"] {
+                    v.as_object_mut().unwrap().remove(k);
+                }
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        without_timing(&std::fs::read_to_string(run.join("metrics.jsonl")).unwrap()),
+        without_timing(&metrics)
+    );
+
     // Freezing C1 and C3 leaves 156 + 2,416 parameters out.
     let frozen = json_of(&finetune(&["--freeze", "conv", "--force"]));
     assert_eq!(frozen["trainable_params"], 61706 - 156 - 2416);

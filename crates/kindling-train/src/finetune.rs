@@ -188,7 +188,11 @@ pub fn choose_samples(len: usize, samples: usize, seed: u64) -> (Vec<usize>, Vec
 /// place into the fine-tuned one) and writes into `run`: `config.json`,
 /// `metrics.jsonl` (one line per epoch, tagged with its phase),
 /// `results.json` and the fine-tuned `model.safetensors`. `from` is recorded
-/// as where the model came from.
+/// as where the model came from. With `resume`, a run directory whose
+/// fine-tuning phase finished (`finetuned.json` beside its model) keeps it
+/// and runs only what is left; an interruption loses at most the phase
+/// under way.
+#[allow(clippy::too_many_arguments)]
 pub fn finetune(
     model: &LeNet5,
     from: &Path,
@@ -196,6 +200,7 @@ pub fn finetune(
     opts: &FinetuneOptions,
     data: &FinetuneData,
     run: &RunDir,
+    resume: bool,
     log: &dyn Fn(&str),
 ) -> Result<FinetuneOutcome> {
     opts.validate()?;
@@ -225,24 +230,50 @@ pub fn finetune(
             train.len()
         ));
     }
-    run.write_json(
-        "config.json",
-        &json!({
-            "from": from,
-            "data": dataset,
-            "options": opts,
-            "lenet5": model.config,
-            "samples_used": train.len(),
-            "validation_images": val.map_or(0, DigitSet::len),
-            "sample_choice": "first samples_used of a shuffle of the training set seeded by options.seed; validation: up to 1,000 of the rest",
-        }),
-    )?;
+    let config = json!({
+        "from": from,
+        "data": dataset,
+        "options": opts,
+        "lenet5": model.config,
+        "samples_used": train.len(),
+        "validation_images": val.map_or(0, DigitSet::len),
+        "sample_choice": "first samples_used of a shuffle of the training set seeded by options.seed; validation: up to 1,000 of the rest",
+    });
+    // A finished fine-tuning phase of this same run, to keep.
+    let mut kept: Option<Value> = None;
+    if resume && run.file("finetuned.json").exists() {
+        let stored = run.read_json("config.json")?;
+        let differ = crate::gpt_run::changed_options(&stored, &config, &[]);
+        if !differ.is_empty() {
+            return Err(format!(
+                "{} holds a fine-tuning run with other settings ({}); use the same flags or a new --out",
+                run.path.display(),
+                differ.join(", ")
+            )
+            .into());
+        }
+        let path = run.file("model.safetensors");
+        checkpoint::read(&path)?.load_into(model, &path)?;
+        kept = Some(run.read_json("finetuned.json")?);
+        log(&format!(
+            "resuming {}: the fine-tuning phase is done; running the from-scratch baseline",
+            run.path.display()
+        ));
+    }
+    run.write_json("config.json", &config)?;
     let norm = Normalize::MNIST;
     let score =
         |m: &LeNet5, set: &DigitSet| -> Result<f32> { Ok(evaluate(m, set, 10, norm)?.accuracy) };
 
-    let zero_shot = score(model, data.target_test)?;
-    let mnist_before = score(model, data.mnist_test)?;
+    let stored = |k: &str| kept.as_ref().and_then(|v| v[k].as_f64()).map(|x| x as f32);
+    let zero_shot = match stored("zero_shot_accuracy") {
+        Some(v) => v,
+        None => score(model, data.target_test)?,
+    };
+    let mnist_before = match stored("mnist_accuracy_before") {
+        Some(v) => v,
+        None => score(model, data.mnist_test)?,
+    };
     log(&format!(
         "zero-shot: {:.2}% on {} {dataset} test images (MNIST test {:.2}%)",
         zero_shot * 100.0,
@@ -250,7 +281,14 @@ pub fn finetune(
         mnist_before * 100.0
     ));
 
-    let mut metrics: Vec<Value> = Vec::new();
+    let mut metrics: Vec<Value> = match kept {
+        Some(_) => run
+            .read_metrics()?
+            .into_iter()
+            .filter(|m| m["phase"] == "finetune")
+            .collect(),
+        None => Vec::new(),
+    };
     let on_epoch = |phase: &str, r: &EpochRecord, metrics: &mut Vec<Value>| -> Result<()> {
         log(&format!(
             "{phase} epoch {}: train loss {:.4}{}",
@@ -268,31 +306,49 @@ pub fn finetune(
     };
 
     let trainable_params = opts.freeze.apply(model);
-    log(&format!(
-        "fine-tuning {trainable_params} of {} parameters on {} {dataset} images ({}, Adam {})",
-        model.num_parameters(),
-        train.len(),
-        crate::progress::count(opts.epochs, "epoch"),
-        opts.lr
-    ));
-    fit(
-        model,
-        &train,
-        val,
-        &opts.finetune_fit(),
-        "fine-tune",
-        &mut |r| on_epoch("finetune", r, &mut metrics),
-    )?;
-    let finetuned = score(model, data.target_test)?;
-    let mnist_after = score(model, data.mnist_test)?;
-    let meta = json!({
-        "model": "lenet5",
-        "lenet5": model.config,
-        "finetuned_from": from,
-        "data": dataset,
-        "samples": train.len(),
-    });
-    checkpoint::save(&run.file("model.safetensors"), model, &meta, &[])?;
+    let (finetuned, mnist_after) = match (
+        stored("finetuned_accuracy"),
+        stored("mnist_accuracy_after"),
+    ) {
+        (Some(f), Some(m)) => (f, m),
+        _ => {
+            log(&format!(
+                "fine-tuning {trainable_params} of {} parameters on {} {dataset} images ({}, Adam {})",
+                model.num_parameters(),
+                train.len(),
+                crate::progress::count(opts.epochs, "epoch"),
+                opts.lr
+            ));
+            fit(
+                model,
+                &train,
+                val,
+                &opts.finetune_fit(),
+                "fine-tune",
+                &mut |r| on_epoch("finetune", r, &mut metrics),
+            )?;
+            let finetuned = score(model, data.target_test)?;
+            let mnist_after = score(model, data.mnist_test)?;
+            let meta = json!({
+                "model": "lenet5",
+                "lenet5": model.config,
+                "finetuned_from": from,
+                "data": dataset,
+                "samples": train.len(),
+            });
+            checkpoint::save(&run.file("model.safetensors"), model, &meta, &[])?;
+            run.write_json(
+                "finetuned.json",
+                &json!({
+                    "zero_shot_accuracy": zero_shot,
+                    "mnist_accuracy_before": mnist_before,
+                    "finetuned_accuracy": finetuned,
+                    "mnist_accuracy_after": mnist_after,
+                }),
+            )?;
+            (finetuned, mnist_after)
+        }
+    };
 
     let scratch = LeNet5::new(model.config.clone(), &mut Rng::new(opts.seed))?;
     log(&format!(
