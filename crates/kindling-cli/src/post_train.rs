@@ -252,6 +252,14 @@ fn save_result(
     }
 }
 
+/// Stop at the next step boundary on SIGINT/SIGTERM, checkpointed.
+fn stop() -> kindling_train::trainer::StopWhen<'static> {
+    kindling_train::trainer::StopWhen {
+        after: None,
+        flag: Some(crate::stop::on_signals()),
+    }
+}
+
 fn log(line: &str) {
     eprintln!("{line}");
 }
@@ -348,7 +356,7 @@ pub fn finetune_sft(a: FinetuneSft) -> CliResult<()> {
         &opts,
         &a.run.out,
         a.run.mode(),
-        None,
+        stop(),
         &log,
     )?;
     let after = answers(&lm, &lm.model, &prompts, 128)?;
@@ -479,7 +487,7 @@ pub fn train_reward(a: TrainReward) -> CliResult<()> {
         &opts,
         &a.run.out,
         a.run.mode(),
-        None,
+        stop(),
         &log,
     )?;
     // The test split, scored once, at the end.
@@ -630,7 +638,7 @@ pub fn finetune_dpo(a: FinetuneDpo) -> CliResult<()> {
         &opts,
         &a.run.out,
         a.run.mode(),
-        None,
+        stop(),
         &log,
     )?;
     let mut win_rate = None;
@@ -804,7 +812,7 @@ pub fn finetune_ppo(a: FinetunePpo) -> CliResult<()> {
         &opts,
         &a.run.out,
         a.run.mode(),
-        None,
+        stop(),
         &log,
     )?;
     let lm = ChatLlama {
@@ -939,7 +947,7 @@ pub fn finetune_grpo(a: FinetuneGrpo) -> CliResult<()> {
         &opts,
         &a.run.out,
         a.run.mode(),
-        None,
+        stop(),
         &log,
     )?;
     let saved = save_result(&lm, &lora_cfg, &lm.path, &a.run.out)?;

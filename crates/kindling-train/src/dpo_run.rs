@@ -373,7 +373,7 @@ pub fn train(
     opts: &DpoOptions,
     dir: &Path,
     mode: impl Into<RunMode>,
-    stop_after: Option<usize>,
+    stop: trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<DpoOutcome> {
     opts.validate()?;
@@ -421,7 +421,10 @@ pub fn train(
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let last = summary
         .records
         .iter()
@@ -492,7 +495,7 @@ mod tests {
             &opts,
             &d1,
             RunMode::Fresh,
-            None,
+            trainer::StopWhen::default(),
             &|_| {},
         )
         .unwrap();
@@ -507,7 +510,10 @@ mod tests {
             &opts,
             &d2,
             RunMode::Fresh,
-            Some(20),
+            trainer::StopWhen {
+                after: Some(20),
+                flag: None
+            },
             &|_| {}
         )
         .is_err());
@@ -518,7 +524,7 @@ mod tests {
             &opts,
             &d2,
             RunMode::Resume,
-            None,
+            trainer::StopWhen::default(),
             &|_| {},
         )
         .unwrap();

@@ -507,7 +507,7 @@ pub fn train(
     opts: &GrpoOptions,
     dir: &Path,
     mode: impl Into<RunMode>,
-    stop_after: Option<usize>,
+    stop: trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<GrpoOutcome> {
     opts.validate()?;
@@ -536,7 +536,10 @@ pub fn train(
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let accs: Vec<(u64, f32)> = summary
         .records
         .iter()
@@ -651,7 +654,7 @@ mod tests {
             &opts,
             &dir,
             RunMode::Fresh,
-            None,
+            trainer::StopWhen::default(),
             &|_| {},
         )
         .unwrap();

@@ -451,7 +451,7 @@ pub fn consolidate(
         &opts.sft,
         &dir.join("run"),
         crate::run_dir::RunMode::Fresh,
-        None,
+        crate::trainer::StopWhen::default(),
         log,
     )?;
     kindling_models::lora_files::save_peft(&dir, &model, &opts.lora, &opts.base_name)?;

@@ -526,7 +526,7 @@ pub fn train(
     opts: &PpoOptions,
     dir: &Path,
     mode: impl Into<RunMode>,
-    stop_after: Option<usize>,
+    stop: trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<PpoOutcome> {
     opts.validate()?;
@@ -548,7 +548,10 @@ pub fn train(
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let stats: Vec<RolloutStats> = summary
         .records
         .iter()
@@ -626,7 +629,7 @@ mod tests {
             &opts,
             &dir,
             RunMode::Fresh,
-            None,
+            trainer::StopWhen::default(),
             &|_| {},
         )
         .unwrap();

@@ -263,7 +263,7 @@ pub fn train(
     opts: &RewardOptions,
     dir: &Path,
     mode: impl Into<RunMode>,
-    stop_after: Option<usize>,
+    stop: trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<RewardOutcome> {
     opts.validate()?;
@@ -296,7 +296,10 @@ pub fn train(
         trainer.resume(&mut task)?;
     }
     run.write_json("config.json", &serde_json::to_value(opts)?)?;
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let accs: Vec<(u64, f32)> = summary
         .records
         .iter()
@@ -386,7 +389,7 @@ mod tests {
             &opts,
             &dir,
             RunMode::Fresh,
-            None,
+            trainer::StopWhen::default(),
             &|_| {},
         )
         .unwrap();

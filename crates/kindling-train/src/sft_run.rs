@@ -436,7 +436,7 @@ pub fn train(
     opts: &SftOptions,
     dir: &Path,
     mode: impl Into<RunMode>,
-    stop_after: Option<usize>,
+    stop: trainer::StopWhen,
     log: &dyn Fn(&str),
 ) -> Result<SftOutcome> {
     opts.validate()?;
@@ -471,7 +471,10 @@ pub fn train(
         },
         opts.steps
     ));
-    let summary = trainer.run(&mut task, stop_after)?;
+    if let Some(flag) = stop.flag {
+        trainer = trainer.stop_on(flag);
+    }
+    let summary = trainer.run(&mut task, stop.after)?;
     let vals: Vec<f32> = summary
         .records
         .iter()
@@ -602,7 +605,16 @@ mod tests {
         };
         let (dir, dir2) = (scratch("sft-run"), scratch("sft-run2"));
         let quiet = |_: &str| {};
-        let out = train(&model, &data, &opts, &dir, RunMode::Fresh, None, &quiet).unwrap();
+        let out = train(
+            &model,
+            &data,
+            &opts,
+            &dir,
+            RunMode::Fresh,
+            trainer::StopWhen::default(),
+            &quiet,
+        )
+        .unwrap();
         let before = out.val_loss_before.unwrap();
         assert!(
             out.val_loss_after < before - 0.5,
@@ -617,11 +629,23 @@ mod tests {
             &opts,
             &dir2,
             RunMode::Fresh,
-            Some(15),
+            trainer::StopWhen {
+                after: Some(15),
+                flag: None
+            },
             &quiet
         )
         .is_err());
-        let resumed = train(&model2, &data, &opts, &dir2, RunMode::Resume, None, &quiet).unwrap();
+        let resumed = train(
+            &model2,
+            &data,
+            &opts,
+            &dir2,
+            RunMode::Resume,
+            trainer::StopWhen::default(),
+            &quiet,
+        )
+        .unwrap();
         assert_eq!(resumed.val_loss_after, out.val_loss_after);
         let changed = SftOptions {
             lr: 1e-3,
@@ -633,7 +657,7 @@ mod tests {
             &changed,
             &dir2,
             RunMode::Resume,
-            None,
+            trainer::StopWhen::default(),
             &quiet,
         )
         .unwrap_err()
@@ -680,7 +704,16 @@ mod tests {
         };
         let (d1, d2) = (tmp("a"), tmp("b"));
         let m1 = adapted();
-        let whole = train(&m1, &data, &opts, &d1, RunMode::Fresh, None, &|_| {}).unwrap();
+        let whole = train(
+            &m1,
+            &data,
+            &opts,
+            &d1,
+            RunMode::Fresh,
+            trainer::StopWhen::default(),
+            &|_| {},
+        )
+        .unwrap();
         assert!(whole.val_loss_after < whole.val_loss_before.unwrap());
         assert_eq!(
             whole.trainable_parameters,
@@ -690,7 +723,19 @@ mod tests {
                 .sum::<usize>()
         );
         let m2 = adapted();
-        assert!(train(&m2, &data, &opts, &d2, RunMode::Fresh, Some(10), &|_| {}).is_err());
+        assert!(train(
+            &m2,
+            &data,
+            &opts,
+            &d2,
+            RunMode::Fresh,
+            trainer::StopWhen {
+                after: Some(10),
+                flag: None
+            },
+            &|_| {}
+        )
+        .is_err());
         let ck = kindling_nn::checkpoint::read(&d2.join(crate::trainer::CHECKPOINT)).unwrap();
         let params: Vec<&String> = ck
             .tensors
@@ -703,7 +748,16 @@ mod tests {
         );
         // A fresh base with fresh adapters, resumed: the checkpoint's adapters replace them.
         let m3 = adapted();
-        let resumed = train(&m3, &data, &opts, &d2, RunMode::Resume, None, &|_| {}).unwrap();
+        let resumed = train(
+            &m3,
+            &data,
+            &opts,
+            &d2,
+            RunMode::Resume,
+            trainer::StopWhen::default(),
+            &|_| {},
+        )
+        .unwrap();
         assert_eq!(resumed.val_loss_after, whole.val_loss_after);
         for d in [d1, d2] {
             let _ = std::fs::remove_dir_all(d);
