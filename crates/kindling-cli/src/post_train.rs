@@ -334,7 +334,13 @@ pub fn finetune_sft(a: FinetuneSft) -> CliResult<()> {
         ..opts
     };
     let path = sft_data_path(&a.data)?;
-    let conversations = sft_data::read_conversations(&path)?;
+    let (conversations, empty) = sft_data::read_conversations(&path)?;
+    if empty > 0 {
+        eprintln!(
+            "{}: {empty} records with an empty answer left out",
+            path.display()
+        );
+    }
     let data = sft_run::SftData::new(&conversations, &lm.tokenizer, &lm.template, &opts)?;
     let prompts: Vec<Vec<Message>> = data
         .val_conversations
@@ -1072,7 +1078,7 @@ pub fn memory_cmd(cmd: MemoryCmd) -> CliResult<()> {
             let m = memory::Memory::open(&a.memory)?;
             let lm = load_chat_llama(&a.model, None)?;
             let general = if a.forgetting {
-                let convs = sft_data::read_conversations(&sft_data_path("alpaca")?)?;
+                let (convs, _) = sft_data::read_conversations(&sft_data_path("alpaca")?)?;
                 let mut out = Vec::new();
                 for c in convs
                     .iter()

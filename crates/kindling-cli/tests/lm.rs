@@ -85,6 +85,14 @@ fn next_token_and_chat_answer_as_transformers_does() {
 fn bad_model_files_and_prompts_get_one_line_errors() {
     let Some(m) = smollm2() else { return };
     let bytes = std::fs::read(&m).unwrap();
+    // The copies are 50-100 MB: removed however the test ends.
+    struct Cleanup;
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(tmp(""));
+        }
+    }
+    let _cleanup = Cleanup;
     // Truncated: the header is whole, the tensor data is not.
     let cut = tmp("cut.gguf");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();

@@ -45,7 +45,9 @@ impl SftExample {
 /// any of three shapes: `{"messages": [{"role", "content"}, …]}`,
 /// `{"instruction", "input"?, "output"}` or `{"prompt", "response"}`.
 /// A `.gz` suffix is decompressed. Errors name the file, line and field.
-pub fn read_conversations(path: &Path) -> Result<Vec<Conversation>> {
+/// Records whose assistant answer is empty are left out; the second number
+/// says how many.
+pub fn read_conversations(path: &Path) -> Result<(Vec<Conversation>, usize)> {
     let text = read_text_maybe_gz(path)?;
     parse_conversations(&text, &path.display().to_string())
 }
@@ -74,31 +76,31 @@ pub fn read_text_maybe_gz(path: &Path) -> Result<String> {
 }
 
 /// [`read_conversations`] on text already read; `source` names it in errors.
-pub fn parse_conversations(text: &str, source: &str) -> Result<Vec<Conversation>> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('[') {
+pub fn parse_conversations(text: &str, source: &str) -> Result<(Vec<Conversation>, usize)> {
+    let mut parsed = Vec::new();
+    if text.trim_start().starts_with('[') {
         let v: Value =
             serde_json::from_str(text).map_err(|e| format!("{source}: not a JSON array ({e})"))?;
-        let records = v.as_array().expect("starts with [");
-        return records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| record(r).map_err(|e| format!("{source}: record {}: {e}", i + 1).into()))
-            .collect();
-    }
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+        for (i, r) in v.as_array().expect("starts with [").iter().enumerate() {
+            parsed.push(record(r).map_err(|e| format!("{source}: record {}: {e}", i + 1))?);
         }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| format!("{source}:{}: not a JSON object ({e})", i + 1))?;
-        out.push(record(&v).map_err(|e| format!("{source}:{}: {e}", i + 1))?);
+    } else {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| format!("{source}:{}: not a JSON object ({e})", i + 1))?;
+            parsed.push(record(&v).map_err(|e| format!("{source}:{}: {e}", i + 1))?);
+        }
     }
+    let total = parsed.len();
+    let out: Vec<Conversation> = parsed.into_iter().flatten().collect();
     if out.is_empty() {
-        return Err(format!("{source}: no records").into());
+        return Err(format!("{source}: no records with an answer").into());
     }
-    Ok(out)
+    let empty = total - out.len();
+    Ok((out, empty))
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> std::result::Result<Option<&'a str>, String> {
@@ -109,7 +111,7 @@ fn field<'a>(v: &'a Value, name: &str) -> std::result::Result<Option<&'a str>, S
     }
 }
 
-fn record(v: &Value) -> std::result::Result<Conversation, String> {
+fn record(v: &Value) -> std::result::Result<Option<Conversation>, String> {
     if !v.is_object() {
         return Err("not a JSON object".into());
     }
@@ -156,9 +158,10 @@ fn record(v: &Value) -> std::result::Result<Conversation, String> {
         .iter()
         .any(|m| m.role == "assistant" && m.content.trim().is_empty())
     {
-        return Err("an assistant message is empty".into());
+        // Nothing to learn (Chinese Alpaca has 11 such records): left out, counted.
+        return Ok(None);
     }
-    Ok(Conversation { messages })
+    Ok(Some(Conversation { messages }))
 }
 
 /// Whether a conversation is held out for validation: a fixed rule on its
@@ -234,13 +237,20 @@ mod tests {
 {"instruction": "Add.", "input": "2 and 3", "output": "5"}
 
 {"prompt": "Hi", "response": "Hello!"}"#;
-        let cs = parse_conversations(jsonl, "t.jsonl").unwrap();
+        let (cs, empty) = parse_conversations(jsonl, "t.jsonl").unwrap();
+        assert_eq!(empty, 0);
         assert_eq!(cs.len(), 3);
         assert_eq!(cs[0].messages.len(), 3);
         assert_eq!(cs[1].messages[0].content, "Add.\n\n2 and 3");
         assert_eq!(cs[2].messages[1].content, "Hello!");
         let alpaca = r#"[{"instruction": "Name a colour.", "input": "", "output": "Blue."}]"#;
-        let cs = parse_conversations(alpaca, "a.json").unwrap();
+        let (cs, _) = parse_conversations(alpaca, "a.json").unwrap();
+        let (_, empty) = parse_conversations(
+            r#"[{"instruction": "a", "output": ""}, {"instruction": "b", "output": "c"}]"#,
+            "e.json",
+        )
+        .unwrap();
+        assert_eq!(empty, 1, "an empty answer is left out and counted");
         assert_eq!(cs[0].messages[0].content, "Name a colour.");
     }
 
