@@ -537,10 +537,7 @@ pub fn train(
         opts,
     };
     let mut trainer = Trainer::new(plan(opts), &model, opt, Some(&run), log)?;
-    if mode == crate::run_dir::RunMode::Resume {
-        trainer.resume(&mut task)?;
-    }
-    run.write_json("config.json", &serde_json::to_value(opts)?)?;
+    trainer.begin(&mut task, mode, &serde_json::to_value(opts)?)?;
     log(&format!(
         "GPT: {} parameters, vocabulary {} characters, {} train / {} validation tokens",
         model.num_parameters(),
@@ -548,10 +545,7 @@ pub fn train(
         data.train.len(),
         data.val.len()
     ));
-    if let Some(flag) = stop.flag {
-        trainer = trainer.stop_on(flag);
-    }
-    let summary = trainer.run(&mut task, stop.after)?;
+    let summary = trainer.run_until(&mut task, stop)?;
     let last = summary
         .records
         .iter()

@@ -532,14 +532,8 @@ pub fn train(
         rewards: Vec::new(),
     };
     let mut trainer = Trainer::new(plan(opts), policy, opt, Some(&run), log)?;
-    if mode == RunMode::Resume {
-        trainer.resume(&mut task)?;
-    }
-    run.write_json("config.json", &serde_json::to_value(opts)?)?;
-    if let Some(flag) = stop.flag {
-        trainer = trainer.stop_on(flag);
-    }
-    let summary = trainer.run(&mut task, stop.after)?;
+    trainer.begin(&mut task, mode, &serde_json::to_value(opts)?)?;
+    let summary = trainer.run_until(&mut task, stop)?;
     let accs: Vec<(u64, f32)> = summary
         .records
         .iter()

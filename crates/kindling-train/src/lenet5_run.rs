@@ -143,15 +143,15 @@ pub fn train(
     let plan = fit.plan(data.train.len(), "", 200);
     let steps_per_epoch = plan.eval_every;
     let mut trainer = Trainer::new(plan, &model, opt, Some(&run), log)?;
-    if mode == crate::run_dir::RunMode::Resume {
-        trainer.resume(&mut task)?;
-    }
-    run.write_json("config.json", &serde_json::to_value(opts)?)?;
+    trainer.begin(&mut task, mode, &serde_json::to_value(opts)?)?;
     let started = Instant::now();
-    if let Some(flag) = stop.flag {
-        trainer = trainer.stop_on(flag);
-    }
-    let summary = trainer.run(&mut task, stop.after.map(|k| k * steps_per_epoch))?;
+    let summary = trainer.run_until(
+        &mut task,
+        crate::trainer::StopWhen {
+            after: stop.after.map(|k| k * steps_per_epoch),
+            flag: stop.flag,
+        },
+    )?;
     let test = evaluate(&model, data.test, 10, Normalize::MNIST)?;
     log(&format!(
         "test accuracy {:.2}% on {} images (scored once, after training)",

@@ -554,10 +554,7 @@ pub fn train(
         opts,
     };
     let mut trainer = Trainer::new(plan(opts), model.module(), opt, Some(&run), log)?;
-    if mode == crate::run_dir::RunMode::Resume {
-        trainer.resume(&mut task)?;
-    }
-    run.write_json("config.json", &serde_json::to_value(opts)?)?;
+    trainer.begin(&mut task, mode, &serde_json::to_value(opts)?)?;
     log(&format!(
         "{}: {} parameters, vocabulary {}, {} train / {} validation tokens",
         opts.arch,
@@ -566,10 +563,7 @@ pub fn train(
         data.train.len(),
         data.val.len()
     ));
-    if let Some(flag) = stop.flag {
-        trainer = trainer.stop_on(flag);
-    }
-    let summary = trainer.run(&mut task, stop.after)?;
+    let summary = trainer.run_until(&mut task, stop)?;
     let last = summary
         .records
         .iter()

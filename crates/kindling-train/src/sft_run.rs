@@ -453,10 +453,7 @@ pub fn train(
     let mut task = SftTask::new(model, data, opts);
     let epochs = task.epochs_for(opts.steps);
     let mut trainer = Trainer::new(plan(opts), model, opt, Some(&run), log)?;
-    if mode == RunMode::Resume {
-        trainer.resume(&mut task)?;
-    }
-    run.write_json("config.json", &serde_json::to_value(opts)?)?;
+    trainer.begin(&mut task, mode, &serde_json::to_value(opts)?)?;
     let trainable: usize = model.trainable_parameters().iter().map(|t| t.numel()).sum();
     log(&format!(
         "fine-tuning {} of {} parameters on {} conversations ({} held out{}); {} steps ≈ {epochs:.2} epochs",
@@ -471,10 +468,7 @@ pub fn train(
         },
         opts.steps
     ));
-    if let Some(flag) = stop.flag {
-        trainer = trainer.stop_on(flag);
-    }
-    let summary = trainer.run(&mut task, stop.after)?;
+    let summary = trainer.run_until(&mut task, stop)?;
     let vals: Vec<f32> = summary
         .records
         .iter()

@@ -15,7 +15,7 @@
 use crate::data_parallel::DataParallel;
 use crate::plot::{save_panels, Panel};
 use crate::progress::bar;
-use crate::run_dir::RunDir;
+use crate::run_dir::{RunDir, RunMode};
 use crate::Result;
 use indicatif::ProgressBar;
 use kindling_nn::checkpoint::{self, Checkpoint};
@@ -390,6 +390,30 @@ impl<'a> Trainer<'a> {
     pub fn stop_on(mut self, flag: &'a AtomicBool) -> Self {
         self.stop = Some(flag);
         self
+    }
+
+    /// How every run starts: on `--resume` the run directory's checkpoint
+    /// is restored (after the task has checked it is this run's), then the
+    /// run's `config.json` is written.
+    pub fn begin<T: Task>(&mut self, task: &mut T, mode: RunMode, config: &Value) -> Result<()> {
+        if mode == RunMode::Resume {
+            self.resume(task)?;
+        }
+        let run = self.run.ok_or("trainer: a run needs a run directory")?;
+        run.write_json("config.json", config)
+    }
+
+    /// [`Trainer::run`] until the end or until `stop` says (after `after`
+    /// steps, or at the step boundary after its flag is raised).
+    pub fn run_until<T: Task + Sync>(
+        &mut self,
+        task: &mut T,
+        stop: StopWhen<'a>,
+    ) -> Result<Summary> {
+        if let Some(flag) = stop.flag {
+            self.stop = Some(flag);
+        }
+        self.run(task, stop.after)
     }
 
     /// Calls `f` with each evaluation record as it is made (callers that
