@@ -543,11 +543,13 @@ pub struct Reward {
 
 /// A reward model folder with its tokenizer and chat template.
 fn load_reward(path: &Path) -> CliResult<(RewardModel, Tokenizer, ChatTemplate)> {
-    let dir = if path.join("hf").join("config.json").is_file() {
-        path.join("hf")
-    } else {
-        path.to_path_buf()
-    };
+    if !path.exists() {
+        bail!(
+            "{}: no such file or directory (a reward model folder, as `train reward` writes)",
+            path.display()
+        );
+    }
+    let dir = crate::lm::resolve(path)?;
     let rm = reward_from_hf_dir(&dir)?;
     let tokenizer = Tokenizer::from_dir(&dir)?;
     let (template, _) = crate::lm::chat_parts(&tokenizer, None)?;
@@ -1068,6 +1070,9 @@ pub struct Rollback {
 pub fn memory_cmd(cmd: MemoryCmd) -> CliResult<()> {
     match cmd {
         MemoryCmd::Rollback(a) => {
+            if !a.memory.is_dir() {
+                bail!("--memory {}: no such memory directory", a.memory.display());
+            }
             let m = memory::Memory::open(&a.memory)?;
             m.set_current(a.to)?;
             eprintln!("{}: current adapter is now {:04}", a.memory.display(), a.to);
@@ -1174,6 +1179,11 @@ pub struct BenchSft {
 /// (bench/sft_pytorch.py does the same in PyTorch + PEFT).
 pub fn bench_sft(a: BenchSft) -> CliResult<()> {
     use kindling_tensor::Tensor;
+    for (flag, v) in [("--batch", a.batch), ("--seq", a.seq), ("--steps", a.steps)] {
+        if v == 0 {
+            bail!("{flag} must be at least 1");
+        }
+    }
     a.threads.apply()?;
     let mut lm = load_chat_llama(&a.model, None)?;
     a.lora.install(&mut lm.model, 0)?;

@@ -450,3 +450,56 @@ fn a_chat_memory_is_stored_consolidated_into_adapters_and_rolled_back() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("loading consolidated adapter 0001"));
 }
+
+#[test]
+fn bad_input_to_the_other_commands_is_one_line_and_creates_nothing() {
+    let s = Scratch::new("bad-other");
+    let e = error_line(&kindling(&[
+        "bench",
+        "sft",
+        "--model",
+        &model(),
+        "--batch",
+        "0",
+    ]));
+    assert!(e.contains("--batch must be at least 1"), "{e}");
+    let mem = s.path("no-memory");
+    let e = error_line(&kindling(&[
+        "memory", "rollback", "--memory", &mem, "--to", "1",
+    ]));
+    assert!(e.contains("no such memory directory"), "{e}");
+    assert!(!Path::new(&mem).exists(), "a rollback creates nothing");
+    // An adapter whose weights are cut short.
+    let ad = s.0.join("cut");
+    std::fs::create_dir_all(&ad).unwrap();
+    std::fs::write(
+        ad.join("adapter_config.json"),
+        r#"{"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"]}"#,
+    )
+    .unwrap();
+    let full = std::fs::read(Path::new(&model()).join("model.safetensors")).unwrap();
+    std::fs::write(ad.join("adapter_model.safetensors"), &full[..100]).unwrap();
+    let merged = s.path("merged");
+    let e = error_line(&kindling(&[
+        "lora",
+        "merge",
+        "--model",
+        &model(),
+        "--adapter",
+        ad.to_str().unwrap(),
+        "--out",
+        &merged,
+    ]));
+    assert!(e.contains("adapter_model.safetensors is truncated"), "{e}");
+    assert!(!Path::new(&merged).exists());
+    let e = error_line(&kindling(&[
+        "reward",
+        "--model",
+        &s.path("none"),
+        "--prompt",
+        "a",
+        "--response",
+        "b",
+    ]));
+    assert!(e.contains("no such file or directory"), "{e}");
+}

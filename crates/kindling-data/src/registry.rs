@@ -969,9 +969,10 @@ mod tests {
         for d in &DATASETS {
             assert!(msg.contains(d.name), "{msg}");
         }
+        let scratch = ScratchDir::new("registry-no-url");
         assert!(matches!(
             fetch_dataset(
-                Path::new("/nonexistent"),
+                &scratch.path().join("root"),
                 find("usps").unwrap(),
                 None,
                 &mut quiet()

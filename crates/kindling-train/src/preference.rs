@@ -10,7 +10,7 @@
 //! test, 1 is validation, the rest train). Pairs with the same prompt land
 //! in the same split, and the split does not move when files are added.
 
-use crate::sft_data::read_text_maybe_gz;
+use crate::sft_data::{fnv1a, read_text_maybe_gz};
 use crate::Result;
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::chat::{ChatTemplate, Message};
@@ -30,15 +30,6 @@ pub enum Split {
     Train,
     Validation,
     Test,
-}
-
-fn fnv1a(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 impl PreferencePair {

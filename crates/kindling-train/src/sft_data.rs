@@ -174,12 +174,18 @@ pub fn is_held_out(c: &Conversation, every: u64) -> bool {
         .find(|m| m.role == "user")
         .map(|m| m.content.as_str())
         .unwrap_or("");
+    fnv1a(key) % every == 0
+}
+
+/// FNV-1a, 64 bits: the fixed hash the held-out rules split data by (the
+/// same text lands in the same split on every machine and run).
+pub fn fnv1a(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
+    for b in text.bytes() {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h % every == 0
+    h
 }
 
 /// The conversation as ids with the assistant-token mask, cut to
