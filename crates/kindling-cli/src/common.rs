@@ -230,7 +230,8 @@ pub fn resumed_options<T: serde::de::DeserializeOwned>(
 }
 
 /// Options whose flag is not their field name in kebab case.
-const FLAG_OF_FIELD: &[(&str, &str)] = &[("adversarial_eps", "--adversarial")];
+const FLAG_OF_FIELD: &[(&str, &str)] =
+    &[("adversarial_eps", "--adversarial"), ("pooling", "--pool")];
 
 /// The flag that sets the option `field` (`n_layer` → `--n-layer`).
 pub fn flag_of(field: &str) -> String {
@@ -259,12 +260,7 @@ fn flag_names(message: &str) -> String {
 /// backquotes (`` `lr` ``, `` `qk_norm` ``) said as its flag; other quoted
 /// words (values such as `` `linear` ``) are kept.
 fn flags_in(problem: &str) -> String {
-    let is_field = |w: &str| {
-        !w.is_empty()
-            && w.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            && OPTION_FIELDS.contains(&w)
-    };
+    let is_field = |w: &str| OPTION_FIELDS.contains(&w);
     let parts: Vec<&str> = problem.split('`').collect();
     let mut out = String::new();
     for (i, part) in parts.iter().enumerate() {
@@ -283,7 +279,8 @@ fn flags_in(problem: &str) -> String {
     out
 }
 
-/// Options the training library may name inside a problem's words.
+/// The options libraries name (in backquotes) in their messages and notes;
+/// a backquoted word not listed here (a value such as `gpt_neo`) is kept.
 const OPTION_FIELDS: &[&str] = &[
     "arch",
     "tokenizer",
@@ -298,7 +295,55 @@ const OPTION_FIELDS: &[&str] = &[
     "block_size",
     "optimizer",
     "data",
+    "out",
+    "resume",
+    "force",
+    "preset",
+    "dropout",
+    "samples",
+    "freeze",
+    "threads",
+    "pool",
+    "pooling",
+    "epochs",
+    "seed",
+    "limit",
+    "steps",
+    "beta",
+    "temperature",
+    "warmup",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "adversarial_eps",
+    "vocab_size",
+    "accum_steps",
+    "eval_every",
+    "eval_examples",
+    "eval_interval",
+    "eval_iters",
+    "eval_problems",
+    "eval_pairs",
+    "group_size",
+    "max_iters",
+    "max_len",
+    "max_new_tokens",
+    "minibatch_size",
+    "ppo_epochs",
+    "prompts_per_step",
+    "rollout_size",
+    "rollouts",
+    "seq_len",
+    "lora_alpha",
+    "cooldown_frac",
+    "grad_clip",
+    "weight_decay",
 ];
+
+/// A library's progress note on stderr, its option names said as flags.
+pub fn log_line(line: &str) {
+    eprintln!("{}", flags_in(line));
+}
 
 /// The error in one line as the user should read it: the context each
 /// layer added (a flag, a file), then the cause; a cause whose words its
@@ -308,10 +353,16 @@ pub fn user_message(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut parent = String::new();
     for cause in e.chain() {
+        // Libraries name options by field in backquotes; say them as flags.
+        // The CLI's own words (a config file's `key`) are kept as written.
+        let from_library = cause.is::<kindling_train::Error>()
+            || cause.is::<kindling_data::Error>()
+            || cause.is::<kindling_tensor::Error>();
         let text = match cause.downcast_ref::<kindling_train::Error>() {
             Some(kindling_train::Error::Option { field, problem }) => {
                 format!("{} {}", flag_of(field), flags_in(problem))
             }
+            _ if from_library => flags_in(&cause.to_string()),
             _ => cause.to_string(),
         };
         if !parent.contains(&text) {

@@ -112,7 +112,7 @@ pub fn train(args: TrainGpt) -> CliResult<()> {
             after: args.interrupt_after,
             flag: Some(crate::stop::on_signals()),
         },
-        &|l| eprintln!("{l}"),
+        &crate::common::log_line,
     )?;
     let speed = if o.steps_trained > 0 {
         format!(
@@ -209,7 +209,7 @@ pub fn generate(args: Generate) -> CliResult<()> {
     }
     args.threads.apply()?;
     let sampling = args.sampling.sampling();
-    sampling.validate().map_err(anyhow::Error::msg)?;
+    sampling.validate()?;
     let path = checkpoint_path(
         "--ckpt",
         args.ckpt

@@ -131,7 +131,7 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
         FinetuneModel::Ppo(a) => return crate::post_train::finetune_ppo(a),
         FinetuneModel::Grpo(a) => return crate::post_train::finetune_grpo(a),
     };
-    let freeze: Freeze = args.freeze.parse().map_err(anyhow::Error::msg)?;
+    let freeze: Freeze = args.freeze.parse()?;
     let opts = FinetuneOptions {
         samples: args.samples,
         epochs: args.epochs,
@@ -196,7 +196,7 @@ pub fn finetune(model: FinetuneModel) -> CliResult<()> {
         &data,
         &run,
         args.resume,
-        &|l| eprintln!("{l}"),
+        &crate::common::log_line,
     )?;
 
     let out = Report::new(args.json.enabled);
@@ -324,9 +324,14 @@ pub fn sweep(model: SweepModel) -> CliResult<()> {
         val: &val,
         test: &test,
     };
-    let o = sweep::sweep(&settings, &opts, &splits, &run, args.resume, &|l| {
-        eprintln!("{l}")
-    })?;
+    let o = sweep::sweep(
+        &settings,
+        &opts,
+        &splits,
+        &run,
+        args.resume,
+        &crate::common::log_line,
+    )?;
 
     let out = Report::new(args.json.enabled);
     let width = o

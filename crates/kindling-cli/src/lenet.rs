@@ -122,7 +122,7 @@ pub fn train(args: TrainLenet5) -> CliResult<()> {
             flag: Some(crate::stop::on_signals()),
         },
         &splits,
-        &|l| eprintln!("{l}"),
+        &crate::common::log_line,
     )?;
     out.line(format!(
         "LeNet-5 ({} parameters), {}: validation accuracy {:.2}%, test accuracy {:.2}%",

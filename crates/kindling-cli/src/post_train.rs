@@ -261,7 +261,7 @@ fn stop() -> kindling_train::trainer::StopWhen<'static> {
 }
 
 fn log(line: &str) {
-    eprintln!("{line}");
+    crate::common::log_line(line);
 }
 
 #[derive(Args)]

@@ -140,7 +140,7 @@ pub fn train(args: TrainLm) -> CliResult<()> {
             after: args.interrupt_after,
             flag: Some(crate::stop::on_signals()),
         },
-        &|l| eprintln!("{l}"),
+        &crate::common::log_line,
     )?;
     let speed = if o.steps_trained > 0 {
         format!(

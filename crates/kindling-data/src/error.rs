@@ -112,10 +112,10 @@ pub enum Error {
     Tokenizer(String),
 
     /// A training corpus (`--data NAME`) that cannot be tokenized.
-    #[error("--data {name}: {problem}")]
+    #[error("`data` {name}: {problem}")]
     Corpus { name: String, problem: String },
 
     /// A token split too short to draw one window of `block + 1` tokens.
-    #[error("the split has {tokens} tokens, too few for --block-size {block}")]
+    #[error("the split has {tokens} tokens, too few for `block_size` {block}")]
     TooFewTokens { tokens: usize, block: usize },
 }

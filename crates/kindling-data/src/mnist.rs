@@ -64,7 +64,7 @@ impl Mnist {
                 return Err(crate::Error::DatasetMissing {
                     path,
                     hint: format!(
-                        "MNIST is not in {}: run `kindling data fetch mnist`, or give --data DIR",
+                        "MNIST is not in {}: run `kindling data fetch mnist`, or give `data` DIR",
                         dir.display()
                     ),
                 });

@@ -99,13 +99,13 @@ mod tests {
         let err = get_batch(&[1, 2, 3], 1, 8, &mut Rng::new(0)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "the split has 3 tokens, too few for --block-size 8"
+            "the split has 3 tokens, too few for `block_size` 8"
         );
     }
 
     #[test]
     fn empty_corpus_names_the_data_argument() {
         let err = TokenData::from_text("", "tang").err().unwrap();
-        assert!(err.to_string().starts_with("--data tang: "), "{err}");
+        assert!(err.to_string().starts_with("`data` tang: "), "{err}");
     }
 }

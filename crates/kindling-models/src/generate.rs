@@ -94,10 +94,10 @@ impl GenerateOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        self.sampling.validate().map_err(Error::msg)?;
+        self.sampling.validate()?;
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
             return Err(Error::msg(format!(
-                "repetition_penalty must be positive, got {}",
+                "`repetition_penalty` must be positive, got {}",
                 self.repetition_penalty
             )));
         }

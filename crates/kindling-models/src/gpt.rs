@@ -67,12 +67,12 @@ impl GptConfig {
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
-                "--n-embd {} must be divisible by --n-head {}",
+                "`n_embd` {} must be divisible by `n_head` {}",
                 self.n_embd, self.n_head
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return bad(format!("--dropout {} must be in [0, 1)", self.dropout));
+            return bad(format!("`dropout` {} must be in [0, 1)", self.dropout));
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! Choosing the next token from logits: temperature, top-k, top-p (nucleus,
 //! Holtzman et al. 2020), or argmax at temperature 0.
 
-use kindling_tensor::Rng;
+use kindling_tensor::{Error, Result, Rng};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampling {
@@ -11,19 +11,20 @@ pub struct Sampling {
 }
 
 impl Sampling {
-    pub fn validate(&self) -> Result<(), String> {
+    /// Options are named by field (`` `top_k` ``); the CLI says them as flags.
+    pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(format!(
-                "--temperature must be >= 0, got {}",
+            return Err(Error::msg(format!(
+                "`temperature` must be >= 0, got {}",
                 self.temperature
-            ));
+            )));
         }
         if self.top_k == Some(0) {
-            return Err("--top-k must be at least 1".into());
+            return Err(Error::msg("`top_k` must be at least 1"));
         }
         if let Some(p) = self.top_p {
             if !(p > 0.0 && p <= 1.0) {
-                return Err(format!("--top-p must be in (0, 1], got {p}"));
+                return Err(Error::msg(format!("`top_p` must be in (0, 1], got {p}")));
             }
         }
         Ok(())

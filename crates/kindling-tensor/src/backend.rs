@@ -410,6 +410,30 @@ pub(crate) trait Backend: Send + Sync {
         idx: &[i64],
         m: usize,
     ) -> Result<Storage>;
+
+    // ---- in place, outside the graph (optimizers, clipping) ----------
+    /// One Adam/AdamW step: `p`, `m`, `v` change in place (contiguous,
+    /// same shape as `g`).
+    fn adam_update(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        h: &crate::ops::optim_update::AdamStep,
+    ) -> Result<()>;
+    /// One SGD step: `p` (and `buf`) change in place.
+    fn sgd_update(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        buf: Option<&Tensor>,
+        h: &crate::ops::optim_update::SgdStep,
+    ) -> Result<()>;
+    /// Σ x² in f64.
+    fn sum_squares(&self, x: &Tensor) -> Result<f64>;
+    /// `x *= s` in place.
+    fn scale_in_place(&self, x: &Tensor, s: f32) -> Result<()>;
 }
 
 impl Device {

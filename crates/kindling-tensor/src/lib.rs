@@ -41,6 +41,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use ops::elementwise::where_cond;
+pub use ops::optim_update::{adam_update_, sgd_update_, AdamStep, SgdStep};
 pub use ops::shape_ops::{cat, stack};
 pub use rng::Rng;
 pub use storage::{CpuStorage, Device, Storage};
@@ -52,7 +53,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .build_global()
-        .map_err(|e| Error::msg(format!("--threads {n}: {e}")))
+        .map_err(|e| Error::msg(format!("`threads` {n}: {e}")))
 }
 
 pub fn num_threads() -> usize {

@@ -211,6 +211,15 @@ impl Tensor {
             .expect("storage lock poisoned: a kernel panicked earlier")
     }
 
+    /// The buffer for writing in place (optimizer updates). Callers lock
+    /// tensors that share no storage, so two guards never meet on one lock.
+    pub(crate) fn storage_mut(&self) -> std::sync::RwLockWriteGuard<'_, Storage> {
+        self.0
+            .storage
+            .write()
+            .expect("storage lock poisoned: a kernel panicked earlier")
+    }
+
     /// True when both handles see the same buffer (views of one another).
     pub fn shares_storage_with(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.0.storage, &other.0.storage)
@@ -360,19 +369,9 @@ impl Tensor {
         Ok(self.to_vec_f32()?[0])
     }
 
-    /// Runs `f` on the contiguous f32 elements without copying when possible.
-    pub fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-        let s = self.storage();
-        let data = s.cpu().f32("with_f32")?;
-        match self.layout().contiguous_range() {
-            Some(r) => Ok(f(&data[r])),
-            None => Ok(f(&cpu::copy::gather_strided(data, self.layout()))),
-        }
-    }
-
     /// Mutates the elements in place. Only for a contiguous tensor that owns
     /// its whole buffer (parameters, optimizer state): never touches the graph.
-    pub fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
+    pub(crate) fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
         let range = self
             .layout()
             .contiguous_range()

@@ -24,22 +24,22 @@ pub fn load(name: &str) -> Result<String> {
         path if path.contains('/') || path.contains('.') => {
             let p = Path::new(path);
             return Err(if p.is_dir() {
-                format!("--data {path}: is a directory; give a UTF-8 text file")
+                format!("`data` {path}: is a directory; give a UTF-8 text file")
             } else {
-                format!("--data {path}: file not found")
+                format!("`data` {path}: file not found")
             }
             .into());
         }
         other => {
             return Err(format!(
-            "--data `{other}`: unknown corpus (known: {}; or give the path of a UTF-8 text file)",
+            "`data` `{other}`: unknown corpus (known: {}; or give the path of a UTF-8 text file)",
             KNOWN.join(", ")
         )
             .into())
         }
     };
     if text.chars().count() < 2 {
-        return Err(format!("--data `{name}`: the corpus is empty").into());
+        return Err(format!("`data` `{name}`: the corpus is empty").into());
     }
     Ok(text)
 }

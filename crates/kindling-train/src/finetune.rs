@@ -12,7 +12,7 @@
 use crate::classify::evaluate;
 use crate::fit::{fit, EpochRecord, FitOptions};
 use crate::run_dir::RunDir;
-use crate::Result;
+use crate::{Error, Result};
 use kindling_data::{DigitSet, Normalize};
 use kindling_models::lenet5::LeNet5;
 use kindling_nn::{checkpoint, Module};
@@ -36,13 +36,14 @@ pub enum Freeze {
 }
 
 impl std::str::FromStr for Freeze {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "none" => Ok(Freeze::None),
             "conv" => Ok(Freeze::Conv),
-            other => Err(format!(
-                "--freeze must be none or conv (C1 and C3), got `{other}`"
+            other => Err(Error::option(
+                "freeze",
+                format!("must be none or conv (C1 and C3), got `{other}`"),
             )),
         }
     }
@@ -225,7 +226,7 @@ pub fn finetune(
     let val = (!val.is_empty()).then_some(&val);
     if opts.samples > train.len() {
         log(&format!(
-            "--samples {}: {dataset} has {} training images; using all of them",
+            "`samples` {}: {dataset} has {} training images; using all of them",
             opts.samples,
             train.len()
         ));
@@ -246,7 +247,7 @@ pub fn finetune(
         let differ = crate::gpt_run::changed_options(&stored, &config, &[]);
         if !differ.is_empty() {
             return Err(format!(
-                "{} holds a fine-tuning run with other settings ({}); use the same flags or a new --out",
+                "{} holds a fine-tuning run with other settings ({}); use the same options or a new `out`",
                 run.path.display(),
                 differ.join(", ")
             )
@@ -421,7 +422,8 @@ mod tests {
         assert!("dense"
             .parse::<Freeze>()
             .unwrap_err()
-            .contains("none or conv"));
+            .to_string()
+            .contains("freeze must be none or conv"));
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl FitOptions {
     pub fn check_batch(&self, train_images: usize) -> Result<()> {
         if self.batch_size > train_images {
             return Err(format!(
-                "--batch-size {} is larger than the training set ({train_images} images)",
+                "`batch_size` {} is larger than the training set ({train_images} images)",
                 self.batch_size
             )
             .into());
@@ -372,7 +372,7 @@ impl Task for DigitTask<'_> {
         if !differ.is_empty() {
             let dir = path.parent().unwrap_or(path);
             return Err(format!(
-                "--resume: {} was started with different options ({}); leave them out to use the run's, or choose a new --out",
+                "`resume`: {} was started with different options ({}); leave them out to use the run's, or choose a new `out`",
                 dir.display(),
                 differ.join(", ")
             )

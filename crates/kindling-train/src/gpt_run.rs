@@ -97,7 +97,7 @@ impl GptTrainOptions {
                 ..Self::shakespeare_cpu()
             }),
             other => Err(
-                format!("--preset `{other}`: unknown (known: shakespeare-cpu, tang-cpu)").into(),
+                format!("`preset` `{other}`: unknown (known: shakespeare-cpu, tang-cpu)").into(),
             ),
         }
     }
@@ -366,14 +366,14 @@ impl Task for GptTask<'_> {
         if same.as_ref() != Some(self.opts) {
             let differ = changed_options(&json!(stored), &json!(self.opts), &["max_iters"]);
             return Err(format!(
-                "--resume: {dir} was started with different options ({}); leave them out to use the run's, or choose a new --out",
+                "`resume`: {dir} was started with different options ({}); leave them out to use the run's, or choose a new `out`",
                 differ.join(", ")
             )
             .into());
         }
         if loaded.1 != self.data.tokenizer {
             return Err(format!(
-                "--resume: the corpus vocabulary differs from the checkpoint's in {dir}"
+                "`resume`: the corpus vocabulary differs from the checkpoint's in {dir}"
             )
             .into());
         }
@@ -416,13 +416,10 @@ pub fn changed_options(was: &Value, now: &Value, may_change: &[&str]) -> Vec<Str
     out
 }
 
-/// The command-line flag of a stored option.
+/// A stored option as messages name it (`` `n_layer` ``); the CLI says it
+/// as its flag.
 fn flag_name(key: &str) -> String {
-    match key {
-        "pooling" => "--pool".into(),
-        "adversarial_eps" => "--adversarial".into(),
-        k => format!("--{}", k.replace('_', "-")),
-    }
+    format!("`{key}`")
 }
 
 /// A language model's loss panel: the per-step batch loss and the periodic
@@ -511,7 +508,7 @@ pub fn train(
     let shortest = data.train.len().min(data.val.len());
     if opts.block_size + 1 >= shortest {
         return Err(format!(
-            "--block-size {} needs more text: the validation split of `{}` has {} characters",
+            "`block_size` {} needs more text: the validation split of `{}` has {} characters",
             opts.block_size,
             opts.data,
             data.val.len()

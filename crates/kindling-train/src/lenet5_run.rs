@@ -64,7 +64,7 @@ impl TrainOptions {
     pub fn validate(&self) -> Result<()> {
         self.fit_options().check("lr", "optimizer")?;
         if let Some(eps) = self.adversarial_eps {
-            fgsm::check_eps(eps).map_err(|e| format!("--adversarial: {e}"))?;
+            fgsm::check_eps(eps).map_err(|e| format!("`adversarial_eps`: {e}"))?;
         }
         Ok(())
     }

@@ -115,7 +115,7 @@ impl LmTrainOptions {
         match name {
             "shakespeare-cpu-modern" => Ok(Self::shakespeare_cpu_modern()),
             other => {
-                Err(format!("--preset `{other}`: unknown (known: shakespeare-cpu-modern)").into())
+                Err(format!("`preset` `{other}`: unknown (known: shakespeare-cpu-modern)").into())
             }
         }
     }

@@ -20,17 +20,17 @@ pub struct TransformerShape {
 }
 
 impl TransformerShape {
-    /// The settings as flags, for an error message.
-    pub fn flags(&self) -> String {
+    /// The settings by option name, for an error message.
+    pub fn settings(&self) -> String {
         format!(
-            "--block-size {} with --batch-size {}, --n-layer {}, --n-head {}, --n-embd {}",
+            "`block_size` {} with `batch_size` {}, `n_layer` {}, `n_head` {}, `n_embd` {}",
             self.block_size, self.batch_size, self.n_layer, self.n_head, self.n_embd
         )
     }
 
     /// Refuses a run that cannot fit in this machine's available memory.
     pub fn check_memory(&self) -> Result<()> {
-        check_fits(self.training_bytes(), available_bytes(), &self.flags())
+        check_fits(self.training_bytes(), available_bytes(), &self.settings())
     }
 
     /// Bytes of f32 a training step keeps alive, roughly: per layer the
@@ -85,11 +85,11 @@ pub fn human_bytes(bytes: u64) -> String {
 }
 
 /// Refuses a run whose estimate exceeds `available` (when known), naming
-/// the settings (`flags`, as the user typed them) and both figures.
-pub fn check_fits(need: u64, available: Option<u64>, flags: &str) -> Result<()> {
+/// the settings (by option name) and both figures.
+pub fn check_fits(need: u64, available: Option<u64>, settings: &str) -> Result<()> {
     match available {
         Some(have) if need > have => Err(format!(
-            "{flags} needs about {} of memory to train, more than the {} available; lower --block-size or --batch-size",
+            "{settings} needs about {} of memory to train, more than the {} available; lower `block_size` or `batch_size`",
             human_bytes(need),
             human_bytes(have)
         )
@@ -121,11 +121,11 @@ mod tests {
         // The attention matrices alone: 12 x 4 heads x 100000^2 x 4 bytes per layer.
         let huge = shape(100_000).training_bytes();
         assert!(huge > 12 * 4 * 100_000u64 * 100_000 * 4, "{huge}");
-        let e = check_fits(huge, Some(8_000_000_000), "--block-size 100000")
+        let e = check_fits(huge, Some(8_000_000_000), "`block_size` 100000")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("--block-size 100000") && e.contains("8.0 GB available"),
+            e.contains("`block_size` 100000") && e.contains("8.0 GB available"),
             "{e}"
         );
         assert!(check_fits(small, Some(8_000_000_000), "x").is_ok());

@@ -58,15 +58,15 @@ impl RunDir {
     pub fn start(path: &Path, mode: impl Into<RunMode>) -> Result<RunDir> {
         let mode = mode.into();
         if path.is_file() {
-            return Err(format!("--out {}: is a file, not a run directory", path.display()).into());
+            return Err(format!("`out` {}: is a file, not a run directory", path.display()).into());
         }
         match mode {
             RunMode::Resume if !path.is_dir() => {
-                return Err(format!("--resume: {} holds no run to continue", path.display()).into())
+                return Err(format!("`resume`: {} holds no run to continue", path.display()).into())
             }
             RunMode::Fresh if holds_files(path) => {
                 return Err(format!(
-                    "{} already holds results; start over with --force (the old ones are moved aside, not deleted), or continue a training with --resume",
+                    "{} already holds results; start over with `force` (the old ones are moved aside, not deleted), or continue a training with `resume`",
                     path.display()
                 )
                 .into())
@@ -78,7 +78,7 @@ impl RunDir {
                     .find(|p| !p.exists())
                     .expect("some suffix is free");
                 std::fs::rename(path, &aside).map_err(|e| {
-                    format!("--force: cannot move {} aside: {e}", path.display())
+                    format!("`force`: cannot move {} aside: {e}", path.display())
                 })?;
                 eprintln!("--force: the earlier run in {} is now in {}", path.display(), aside.display());
             }
@@ -101,7 +101,7 @@ impl RunDir {
         };
         match text.trim().parse::<u32>() {
             Ok(pid) if pid != std::process::id() && process_alive(pid) => Err(format!(
-                "{} is in use by another training (pid {pid}); wait for it or choose another --out",
+                "{} is in use by another training (pid {pid}); wait for it or choose another `out`",
                 path.display()
             )
             .into()),
@@ -121,7 +121,7 @@ impl RunDir {
     /// prefer [`RunDir::start`]).
     pub fn create(path: &Path) -> Result<RunDir> {
         if path.is_file() {
-            return Err(format!("--out {}: is a file, not a run directory", path.display()).into());
+            return Err(format!("`out` {}: is a file, not a run directory", path.display()).into());
         }
         std::fs::create_dir_all(path)
             .map_err(|e| format!("cannot create run directory {}: {e}", path.display()))?;
@@ -209,7 +209,7 @@ mod tests {
         assert!(!d.join("run.lock").exists(), "the lock goes with the run");
         let e = RunDir::start(&d, RunMode::Fresh).err().unwrap().to_string();
         assert!(
-            e.contains("already holds results") && e.contains("--force"),
+            e.contains("already holds results") && e.contains("`force`"),
             "{e}"
         );
         let run = RunDir::start(&d, RunMode::Force).unwrap();

@@ -260,7 +260,7 @@ pub fn sweep(
         let differ = crate::gpt_run::changed_options(&stored, &config, &[]);
         if !differ.is_empty() {
             return Err(format!(
-                "{} holds a sweep with other settings ({}); use the same flags or a new --out",
+                "{} holds a sweep with other settings ({}); use the same options or a new `out`",
                 run.path.display(),
                 differ.join(", ")
             )

@@ -432,11 +432,11 @@ impl<'a> Trainer<'a> {
     /// metrics so far from the run directory's checkpoint, after the task
     /// has checked it belongs to this run. No checkpoint yet: a fresh start.
     pub fn resume<T: Task>(&mut self, task: &mut T) -> Result<()> {
-        let run = self.run.ok_or("--resume needs a run directory")?;
+        let run = self.run.ok_or("`resume` needs a run directory")?;
         let path = run.file(CHECKPOINT);
         if !path.exists() {
             (self.log)(&format!(
-                "--resume: no checkpoint in {} yet; starting from scratch",
+                "`resume`: no checkpoint in {} yet; starting from scratch",
                 run.path.display()
             ));
             return Ok(());
@@ -523,7 +523,7 @@ impl<'a> Trainer<'a> {
         }
         if !loss.is_finite() {
             return Err(format!(
-                "non-finite loss ({loss}) at step {step} ({} done); stopping (a lower --lr may help)",
+                "non-finite loss ({loss}) at step {step} ({} done); stopping (a lower `lr` may help)",
                 task.describe(step)
             )
             .into());
@@ -661,7 +661,7 @@ impl<'a> Trainer<'a> {
                 "stopped as asked"
             };
             return Err(format!(
-                "{why} after {}; the checkpoint{dir} holds it: continue with --resume",
+                "{why} after {}; the checkpoint{dir} holds it: continue with `resume`",
                 task.describe(s)
             )
             .into());

@@ -22,7 +22,7 @@ pub fn train_bpe<S: AsRef<str> + Send>(
     let floor = 256 + specials.len();
     if vocab_size < floor {
         return Err(Error::Tokenizer(format!(
-            "--vocab-size {vocab_size} is below the {floor} a byte-level BPE starts with \
+            "`vocab_size` {vocab_size} is below the {floor} a byte-level BPE starts with \
              (256 bytes + {} special tokens)",
             specials.len()
         )));

@@ -3,9 +3,8 @@
 //! written in PyTorch's form so results agree to rounding:
 //! p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps).
 
-use super::{load_buffer, state_keys, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
-use kindling_tensor::simd;
-use kindling_tensor::{Result, Tensor};
+use super::{load_buffer, state_copy, state_keys, Optimizer, ParamGroup};
+use kindling_tensor::{adam_update_, AdamStep, Result, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
 
@@ -44,8 +43,9 @@ pub struct Adam {
     groups: Vec<ParamGroup>,
     config: AdamConfig,
     step: u64,
-    m: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    /// First and second moments, one tensor per parameter in group order.
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
 }
 
 impl Adam {
@@ -65,16 +65,19 @@ impl Adam {
     }
 
     pub fn with_groups(groups: Vec<ParamGroup>, config: AdamConfig) -> Self {
-        let sizes: Vec<usize> = groups
-            .iter()
-            .flat_map(|g| g.params.iter().map(|(_, p)| p.numel()))
-            .collect();
+        let zeros = || -> Vec<Tensor> {
+            ParamGroup::all(&groups)
+                .iter()
+                .map(|p| Tensor::zeros(p.shape()))
+                .collect()
+        };
+        let (m, v) = (zeros(), zeros());
         Adam {
             groups,
             config,
             step: 0,
-            m: sizes.iter().map(|&n| vec![0.0; n]).collect(),
-            v: sizes.iter().map(|&n| vec![0.0; n]).collect(),
+            m,
+            v,
         }
     }
 
@@ -89,10 +92,14 @@ impl Optimizer for Adam {
         let c = self.config;
         let t = self.step as i32;
         let step = AdamStep {
-            c,
+            lr: c.lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            weight_decay: 0.0,
+            decoupled: c.decoupled,
             bc2_sqrt: (1.0 - c.beta2.powi(t)).sqrt(),
             step_size: c.lr / (1.0 - c.beta1.powi(t)),
-            weight_decay: 0.0,
         };
         let jobs: Vec<(&Tensor, f32)> = self
             .groups
@@ -101,21 +108,19 @@ impl Optimizer for Adam {
             .collect();
         // Parameters are independent: spread them over the threads.
         jobs.par_iter()
-            .zip(self.m.par_iter_mut().zip(self.v.par_iter_mut()))
-            .try_for_each(|(&(p, weight_decay), (m, v))| {
-                with_param_and_grad(p, |w, g| {
-                    simd::dispatch(AdamUpdate {
-                        h: AdamStep {
-                            weight_decay,
-                            ..step
-                        },
-                        w,
-                        g,
-                        m,
-                        v,
-                    })
-                })
-                .map(|_| ())
+            .zip(self.m.par_iter().zip(self.v.par_iter()))
+            .try_for_each(|(&(p, weight_decay), (m, v))| match p.grad() {
+                None => Ok(()),
+                Some(g) => adam_update_(
+                    p,
+                    &g,
+                    m,
+                    v,
+                    &AdamStep {
+                        weight_decay,
+                        ..step
+                    },
+                ),
             })
     }
 
@@ -135,11 +140,11 @@ impl Optimizer for Adam {
             Tensor::from_vec_i64(vec![self.step as i64], &[]).expect("one element"),
         )];
         let params = self.groups.iter().flat_map(|g| g.params.iter());
-        for (i, (name, p)) in params.enumerate() {
-            if let Ok(t) = state_tensor(&self.m[i], p.shape()) {
+        for (i, (name, _)) in params.enumerate() {
+            if let Ok(t) = state_copy(&self.m[i]) {
                 out.push((format!("adam.m.{name}"), t));
             }
-            if let Ok(t) = state_tensor(&self.v[i], p.shape()) {
+            if let Ok(t) = state_copy(&self.v[i]) {
                 out.push((format!("adam.v.{name}"), t));
             }
         }
@@ -158,61 +163,13 @@ impl Optimizer for Adam {
             state_keys(state, "adam.v", &names),
         );
         for (i, p) in self.params().iter().enumerate() {
-            if let Some(m) = load_buffer(state, &m_keys[i], p.numel())? {
+            if let Some(m) = load_buffer(state, &m_keys[i], p)? {
                 self.m[i] = m;
             }
-            if let Some(v) = load_buffer(state, &v_keys[i], p.numel())? {
+            if let Some(v) = load_buffer(state, &v_keys[i], p)? {
                 self.v[i] = v;
             }
         }
         Ok(())
-    }
-}
-
-/// The scalars of one Adam step for one parameter.
-#[derive(Clone, Copy)]
-struct AdamStep {
-    c: AdamConfig,
-    bc2_sqrt: f32,
-    step_size: f32,
-    weight_decay: f32,
-}
-
-/// The elementwise update, compiled for the CPU's widest vectors. The same
-/// operations in the same order at every width, so results do not depend on
-/// the CPU.
-struct AdamUpdate<'a> {
-    h: AdamStep,
-    w: &'a mut [f32],
-    g: &'a [f32],
-    m: &'a mut [f32],
-    v: &'a mut [f32],
-}
-
-impl simd::Kernel for AdamUpdate<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn run(self) {
-        let AdamUpdate { h, w, g, m, v } = self;
-        let n = w.len();
-        assert!(g.len() == n && m.len() == n && v.len() == n);
-        let (b1, b2, wd) = (h.c.beta1, h.c.beta2, h.weight_decay);
-        let moments = |w: &mut f32, g: f32, m: &mut f32, v: &mut f32| {
-            *m = b1 * *m + (1.0 - b1) * g;
-            *v = b2 * *v + (1.0 - b2) * g * g;
-            *w -= h.step_size * *m / (v.sqrt() / h.bc2_sqrt + h.c.eps);
-        };
-        if h.c.decoupled {
-            let shrink = 1.0 - h.c.lr * wd;
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *w *= shrink;
-                moments(w, g, m, v);
-            }
-        } else {
-            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                let g = g + wd * *w;
-                moments(w, g, m, v);
-            }
-        }
     }
 }

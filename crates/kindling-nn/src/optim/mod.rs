@@ -82,28 +82,21 @@ pub trait Optimizer {
     fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> Result<()>;
 }
 
-/// Runs `f(param, grad)` over contiguous f32 slices.
-pub(crate) fn with_param_and_grad(p: &Tensor, f: impl FnOnce(&mut [f32], &[f32])) -> Result<bool> {
-    let Some(g) = p.grad() else { return Ok(false) };
-    // Read the gradient out first: holding its lock while write-locking the
-    // parameter would deadlock if the two ever shared storage.
-    let gv = g.to_vec_f32()?;
-    p.update_f32(|pv| f(pv, &gv))?;
-    Ok(true)
-}
-
-pub(crate) fn state_tensor(buf: &[f32], shape: &[usize]) -> Result<Tensor> {
-    Tensor::from_slice(buf, shape)
+/// A copy of a state buffer that later in-place steps do not change.
+pub(crate) fn state_copy(t: &Tensor) -> Result<Tensor> {
+    t.copy()
 }
 
 pub(crate) fn load_buffer(
     state: &std::collections::HashMap<String, Tensor>,
     key: &str,
-    len: usize,
-) -> Result<Option<Vec<f32>>> {
+    param: &Tensor,
+) -> Result<Option<Tensor>> {
+    let len = param.numel();
     match state.get(key) {
         None => Ok(None),
-        Some(t) if t.numel() == len => Ok(Some(t.to_vec_f32()?)),
+        // A fresh buffer of the parameter's shape, owned by the optimizer.
+        Some(t) if t.numel() == len => Ok(Some(Tensor::from_vec(t.to_vec_f32()?, param.shape())?)),
         Some(t) => Err(kindling_tensor::Error::msg(format!(
             "optimizer state `{key}` has {} elements, the parameter has {len}",
             t.numel()

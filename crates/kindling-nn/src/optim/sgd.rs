@@ -3,8 +3,8 @@
 //! g += wd*p; buf = mu*buf + g (buf = g on the first step);
 //! g = nesterov ? g + mu*buf : buf; p -= lr*g.
 
-use super::{load_buffer, state_keys, state_tensor, with_param_and_grad, Optimizer, ParamGroup};
-use kindling_tensor::{Result, Tensor};
+use super::{load_buffer, state_copy, state_keys, Optimizer, ParamGroup};
+use kindling_tensor::{sgd_update_, Result, SgdStep, Tensor};
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug)]
@@ -30,7 +30,7 @@ pub struct Sgd {
     groups: Vec<ParamGroup>,
     config: SgdConfig,
     /// Momentum buffers, one per parameter in group order (None before the first step).
-    buffers: Vec<Option<Vec<f32>>>,
+    buffers: Vec<Option<Tensor>>,
 }
 
 impl Sgd {
@@ -69,29 +69,23 @@ impl Optimizer for Sgd {
         } = self.config;
         let mut i = 0;
         for group in &self.groups {
-            let wd = group.weight_decay;
             for (_, p) in &group.params {
                 let buf = &mut self.buffers[i];
                 i += 1;
-                with_param_and_grad(p, |pv, gv| {
-                    if momentum == 0.0 {
-                        for (w, &g) in pv.iter_mut().zip(gv) {
-                            *w -= lr * (g + wd * *w);
-                        }
-                        return;
-                    }
-                    let b = buf.get_or_insert_with(Vec::new);
-                    let first = b.is_empty();
-                    if first {
-                        b.resize(pv.len(), 0.0);
-                    }
-                    for ((w, &g), m) in pv.iter_mut().zip(gv).zip(b.iter_mut()) {
-                        let g = g + wd * *w;
-                        *m = if first { g } else { momentum * *m + g };
-                        let d = if nesterov { g + momentum * *m } else { *m };
-                        *w -= lr * d;
-                    }
-                })?;
+                let Some(g) = p.grad() else { continue };
+                let first = momentum != 0.0 && buf.is_none();
+                if first {
+                    *buf = Some(Tensor::zeros(p.shape()));
+                }
+                let h = SgdStep {
+                    lr,
+                    momentum,
+                    nesterov,
+                    weight_decay: group.weight_decay,
+                    first,
+                };
+                let b = if momentum == 0.0 { None } else { buf.as_ref() };
+                sgd_update_(p, &g, b, &h)?;
             }
         }
         Ok(())
@@ -111,10 +105,10 @@ impl Optimizer for Sgd {
         let params = self.groups.iter().flat_map(|g| g.params.iter());
         params
             .zip(&self.buffers)
-            .filter_map(|((name, p), b)| {
+            .filter_map(|((name, _), b)| {
                 Some((
                     format!("sgd.momentum.{name}"),
-                    state_tensor(b.as_ref()?, p.shape()).ok()?,
+                    state_copy(b.as_ref()?).ok()?,
                 ))
             })
             .collect()
@@ -123,7 +117,7 @@ impl Optimizer for Sgd {
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         let keys = state_keys(state, "sgd.momentum", &ParamGroup::names(&self.groups));
         for (i, p) in self.params().iter().enumerate() {
-            self.buffers[i] = load_buffer(state, &keys[i], p.numel())?;
+            self.buffers[i] = load_buffer(state, &keys[i], p)?;
         }
         Ok(())
     }

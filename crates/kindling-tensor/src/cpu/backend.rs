@@ -2,11 +2,12 @@
 //! wrapper that borrows the inputs' slices and calls a kernel of `cpu/`.
 
 use super::{activation, attention, conv, copy, elementwise as ew, index, layer_norm, loss};
-use super::{matmul, pool, reduce, rms_norm, rope, simd, softmax};
+use super::{matmul, optim, pool, reduce, rms_norm, rope, simd, softmax};
 use crate::backend::{
     AttentionGeometry, Backend, BinaryOp, ConvGeometry, Gemm, Mat, PoolGeometry, UnaryOp,
 };
 use crate::layout::Layout;
+use crate::ops::optim_update::{AdamStep, SgdStep};
 use crate::{CpuStorage, DType, Error, Result, Storage, Tensor};
 
 pub struct CpuBackend;
@@ -26,6 +27,15 @@ fn slice<'a>(s: &'a Storage, t: &Tensor, op: &'static str) -> Result<&'a [f32]> 
         .contiguous_range()
         .ok_or_else(|| Error::msg(format!("{op}: kernel input must be contiguous")))?;
     Ok(&s.cpu().f32(op)?[r])
+}
+
+/// The contiguous f32 elements of `t` in its (write-locked) storage.
+fn owned_slice<'a>(s: &'a mut Storage, t: &Tensor, op: &'static str) -> Result<&'a mut [f32]> {
+    let r = t
+        .layout()
+        .contiguous_range()
+        .ok_or_else(|| Error::msg(format!("{op}: tensor must be contiguous")))?;
+    Ok(&mut s.cpu_mut().f32_mut(op)?[r])
 }
 
 /// The elements of any-dtype `t` as f32, in row-major order.
@@ -484,5 +494,62 @@ impl Backend for CpuBackend {
     ) -> Result<Storage> {
         let sv = values_f32(src.storage().cpu(), src.layout());
         Ok(f32s(index::scatter_add(&sv, outer, n, inner, idx, m)?))
+    }
+
+    fn adam_update(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        h: &AdamStep,
+    ) -> Result<()> {
+        // The gradient is read out before any write lock is taken: it may
+        // be a view of anything.
+        let gv = g.to_vec_f32()?;
+        let (mut ps, mut ms, mut vs) = (p.storage_mut(), m.storage_mut(), v.storage_mut());
+        simd::dispatch(optim::AdamUpdate {
+            h: *h,
+            w: owned_slice(&mut ps, p, "adam_update")?,
+            g: &gv,
+            m: owned_slice(&mut ms, m, "adam_update")?,
+            v: owned_slice(&mut vs, v, "adam_update")?,
+        });
+        Ok(())
+    }
+
+    fn sgd_update(&self, p: &Tensor, g: &Tensor, buf: Option<&Tensor>, h: &SgdStep) -> Result<()> {
+        let gv = g.to_vec_f32()?;
+        let mut ps = p.storage_mut();
+        let w = owned_slice(&mut ps, p, "sgd_update")?;
+        match buf {
+            Some(b) => {
+                let mut bs = b.storage_mut();
+                optim::sgd_update(h, w, &gv, owned_slice(&mut bs, b, "sgd_update")?);
+            }
+            None => optim::sgd_update(h, w, &gv, &mut []),
+        }
+        Ok(())
+    }
+
+    fn sum_squares(&self, x: &Tensor) -> Result<f64> {
+        let s = x.storage();
+        match x.layout().contiguous_range() {
+            Some(r) => Ok(simd::dispatch(optim::SumSquares(
+                &s.cpu().f32("sum_squares")?[r],
+            ))),
+            None => Ok(simd::dispatch(optim::SumSquares(&values_f32(
+                s.cpu(),
+                x.layout(),
+            )))),
+        }
+    }
+
+    fn scale_in_place(&self, x: &Tensor, k: f32) -> Result<()> {
+        let mut s = x.storage_mut();
+        owned_slice(&mut s, x, "scale_")?
+            .iter_mut()
+            .for_each(|v| *v *= k);
+        Ok(())
     }
 }

@@ -13,6 +13,7 @@ pub mod index;
 pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
+pub mod optim;
 pub mod pool;
 pub mod reduce;
 pub mod rms_norm;

@@ -11,6 +11,7 @@ pub mod linear;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod optim_update;
 pub mod pool;
 pub mod reduce;
 pub mod shape_ops;

@@ -23,7 +23,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 use std::sync::Once;
 
-pub type PlotResult<T> = Result<T, Box<dyn std::error::Error>>;
+/// Drawing errors (plotters', the font, the PNG file), Send + Sync like the
+/// crate's `Error` so they cross threads and convert into it.
+pub type PlotResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// A bitmap drawing area, what every picture is drawn on.
 pub(crate) type Canvas<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
