@@ -35,6 +35,7 @@ pub(crate) mod q4_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
+pub(crate) mod tile16;
 
 use crate::cpu::simd;
 use crate::gguf::GgmlType;
@@ -258,34 +259,67 @@ impl QMatrix {
         if m == 0 || n == 0 {
             return Ok(vec![0.0; m * n]);
         }
-        let acts = Acts::quantize(self.ty, x, m, k);
+        let acts = Acts::quantize(self.ty, isa, x, m, k);
         let row_bytes = row_bytes(self.ty, k);
-        // Each task computes whole weight rows against every activation row,
-        // into yt[n, m] (a task's outputs are contiguous there); one
-        // transpose at the end gives y[m, n].
-        let mut yt = vec![0f32; n * m];
-        let work = |first: usize, out: &mut [f32]| {
-            let w = &self.bytes[first * row_bytes..][..out.len() / m * row_bytes];
-            rows_times_acts(self.ty, isa, w, row_bytes, &acts, m, out);
+        let mut y = vec![0f32; m * n];
+        // out[r * ld + j] = weight row first + j · activation row r.
+        let work = |first: usize, rows: usize, out: &mut [f32], ld: usize| {
+            let w = &self.bytes[first * row_bytes..][..rows * row_bytes];
+            match (self.ty, &acts) {
+                #[cfg(target_arch = "x86_64")]
+                (ty, Acts::Q8(a)) if isa == Isa::Avx512Vnni && tile16::applies(ty, m) => {
+                    tile16::rows(ty, w, row_bytes, a, m, out, ld)
+                }
+                (GgmlType::Q8_0, Acts::Q8(a)) => q8_0::rows(isa, w, row_bytes, a, m, out, ld),
+                (GgmlType::Q4_0, Acts::Q8(a)) => q4_0::rows(isa, w, row_bytes, a, m, out, ld),
+                (GgmlType::Q4_1, Acts::Q8(a)) => q4_1::rows(isa, w, row_bytes, a, m, out, ld),
+                (GgmlType::Q4_K, Acts::Q8K(a)) => q4_k::rows(isa, w, row_bytes, a, m, out, ld),
+                (GgmlType::Q6_K, Acts::Q8K(a)) => q6_k::rows(isa, w, row_bytes, a, m, out, ld),
+                _ => unreachable!("Acts::quantize picks the activation blocks for the type"),
+            }
         };
         if n * k * m <= SERIAL_MAX_MACS {
-            work(0, &mut yt);
-        } else {
-            let per_task = rows_per_task(n, k, m);
-            yt.par_chunks_mut(per_task * m)
-                .enumerate()
-                .for_each(|(t, out)| work(t * per_task, out));
+            work(0, n, &mut y, n);
+            return Ok(y);
+        }
+        let mut per_task = rows_per_task(n, k, m);
+        if isa == Isa::Avx512Vnni && tile16::applies(self.ty, m) {
+            per_task = per_task.next_multiple_of(tile16::ROWS);
         }
         if m == 1 {
-            return Ok(yt);
+            // A task's outputs are a contiguous run of y.
+            y.par_chunks_mut(per_task)
+                .enumerate()
+                .for_each(|(t, out)| work(t * per_task, out.len(), out, out.len()));
+            return Ok(y);
         }
-        let mut y = vec![0f32; m * n];
-        for (j, col) in yt.chunks_exact(m).enumerate() {
-            for (r, v) in col.iter().enumerate() {
-                y[r * n + j] = *v;
+        // A task computes all m rows of its columns of y, [m, rows], then
+        // copies each row's run into place.
+        let columns = Columns(y.as_mut_ptr());
+        (0..n.div_ceil(per_task)).into_par_iter().for_each(|t| {
+            let (first, rows) = (t * per_task, per_task.min(n - t * per_task));
+            let mut out = vec![0f32; m * rows];
+            work(first, rows, &mut out, rows);
+            for (r, run) in out.chunks_exact(rows).enumerate() {
+                // SAFETY: task t alone writes y[r * n + first..][..rows]
+                // (the tasks' column ranges are disjoint), within y's m·n
+                // values, and y outlives the parallel loop.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(run.as_ptr(), columns.at(r * n + first), rows)
+                };
             }
-        }
+        });
         Ok(y)
+    }
+}
+
+/// `matmul`'s output, shared by tasks that write disjoint columns of it.
+struct Columns(*mut f32);
+// SAFETY: used only to write disjoint ranges from different threads.
+unsafe impl Sync for Columns {}
+impl Columns {
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
     }
 }
 
@@ -339,59 +373,71 @@ pub(crate) enum Acts {
 }
 
 impl Acts {
-    fn quantize(ty: GgmlType, x: &[f32], m: usize, k: usize) -> Acts {
+    fn quantize(ty: GgmlType, isa: Isa, x: &[f32], m: usize, k: usize) -> Acts {
+        use q8_0::Q8Acts;
         match ty {
             GgmlType::Q4_K | GgmlType::Q6_K => Acts::Q8K(q8_k::Q8KActs::quantize(x, m, k)),
-            GgmlType::Q4_0 => Acts::Q8(q8_0::Q8Acts::quantize(x, m, k, q4_0::OFFSET)),
-            GgmlType::Q8_0 => Acts::Q8(q8_0::Q8Acts::quantize(x, m, k, q8_0::OFFSET)),
-            _ => Acts::Q8(q8_0::Q8Acts::quantize(x, m, k, 0)),
+            GgmlType::Q4_0 => Acts::Q8(Q8Acts::quantize(isa, x, m, k, q4_0::OFFSET)),
+            GgmlType::Q8_0 => Acts::Q8(Q8Acts::quantize(isa, x, m, k, q8_0::OFFSET)),
+            _ => Acts::Q8(Q8Acts::quantize(isa, x, m, k, 0)),
         }
-    }
-}
-
-/// `out[j * m + r]` = row `j` of the weight rows `w` · activation row `r`.
-fn rows_times_acts(
-    ty: GgmlType,
-    isa: Isa,
-    w: &[u8],
-    row_bytes: usize,
-    acts: &Acts,
-    m: usize,
-    out: &mut [f32],
-) {
-    match (ty, acts) {
-        (GgmlType::Q8_0, Acts::Q8(a)) => q8_0::rows(isa, w, row_bytes, a, m, out),
-        (GgmlType::Q4_0, Acts::Q8(a)) => q4_0::rows(isa, w, row_bytes, a, m, out),
-        (GgmlType::Q4_1, Acts::Q8(a)) => q4_1::rows(isa, w, row_bytes, a, m, out),
-        (GgmlType::Q4_K, Acts::Q8K(a)) => q4_k::rows(isa, w, row_bytes, a, m, out),
-        (GgmlType::Q6_K, Acts::Q8K(a)) => q6_k::rows(isa, w, row_bytes, a, m, out),
-        _ => unreachable!("Acts::quantize picks the activation blocks for the type"),
     }
 }
 
 /// Runs `$dot::<R>(weight_row, acts, first_act_row) -> [f32; R]` over every
 /// weight row of `$w` and the activation rows four at a time (one at a time
-/// for the rest), writing `$out[j * m + r]`. A macro, not a function taking
+/// for the rest), writing `$out[r * $ld + j]`. A macro, not a function taking
 /// a closure, so that the loop is compiled inside each `#[target_feature]`
 /// kernel and the dot products inline into it.
 macro_rules! tile_rows {
-    ($w:expr, $row_bytes:expr, $acts:expr, $m:expr, $out:expr, $dot:ident) => {{
-        let (m, acts) = ($m, $acts);
+    ($w:expr, $row_bytes:expr, $acts:expr, $m:expr, $out:expr, $ld:expr, $dot:ident) => {{
+        let (m, acts, ld) = ($m, $acts, $ld);
         for (j, wr) in $w.chunks_exact($row_bytes).enumerate() {
-            let o = &mut $out[j * m..][..m];
             let mut r = 0;
             while r + 4 <= m {
-                o[r..r + 4].copy_from_slice(&$dot::<4>(wr, acts, r));
+                for (i, v) in $dot::<4>(wr, acts, r).into_iter().enumerate() {
+                    $out[(r + i) * ld + j] = v;
+                }
                 r += 4;
             }
             while r < m {
-                o[r] = $dot::<1>(wr, acts, r)[0];
+                $out[r * ld + j] = $dot::<1>(wr, acts, r)[0];
                 r += 1;
             }
         }
     }};
 }
 pub(crate) use tile_rows;
+
+/// The largest |x| of a block. The same value as a left-to-right
+/// `max(amax, |x|)` (max is exact, so the order does not matter), but over
+/// 16 lanes so the loop vectorizes: a single running max is a chain of
+/// dependent `maxss`, and was most of the time of quantizing activations.
+#[inline(always)]
+pub(crate) fn amax(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    let (body, tail) = x.split_at(x.len() / 16 * 16);
+    for c in body.chunks_exact(16) {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    for v in tail {
+        let a = v.abs();
+        lanes[0] = if a > lanes[0] { a } else { lanes[0] };
+    }
+    // Halving, not a left fold: 4 dependent steps instead of 16.
+    let mut width = 8;
+    while width > 0 {
+        for i in 0..width {
+            let b = lanes[i + width];
+            lanes[i] = if b > lanes[i] { b } else { lanes[i] };
+        }
+        width /= 2;
+    }
+    lanes[0]
+}
 
 /// An f16 stored little-endian at `b[i..i + 2]`, as f32.
 #[inline]
@@ -475,6 +521,20 @@ pub(crate) mod x86 {
         let lo = _mm512_castps512_ps256(v);
         let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
         hsum256(_mm256_add_ps(lo, hi))
+    }
+
+    /// Each value rounded to the nearest f16 (ties to even) and back, as
+    /// `f16_round`, 8 at a time with F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn round_f16(v: &mut [f32]) {
+        let mut chunks = v.chunks_exact_mut(8);
+        for c in &mut chunks {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(c.as_ptr()));
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+        for x in chunks.into_remainder() {
+            *x = super::f16_round(*x);
+        }
     }
 
     /// Two f32 lanes `[a, b]` (the low half of `v`) spread to
@@ -821,9 +881,18 @@ pub(crate) mod tests {
         ];
         for (ty, block) in cases {
             // Odd block counts exercise the one-block tails of the
-            // two-blocks-at-a-time AVX-512 loops; m = 7 the 4-row tiles and
-            // the single-row remainder.
-            for &(n, nb, m) in &[(9, 1, 1), (33, 3, 7), (64, 18, 1), (17, 48, 5)] {
+            // two-blocks-at-a-time AVX-512 loops; m = 7 the 4-row groups and
+            // the single-row remainder; m ≥ tile16::MIN_ROWS the 16-row
+            // tiles (37 rows: two tiles and 5 rows left to the row kernels).
+            let tiled = tile16::MIN_ROWS + 1;
+            for &(n, nb, m) in &[
+                (9, 1, 1),
+                (33, 3, 7),
+                (64, 18, 1),
+                (17, 48, 5),
+                (37, 5, tiled),
+                (48, 18, tiled + 3),
+            ] {
                 let k = nb * block;
                 let q = if ty == GgmlType::Q6_K {
                     let bytes = q6_k::tests::random_blocks(&mut rng, n * nb);
@@ -838,7 +907,7 @@ pub(crate) mod tests {
                 let wd = q.dequantize();
                 let mut x = randn(&mut rng, m * k, 1.0);
                 x[..block.min(k)].fill(0.0);
-                let acts = Acts::quantize(ty, &x, m, k);
+                let acts = Acts::quantize(ty, Isa::Scalar, &x, m, k);
                 let xd = acts.dequantize(m, k);
                 let scalar = q.matmul_with(Isa::Scalar, &x, m).unwrap();
                 for isa in supported_isas() {

@@ -47,15 +47,23 @@ pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
     }
 }
 
-/// `out[j * m + r]` = weight row `j` of `w` · activation row `r`.
-pub(crate) fn rows(isa: Isa, w: &[u8], row_bytes: usize, a: &Q8Acts, m: usize, out: &mut [f32]) {
+/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r`.
+pub(crate) fn rows(
+    isa: Isa,
+    w: &[u8],
+    row_bytes: usize,
+    a: &Q8Acts,
+    m: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
     match isa {
-        Isa::Scalar => tile_rows!(w, row_bytes, a, m, out, dot_scalar),
+        Isa::Scalar => tile_rows!(w, row_bytes, a, m, out, ld, dot_scalar),
         // SAFETY: `matmul_with` runs a family only when `Isa::supported`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::rows(w, row_bytes, a, m, out) },
+        Isa::Avx2 => unsafe { avx2::rows(w, row_bytes, a, m, out, ld) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { vnni::rows(w, row_bytes, a, m, out) },
+        Isa::Avx512Vnni => unsafe { vnni::rows(w, row_bytes, a, m, out, ld) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("only the scalar kernels exist off x86-64"),
     }
@@ -95,8 +103,9 @@ pub(super) mod avx2 {
         a: &Q8Acts,
         m: usize,
         out: &mut [f32],
+        ld: usize,
     ) {
-        tile_rows!(w, row_bytes, a, m, out, dot)
+        tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
     /// 16 bytes of nibbles to 32 bytes: low nibbles (weights 0..16), then
@@ -149,8 +158,9 @@ pub(super) mod vnni {
         a: &Q8Acts,
         m: usize,
         out: &mut [f32],
+        ld: usize,
     ) {
-        tile_rows!(w, row_bytes, a, m, out, dot)
+        tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
     /// The nibbles of blocks at `b0` and `b1` as 64 bytes in activation

@@ -45,15 +45,23 @@ pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
     }
 }
 
-/// `out[j * m + r]` = weight row `j` of `w` · activation row `r`.
-pub(crate) fn rows(isa: Isa, w: &[u8], row_bytes: usize, a: &Q8Acts, m: usize, out: &mut [f32]) {
+/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r`.
+pub(crate) fn rows(
+    isa: Isa,
+    w: &[u8],
+    row_bytes: usize,
+    a: &Q8Acts,
+    m: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
     match isa {
-        Isa::Scalar => tile_rows!(w, row_bytes, a, m, out, dot_scalar),
+        Isa::Scalar => tile_rows!(w, row_bytes, a, m, out, ld, dot_scalar),
         // SAFETY: `matmul_with` runs a family only when `Isa::supported`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::rows(w, row_bytes, a, m, out) },
+        Isa::Avx2 => unsafe { avx2::rows(w, row_bytes, a, m, out, ld) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { vnni::rows(w, row_bytes, a, m, out) },
+        Isa::Avx512Vnni => unsafe { vnni::rows(w, row_bytes, a, m, out, ld) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("only the scalar kernels exist off x86-64"),
     }
@@ -93,8 +101,15 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn rows(w: &[u8], row_bytes: usize, a: &Q8Acts, m: usize, out: &mut [f32]) {
-        tile_rows!(w, row_bytes, a, m, out, dot)
+    pub(super) unsafe fn rows(
+        w: &[u8],
+        row_bytes: usize,
+        a: &Q8Acts,
+        m: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
     /// Block `b`: as Q4_0's (`corr` is zero here: no offset), plus the
@@ -149,8 +164,15 @@ mod vnni {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn rows(w: &[u8], row_bytes: usize, a: &Q8Acts, m: usize, out: &mut [f32]) {
-        tile_rows!(w, row_bytes, a, m, out, dot)
+    pub(super) unsafe fn rows(
+        w: &[u8],
+        row_bytes: usize,
+        a: &Q8Acts,
+        m: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
     #[inline]

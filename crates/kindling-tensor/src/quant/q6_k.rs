@@ -51,16 +51,24 @@ pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
     }
 }
 
-/// `out[j * m + r]` = weight row `j` of `w` · activation row `r`.
-pub(crate) fn rows(isa: Isa, w: &[u8], row_bytes: usize, a: &Q8KActs, m: usize, out: &mut [f32]) {
+/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r`.
+pub(crate) fn rows(
+    isa: Isa,
+    w: &[u8],
+    row_bytes: usize,
+    a: &Q8KActs,
+    m: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
     use super::tile_rows;
     match isa {
-        Isa::Scalar => tile_rows!(w, row_bytes, a, m, out, dot_scalar),
+        Isa::Scalar => tile_rows!(w, row_bytes, a, m, out, ld, dot_scalar),
         // SAFETY: `matmul_with` runs a family only when `Isa::supported`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::rows(w, row_bytes, a, m, out) },
+        Isa::Avx2 => unsafe { avx2::rows(w, row_bytes, a, m, out, ld) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { vnni::rows(w, row_bytes, a, m, out) },
+        Isa::Avx512Vnni => unsafe { vnni::rows(w, row_bytes, a, m, out, ld) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("only the scalar kernels exist off x86-64"),
     }
@@ -108,8 +116,15 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn rows(w: &[u8], row_bytes: usize, a: &Q8KActs, m: usize, out: &mut [f32]) {
-        tile_rows!(w, row_bytes, a, m, out, dot)
+    pub(super) unsafe fn rows(
+        w: &[u8],
+        row_bytes: usize,
+        a: &Q8KActs,
+        m: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
     /// Per half: the four quarters' 32 unsigned quants rebuilt from `ql`
@@ -179,8 +194,15 @@ mod vnni {
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn rows(w: &[u8], row_bytes: usize, a: &Q8KActs, m: usize, out: &mut [f32]) {
-        tile_rows!(w, row_bytes, a, m, out, dot)
+    pub(super) unsafe fn rows(
+        w: &[u8],
+        row_bytes: usize,
+        a: &Q8KActs,
+        m: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
     /// For 64 weights starting at group `4c`, the 16-bit lane → scale index

@@ -5,7 +5,7 @@
 //! (which the x86 build uses too): the value of largest magnitude `max`
 //! (with its sign) maps to −127, `q = nearest_int(−127/max · x)`.
 
-use super::nearest_int;
+use super::{amax, nearest_int};
 use crate::cpu::simd::{dispatch, Kernel};
 use rayon::prelude::*;
 
@@ -64,13 +64,10 @@ impl Kernel for QuantizeRow<'_> {
     #[inline(always)]
     fn run(self) {
         for (b, xb) in self.x.chunks_exact(QK_K).enumerate() {
-            let (mut amax, mut max) = (0f32, 0f32);
-            for &v in xb {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
+            // ggml keeps the first value of the largest magnitude, sign
+            // included: find the magnitude (vectorized), then that value.
+            let amax = amax(xb);
+            let max = xb.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0);
             let q = &mut self.qs[b * QK_K..][..QK_K];
             let sums = &mut self.bsums[b * QK_K / 16..][..QK_K / 16];
             if amax == 0.0 {

@@ -1,0 +1,218 @@
+//! Many activation rows (a prompt) times 32-weight blocks (Q8_0, Q4_0,
+//! Q4_1) on AVX-512 VNNI, 16 weight rows at a time.
+//!
+//! The row kernels spend a conversion, a scale and an FMA on every block of
+//! every (weight row, activation row) pair, for 32 products. Here the 16
+//! weight rows are first rearranged so that each 32-bit lane of a vector
+//! belongs to one row: vector g of block b holds weights 4g..4g+4 of block b
+//! of the 16 rows, as unsigned bytes (the format's quants plus its offset).
+//! A `dpbusd` against four activations broadcast to every lane then moves 16
+//! dot products on by 4 terms, and after 8 of them each lane holds its
+//! row's whole block sum: one conversion and one FMA, with the 16 rows'
+//! scales side by side, per block and 16 outputs. The rearranging (gathers,
+//! once per 16 rows) is paid back over the activation rows, so `matmul`
+//! takes this path only from `MIN_ROWS` activation rows up.
+//!
+//! The f32 sum over blocks runs in block order, as in the scalar reference,
+//! but with fused multiply-adds.
+
+use super::q8_0::{Q8Acts, QK};
+use super::{q4_0, q4_1, q8_0};
+use crate::gguf::GgmlType;
+
+/// Weight rows per tile: one per 32-bit lane of a 512-bit vector.
+pub(crate) const ROWS: usize = 16;
+/// From this many activation rows up, tiles beat the row kernels (measured
+/// with `qmatmul_bench` on SmolLM2's shapes).
+pub(crate) const MIN_ROWS: usize = 8;
+
+/// Whether `matmul` multiplies `ty` by `m` activation rows in tiles.
+pub(crate) fn applies(ty: GgmlType, m: usize) -> bool {
+    m >= MIN_ROWS && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+}
+
+/// One tile's weights, rearranged; allocated once per task and refilled
+/// for each 16 rows.
+pub(crate) struct Tile {
+    /// `[nb, 8, 16]`: block, group of 4 weights, row — 4 unsigned bytes each.
+    q: Vec<i32>,
+    /// `[nb, 16]` the rows' block scales.
+    d: Vec<f32>,
+    /// `[nb, 16]` the rows' block minimums (Q4_1 only).
+    m: Vec<f32>,
+}
+
+impl Tile {
+    pub fn new(nb: usize) -> Tile {
+        Tile {
+            q: vec![0; nb * 8 * ROWS],
+            d: vec![0.0; nb * ROWS],
+            m: vec![0.0; nb * ROWS],
+        }
+    }
+}
+
+/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r`, for the
+/// weight rows of `w` (any number: whole tiles, then the row kernels).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn rows(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    a: &Q8Acts,
+    m: usize,
+    out: &mut [f32],
+    ld: usize,
+) {
+    let n = w.len() / row_bytes;
+    let whole = n / ROWS * ROWS;
+    let mut tile = Tile::new(a.k / QK);
+    for (t, w) in w[..whole * row_bytes]
+        .chunks_exact(ROWS * row_bytes)
+        .enumerate()
+    {
+        // SAFETY: `applies` is only asked when `Isa::Avx512Vnni` is the
+        // family `matmul_with` checked as supported.
+        unsafe {
+            vnni::pack(ty, w, row_bytes, &mut tile);
+            vnni::product(ty, &tile, a, m, &mut out[t * ROWS..], ld);
+        }
+    }
+    if whole < n {
+        let (isa, w, out) = (
+            super::Isa::Avx512Vnni,
+            &w[whole * row_bytes..],
+            &mut out[whole..],
+        );
+        match ty {
+            GgmlType::Q8_0 => q8_0::rows(isa, w, row_bytes, a, m, out, ld),
+            GgmlType::Q4_0 => q4_0::rows(isa, w, row_bytes, a, m, out, ld),
+            _ => q4_1::rows(isa, w, row_bytes, a, m, out, ld),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Rearranges 16 rows of `ty` blocks into `t` with gathers: lane i
+    /// reads row i's 4 bytes at the same offset in the same block.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack(ty: GgmlType, w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nb = t.d.len() / ROWS;
+        assert!(w.len() >= ROWS * row_bytes && row_bytes * ROWS < i32::MAX as usize);
+        let (block_bytes, quants) = match ty {
+            GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2),
+            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2),
+            _ => (q4_1::BLOCK_BYTES, 4),
+        };
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let gather = |p: *const u8| _mm512_i32gather_epi32::<1>(rows, p as *const _);
+        let m4 = _mm512_set1_epi8(0x0F);
+        for b in 0..nb {
+            let blk = w.as_ptr().add(b * block_bytes);
+            let q = t.q.as_mut_ptr().add(b * 8 * ROWS) as *mut __m512i;
+            if ty == GgmlType::Q8_0 {
+                for g in 0..8 {
+                    let v =
+                        _mm512_xor_si512(gather(blk.add(quants + 4 * g)), _mm512_set1_epi8(-128));
+                    _mm512_storeu_si512(q.add(g), v);
+                }
+            } else {
+                // Weights 4g..4g+4 are low nibbles of bytes 4g..4g+4 for
+                // g < 4, the high nibbles of bytes 4(g−4).. for g ≥ 4.
+                for g in 0..4 {
+                    let v = gather(blk.add(quants + 4 * g));
+                    _mm512_storeu_si512(q.add(g), _mm512_and_si512(v, m4));
+                    _mm512_storeu_si512(
+                        q.add(g + 4),
+                        _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                    );
+                }
+            }
+            // The f16 at the block's start (and the one after it, Q4_1's
+            // minimum), each lane's low 16 bits.
+            let f16s = |p: *const u8| _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather(p)));
+            _mm512_storeu_ps(t.d.as_mut_ptr().add(b * ROWS), f16s(blk));
+            if ty == GgmlType::Q4_1 {
+                _mm512_storeu_ps(t.m.as_mut_ptr().add(b * ROWS), f16s(blk.add(2)));
+            }
+        }
+    }
+
+    /// All activation rows against one packed tile, four at a time; row
+    /// r's 16 outputs go to `out[r * ld..][..16]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn product(
+        ty: GgmlType,
+        t: &Tile,
+        a: &Q8Acts,
+        m: usize,
+        out: &mut [f32],
+        ld: usize,
+    ) {
+        let min = ty == GgmlType::Q4_1;
+        let mut store = |r: usize, y: __m512| {
+            let o = &mut out[r * ld..][..ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), y);
+        };
+        let mut r = 0;
+        while r + 4 <= m {
+            for (i, y) in dot::<4>(t, a, r, min).into_iter().enumerate() {
+                store(r + i, y);
+            }
+            r += 4;
+        }
+        while r < m {
+            store(r, dot::<1>(t, a, r, min)[0]);
+            r += 1;
+        }
+    }
+
+    /// Activation rows r0..r0+R against the tile: per block, the 8 groups
+    /// in two accumulators (so consecutive `dpbusd`s do not wait on each
+    /// other), started from −offset·Σy; then the block's scale.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot<const R: usize>(t: &Tile, a: &Q8Acts, r0: usize, min: bool) -> [__m512; R] {
+        let nb = t.d.len() / ROWS;
+        assert!((r0 + R) * a.k <= a.qs.len() && a.k == nb * QK);
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut mins = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let q = t.q.as_ptr().add(b * 8 * ROWS) as *const __m512i;
+            let dw = _mm512_loadu_ps(t.d.as_ptr().add(b * ROWS));
+            for r in 0..R {
+                let row = r0 + r;
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let y = |g: usize| _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g)));
+                let mut s0 = _mm512_set1_epi32(*a.block_corr.get_unchecked(row * nb + b));
+                let mut s1 = _mm512_setzero_si512();
+                for g in (0..8).step_by(2) {
+                    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(q.add(g) as *const _), y(g));
+                    s1 = _mm512_dpbusd_epi32(
+                        s1,
+                        _mm512_loadu_si512(q.add(g + 1) as *const _),
+                        y(g + 1),
+                    );
+                }
+                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(row * nb + b)));
+                acc[r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc[r]);
+                if min {
+                    let mw = _mm512_loadu_ps(t.m.as_ptr().add(b * ROWS));
+                    mins[r] = _mm512_fmadd_ps(
+                        mw,
+                        _mm512_set1_ps(*a.s.get_unchecked(row * nb + b)),
+                        mins[r],
+                    );
+                }
+            }
+        }
+        std::array::from_fn(|r| _mm512_add_ps(acc[r], mins[r]))
+    }
+}
