@@ -265,16 +265,27 @@ impl QMatrix {
         // out[r * ld + j] = weight row first + j · activation row r.
         let work = |first: usize, rows: usize, out: &mut [f32], ld: usize| {
             let w = &self.bytes[first * row_bytes..][..rows * row_bytes];
+            // Whole 16-row tiles first where they apply, the rest by rows.
+            #[allow(unused_mut)]
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512Vnni && tile16::applies(self.ty, m) {
+                let a = match &acts {
+                    Acts::Q8(a) | Acts::Q8K(_, Some(a)) => a,
+                    Acts::Q8K(_, None) => unreachable!("Acts::quantize made the 32-blocks"),
+                };
+                done = tile16::whole_tiles(self.ty, w, row_bytes, a, m, out, ld);
+            }
+            let (w, out) = (&w[done * row_bytes..], &mut out[done..]);
+            if w.is_empty() {
+                return;
+            }
             match (self.ty, &acts) {
-                #[cfg(target_arch = "x86_64")]
-                (ty, Acts::Q8(a)) if isa == Isa::Avx512Vnni && tile16::applies(ty, m) => {
-                    tile16::rows(ty, w, row_bytes, a, m, out, ld)
-                }
                 (GgmlType::Q8_0, Acts::Q8(a)) => q8_0::rows(isa, w, row_bytes, a, m, out, ld),
                 (GgmlType::Q4_0, Acts::Q8(a)) => q4_0::rows(isa, w, row_bytes, a, m, out, ld),
                 (GgmlType::Q4_1, Acts::Q8(a)) => q4_1::rows(isa, w, row_bytes, a, m, out, ld),
-                (GgmlType::Q4_K, Acts::Q8K(a)) => q4_k::rows(isa, w, row_bytes, a, m, out, ld),
-                (GgmlType::Q6_K, Acts::Q8K(a)) => q6_k::rows(isa, w, row_bytes, a, m, out, ld),
+                (GgmlType::Q4_K, Acts::Q8K(a, _)) => q4_k::rows(isa, w, row_bytes, a, m, out, ld),
+                (GgmlType::Q6_K, Acts::Q8K(a, _)) => q6_k::rows(isa, w, row_bytes, a, m, out, ld),
                 _ => unreachable!("Acts::quantize picks the activation blocks for the type"),
             }
         };
@@ -369,14 +380,20 @@ pub(crate) fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
 /// The activations of one `matmul` call, quantized for the weight type.
 pub(crate) enum Acts {
     Q8(q8_0::Q8Acts),
-    Q8K(q8_k::Q8KActs),
+    /// Q8_K, and for the tiled kernels the same as 32-blocks.
+    Q8K(q8_k::Q8KActs, Option<q8_0::Q8Acts>),
 }
 
 impl Acts {
     fn quantize(ty: GgmlType, isa: Isa, x: &[f32], m: usize, k: usize) -> Acts {
         use q8_0::Q8Acts;
         match ty {
-            GgmlType::Q4_K | GgmlType::Q6_K => Acts::Q8K(q8_k::Q8KActs::quantize(x, m, k)),
+            GgmlType::Q4_K | GgmlType::Q6_K => {
+                let a = q8_k::Q8KActs::quantize(x, m, k);
+                let tiled =
+                    (isa == Isa::Avx512Vnni && tile16::applies(ty, m)).then(|| a.as_blocks());
+                Acts::Q8K(a, tiled)
+            }
             GgmlType::Q4_0 => Acts::Q8(Q8Acts::quantize(isa, x, m, k, q4_0::OFFSET)),
             GgmlType::Q8_0 => Acts::Q8(Q8Acts::quantize(isa, x, m, k, q8_0::OFFSET)),
             _ => Acts::Q8(Q8Acts::quantize(isa, x, m, k, 0)),
@@ -936,7 +953,7 @@ pub(crate) mod tests {
         fn dequantize(&self, m: usize, k: usize) -> Vec<f32> {
             match self {
                 Acts::Q8(a) => (0..m * k).map(|i| a.qs[i] as f32 * a.d[i / 32]).collect(),
-                Acts::Q8K(a) => (0..m * k).map(|i| a.qs[i] as f32 * a.d[i / 256]).collect(),
+                Acts::Q8K(a, _) => (0..m * k).map(|i| a.qs[i] as f32 * a.d[i / 256]).collect(),
             }
         }
     }

@@ -5,6 +5,7 @@
 //! (which the x86 build uses too): the value of largest magnitude `max`
 //! (with its sign) maps to −127, `q = nearest_int(−127/max · x)`.
 
+use super::q8_0::{Q8Acts, QK};
 use super::{amax, nearest_int};
 use crate::cpu::simd::{dispatch, Kernel};
 use rayon::prelude::*;
@@ -51,6 +52,27 @@ impl Q8KActs {
 
 /// A row's input and its outputs (quants, d, bsums), as zipped chunks.
 type RowParts<'a> = ((&'a [f32], &'a mut [i8]), (&'a mut [f32], &'a mut [i16]));
+
+impl Q8KActs {
+    /// The same quants as 32-blocks for the tiled kernels: each block's
+    /// scale is its super-block's, `s` is that scale times the block's sum
+    /// (two 16-sums), and there is no offset to correct.
+    pub fn as_blocks(&self) -> Q8Acts {
+        let nb = self.qs.len() / QK;
+        Q8Acts {
+            k: self.k,
+            qs: self.qs.clone(),
+            d: (0..nb).map(|b| self.d[b / 8]).collect(),
+            s: (0..nb)
+                .map(|b| {
+                    self.d[b / 8] * (self.bsums[2 * b] as i32 + self.bsums[2 * b + 1] as i32) as f32
+                })
+                .collect(),
+            corr: Vec::new(),
+            block_corr: vec![0; nb],
+        }
+    }
+}
 
 struct QuantizeRow<'a> {
     x: &'a [f32],

@@ -1,5 +1,5 @@
 //! Many activation rows (a prompt) times 32-weight blocks (Q8_0, Q4_0,
-//! Q4_1) on AVX-512 VNNI, 16 weight rows at a time.
+//! Q4_1, and Q4_K's sub-blocks) on AVX-512 VNNI, 16 weight rows at a time.
 //!
 //! The row kernels spend a conversion, a scale and an FMA on every block of
 //! every (weight row, activation row) pair, for 32 products. Here the 16
@@ -13,11 +13,16 @@
 //! once per 16 rows) is paid back over the activation rows, so `matmul`
 //! takes this path only from `MIN_ROWS` activation rows up.
 //!
+//! Q4_K's sub-blocks of 32 are blocks like Q4_1's here: scale `d·sc_j`,
+//! minimum `−dmin·m_j`, and the Q8_K activations seen as 32-blocks (their
+//! scale repeated, `s` = scale · the sub-block's sum; `Q8KActs::as_blocks`).
+//!
 //! The f32 sum over blocks runs in block order, as in the scalar reference,
-//! but with fused multiply-adds.
+//! but with fused multiply-adds (and per sub-block for Q4_K, where the
+//! reference sums a super-block in integers first).
 
 use super::q8_0::{Q8Acts, QK};
-use super::{q4_0, q4_1, q8_0};
+use super::{q4_0, q4_1, q4_k, q8_0};
 use crate::gguf::GgmlType;
 
 /// Weight rows per tile: one per 32-bit lane of a 512-bit vector.
@@ -28,7 +33,11 @@ pub(crate) const MIN_ROWS: usize = 8;
 
 /// Whether `matmul` multiplies `ty` by `m` activation rows in tiles.
 pub(crate) fn applies(ty: GgmlType, m: usize) -> bool {
-    m >= MIN_ROWS && matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+    m >= MIN_ROWS
+        && matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K
+        )
 }
 
 /// One tile's weights, rearranged; allocated once per task and refilled
@@ -38,7 +47,7 @@ pub(crate) struct Tile {
     q: Vec<i32>,
     /// `[nb, 16]` the rows' block scales.
     d: Vec<f32>,
-    /// `[nb, 16]` the rows' block minimums (Q4_1 only).
+    /// `[nb, 16]` the rows' block minimums (Q4_1, Q4_K).
     m: Vec<f32>,
 }
 
@@ -52,10 +61,11 @@ impl Tile {
     }
 }
 
-/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r`, for the
-/// weight rows of `w` (any number: whole tiles, then the row kernels).
+/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r` for the
+/// whole tiles of `w`'s rows; returns how many rows that was (the rest is
+/// left to the row kernels). `a` holds the activations as 32-blocks.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn rows(
+pub(crate) fn whole_tiles(
     ty: GgmlType,
     w: &[u8],
     row_bytes: usize,
@@ -63,9 +73,8 @@ pub(crate) fn rows(
     m: usize,
     out: &mut [f32],
     ld: usize,
-) {
-    let n = w.len() / row_bytes;
-    let whole = n / ROWS * ROWS;
+) -> usize {
+    let whole = w.len() / row_bytes / ROWS * ROWS;
     let mut tile = Tile::new(a.k / QK);
     for (t, w) in w[..whole * row_bytes]
         .chunks_exact(ROWS * row_bytes)
@@ -74,22 +83,15 @@ pub(crate) fn rows(
         // SAFETY: `applies` is only asked when `Isa::Avx512Vnni` is the
         // family `matmul_with` checked as supported.
         unsafe {
-            vnni::pack(ty, w, row_bytes, &mut tile);
+            if ty == GgmlType::Q4_K {
+                vnni::pack_q4_k(w, row_bytes, &mut tile);
+            } else {
+                vnni::pack(ty, w, row_bytes, &mut tile);
+            }
             vnni::product(ty, &tile, a, m, &mut out[t * ROWS..], ld);
         }
     }
-    if whole < n {
-        let (isa, w, out) = (
-            super::Isa::Avx512Vnni,
-            &w[whole * row_bytes..],
-            &mut out[whole..],
-        );
-        match ty {
-            GgmlType::Q8_0 => q8_0::rows(isa, w, row_bytes, a, m, out, ld),
-            GgmlType::Q4_0 => q4_0::rows(isa, w, row_bytes, a, m, out, ld),
-            _ => q4_1::rows(isa, w, row_bytes, a, m, out, ld),
-        }
-    }
+    whole
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -145,6 +147,74 @@ mod vnni {
         }
     }
 
+    /// Rearranges 16 rows of Q4_K super-blocks into `t`, sub-block by
+    /// sub-block: the nibbles as `pack` does for Q4_0's, the scale
+    /// `d·sc_j` and minimum `−dmin·m_j` unpacked from the 12 packed bytes
+    /// lane by lane (ggml's `get_scale_min_k4` on vectors).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack_q4_k(w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nsb = t.d.len() / ROWS / 8;
+        assert!(w.len() >= ROWS * row_bytes && row_bytes * ROWS < i32::MAX as usize);
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let gather = |p: *const u8| _mm512_i32gather_epi32::<1>(rows, p as *const _);
+        let m4 = _mm512_set1_epi8(0x0F);
+        let byte = |v: __m512i, i: u32| {
+            _mm512_and_si512(
+                _mm512_srlv_epi32(v, _mm512_set1_epi32(8 * i as i32)),
+                _mm512_set1_epi32(0xFF),
+            )
+        };
+        for i in 0..nsb {
+            let blk = w.as_ptr().add(i * q4_k::BLOCK_BYTES);
+            for p in 0..4 {
+                let lo = t.q.as_mut_ptr().add((8 * i + 2 * p) * 8 * ROWS) as *mut __m512i;
+                let hi = lo.add(8);
+                for g in 0..8 {
+                    let v = gather(blk.add(16 + 32 * p + 4 * g));
+                    _mm512_storeu_si512(lo.add(g), _mm512_and_si512(v, m4));
+                    _mm512_storeu_si512(hi.add(g), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                }
+            }
+            let dm = gather(blk);
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            let dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+            // Scale bytes 0..4, 4..8, 8..12 of each row.
+            let (s0, s1, s2) = (gather(blk.add(4)), gather(blk.add(8)), gather(blk.add(12)));
+            let c63 = _mm512_set1_epi32(63);
+            for j in 0..8u32 {
+                let (sc, mn) = if j < 4 {
+                    (
+                        _mm512_and_si512(byte(s0, j), c63),
+                        _mm512_and_si512(byte(s1, j), c63),
+                    )
+                } else {
+                    let (lo, top_s, top_m) = (byte(s2, j - 4), byte(s0, j - 4), byte(s1, j - 4));
+                    (
+                        _mm512_or_si512(
+                            _mm512_and_si512(lo, _mm512_set1_epi32(0x0F)),
+                            _mm512_slli_epi32(_mm512_srli_epi32(top_s, 6), 4),
+                        ),
+                        _mm512_or_si512(
+                            _mm512_srli_epi32(lo, 4),
+                            _mm512_slli_epi32(_mm512_srli_epi32(top_m, 6), 4),
+                        ),
+                    )
+                };
+                let b = 8 * i + j as usize;
+                let scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+                let min = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn));
+                _mm512_storeu_ps(t.d.as_mut_ptr().add(b * ROWS), scale);
+                _mm512_storeu_ps(
+                    t.m.as_mut_ptr().add(b * ROWS),
+                    _mm512_sub_ps(_mm512_setzero_ps(), min),
+                );
+            }
+        }
+    }
+
     /// All activation rows against one packed tile, four at a time; row
     /// r's 16 outputs go to `out[r * ld..][..16]`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -156,7 +226,7 @@ mod vnni {
         out: &mut [f32],
         ld: usize,
     ) {
-        let min = ty == GgmlType::Q4_1;
+        let min = matches!(ty, GgmlType::Q4_1 | GgmlType::Q4_K);
         let mut store = |r: usize, y: __m512| {
             let o = &mut out[r * ld..][..ROWS];
             _mm512_storeu_ps(o.as_mut_ptr(), y);
