@@ -504,21 +504,48 @@ pub(crate) fn c_trunc(x: f32) -> i32 {
 pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
-    /// An f16 at `p` (unaligned, little-endian) as f32, with F16C.
+    /// The 4 bytes at `p` in the low lane of a register whose other lanes
+    /// are zero: a `vmovd`, which writes the whole register. Written as
+    /// assembly because LLVM, seeing that only 16 bits of an f16 load
+    /// matter, turns `_mm_loadu_si32` or `_mm_cvtsi32_si128` into a
+    /// `vpinsrw` into whatever register it likes — often an FMA accumulator
+    /// — and every block then waits for the previous block's FMA (Q4_1's
+    /// AVX2 kernel ran at half speed).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load_u32(p: *const u8) -> __m128i {
+        let v: __m128i;
+        std::arch::asm!(
+            "vmovd {v}, dword ptr [{p}]",
+            v = out(xmm_reg) v,
+            p = in(reg) p,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+        v
+    }
+
+    /// The f16 at `p` (unaligned, little-endian) as f32, with F16C. Reads
+    /// `p..p + 4`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn f16_load(p: *const u8) -> f32 {
-        let bits = std::ptr::read_unaligned(p as *const u16);
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        _mm_cvtss_f32(_mm_cvtph_ps(load_u32(p)))
     }
 
-    /// The f16s at `p` and `q` as the first two f32 lanes.
+    /// The f16 at `p`, read as the upper half of `p - 2..p + 2` (for a
+    /// field at the end of a block, like Q6_K's `d`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_load_last(p: *const u8) -> f32 {
+        _mm_cvtss_f32(_mm_movehdup_ps(_mm_cvtph_ps(load_u32(p.sub(2)))))
+    }
+
+    /// The f16s at `p` and `q` as the first two f32 lanes (reads `p..p + 4`
+    /// and `q..q + 4`; lanes 2 and 3 hold the bytes after each).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn f16_pair(p: *const u8, q: *const u8) -> __m128 {
-        let a = std::ptr::read_unaligned(p as *const u16) as u32;
-        let b = std::ptr::read_unaligned(q as *const u16) as u32;
-        _mm_cvtph_ps(_mm_cvtsi32_si128((a | (b << 16)) as i32))
+        _mm_cvtph_ps(_mm_unpacklo_epi16(load_u32(p), load_u32(q)))
     }
 
     /// Sum of the 8 lanes.

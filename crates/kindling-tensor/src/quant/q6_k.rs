@@ -111,7 +111,7 @@ unsafe fn offset_share(scales: *const u8, bsums: *const i16) -> std::arch::x86_6
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::super::tile_rows;
-    use super::super::x86::{f16_load, hsum256};
+    use super::super::x86::{f16_load_last, hsum256};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -173,7 +173,7 @@ mod avx2 {
                     }
                 }
             }
-            let d = f16_load(blk.add(D));
+            let d = f16_load_last(blk.add(D));
             for r in 0..R {
                 let row = r0 + r;
                 let off = offset_share(blk.add(SCALES), a.bsums.as_ptr().add((row * nb + i) * 16));
@@ -189,7 +189,7 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::super::tile_rows;
-    use super::super::x86::{f16_load, hsum512};
+    use super::super::x86::{f16_load_last, hsum512};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -266,7 +266,7 @@ mod vnni {
                         _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(*isum, p0, s_first), p1, s_second);
                 }
             }
-            let d = f16_load(blk.add(D));
+            let d = f16_load_last(blk.add(D));
             for r in 0..R {
                 let row = r0 + r;
                 let off = offset_share(blk.add(SCALES), a.bsums.as_ptr().add((row * nb + i) * 16));
