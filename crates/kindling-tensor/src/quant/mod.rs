@@ -926,9 +926,9 @@ pub(crate) mod tests {
         for (ty, block) in cases {
             // Odd block counts exercise the one-block tails of the
             // two-blocks-at-a-time AVX-512 loops; m = 7 the 4-row groups and
-            // the single-row remainder; m ≥ tile16::MIN_ROWS the 16-row
+            // the single-row remainder; m ≥ tile16::min_rows the 16-row
             // tiles (37 rows: two tiles and 5 rows left to the row kernels).
-            let tiled = tile16::MIN_ROWS + 1;
+            let tiled = tile16::min_rows(GgmlType::Q8_0) + 1;
             for &(n, nb, m) in &[
                 (9, 1, 1),
                 (33, 3, 7),

@@ -11,7 +11,7 @@
 //! row's whole block sum: one conversion and one FMA, with the 16 rows'
 //! scales side by side, per block and 16 outputs. The rearranging (gathers,
 //! once per 16 rows) is paid back over the activation rows, so `matmul`
-//! takes this path only from `MIN_ROWS` activation rows up.
+//! takes this path only from `min_rows` activation rows up.
 //!
 //! Q4_K's sub-blocks of 32 are blocks like Q4_1's here: scale `d·sc_j`,
 //! minimum `−dmin·m_j`, and the Q8_K activations seen as 32-blocks (their
@@ -27,17 +27,26 @@ use crate::gguf::GgmlType;
 
 /// Weight rows per tile: one per 32-bit lane of a 512-bit vector.
 pub(crate) const ROWS: usize = 16;
-/// From this many activation rows up, tiles beat the row kernels (measured
-/// with `qmatmul_bench` on SmolLM2's shapes).
-pub(crate) const MIN_ROWS: usize = 8;
+/// From this many activation rows up, tiles beat the row kernels:
+/// rearranging Q8_0 costs twice the gathers of the 4-bit formats, and Q4_K's
+/// row kernel is the slowest. Measured with 1536→576 products on this
+/// repository's development machine (AMD EPYC, AVX-512 VNNI), m = 2..16:
+/// at m = 6 tiles gave Q4_0 187 against 142 GFLOP/s-equivalent for the rows;
+/// Q4_K 147 against 86 at m = 4; Q8_0 lost below m = 8.
+pub(crate) fn min_rows(ty: GgmlType) -> usize {
+    match ty {
+        GgmlType::Q4_K => 4,
+        GgmlType::Q4_0 | GgmlType::Q4_1 => 6,
+        _ => 8,
+    }
+}
 
 /// Whether `matmul` multiplies `ty` by `m` activation rows in tiles.
 pub(crate) fn applies(ty: GgmlType, m: usize) -> bool {
-    m >= MIN_ROWS
-        && matches!(
-            ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K
-        )
+    matches!(
+        ty,
+        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K
+    ) && m >= min_rows(ty)
 }
 
 /// One tile's weights, rearranged; allocated once per task and refilled
