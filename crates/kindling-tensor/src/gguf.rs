@@ -6,11 +6,11 @@
 //! The reader validates every count, length and offset against the file's
 //! size before trusting it, so a truncated or corrupt file gives an error
 //! that names the file (and the tensor) instead of a huge allocation.
-//! Dequantization follows ggml's reference implementations
-//! (`dequantize_row_q4_0` etc. in ggml-quants.c): blocks of 32 weights with
-//! an f16 scale (and minimum for Q4_1).
+//! Quantized tensors (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) are dequantized by the
+//! block formats in `quant/`, which follow ggml's reference implementations
+//! (`dequantize_row_q4_0` etc. in ggml-quants.c).
 
-use crate::{Error, Result, Tensor};
+use crate::{quant, Error, Result, Tensor};
 use half::{bf16, f16};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -89,7 +89,9 @@ impl GgufValue {
     }
 }
 
-/// ggml's tensor element types that Kindling reads (ids from `ggml_type`).
+/// ggml's tensor element types that Kindling reads (ids from `ggml_type`),
+/// named as ggml names them.
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GgmlType {
     F32,
@@ -97,6 +99,8 @@ pub enum GgmlType {
     Q4_0,
     Q4_1,
     Q8_0,
+    Q4_K,
+    Q6_K,
     BF16,
 }
 
@@ -108,6 +112,8 @@ impl GgmlType {
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
             8 => GgmlType::Q8_0,
+            12 => GgmlType::Q4_K,
+            14 => GgmlType::Q6_K,
             30 => GgmlType::BF16,
             _ => return None,
         })
@@ -121,18 +127,23 @@ impl GgmlType {
             GgmlType::Q4_0 => 2,
             GgmlType::Q4_1 => 3,
             GgmlType::Q8_0 => 8,
+            GgmlType::Q4_K => 12,
+            GgmlType::Q6_K => 14,
             GgmlType::BF16 => 30,
         }
     }
 
-    /// (weights per block, bytes per block)
+    /// (weights per block, bytes per block): the block layouts live with
+    /// their formats in `quant/`.
     pub fn block(self) -> (usize, usize) {
         match self {
             GgmlType::F32 => (1, 4),
             GgmlType::F16 | GgmlType::BF16 => (1, 2),
-            GgmlType::Q4_0 => (32, 2 + 16),
-            GgmlType::Q4_1 => (32, 2 + 2 + 16),
-            GgmlType::Q8_0 => (32, 2 + 32),
+            GgmlType::Q4_0 => (quant::q8_0::QK, quant::q4_0::BLOCK_BYTES),
+            GgmlType::Q4_1 => (quant::q8_0::QK, quant::q4_1::BLOCK_BYTES),
+            GgmlType::Q8_0 => (quant::q8_0::QK, quant::q8_0::BLOCK_BYTES),
+            GgmlType::Q4_K => (quant::q8_k::QK_K, quant::q4_k::BLOCK_BYTES),
+            GgmlType::Q6_K => (quant::q8_k::QK_K, quant::q6_k::BLOCK_BYTES),
         }
     }
 
@@ -143,6 +154,8 @@ impl GgmlType {
             GgmlType::Q4_0 => "Q4_0",
             GgmlType::Q4_1 => "Q4_1",
             GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q4_K => "Q4_K",
+            GgmlType::Q6_K => "Q6_K",
             GgmlType::BF16 => "BF16",
         }
     }
@@ -156,9 +169,7 @@ fn ggml_type_name(id: u32) -> String {
         (9, "Q8_1"),
         (10, "Q2_K"),
         (11, "Q3_K"),
-        (12, "Q4_K"),
         (13, "Q5_K"),
-        (14, "Q6_K"),
         (15, "Q8_K"),
     ];
     match known.iter().find(|(i, _)| *i == id) {
@@ -453,7 +464,7 @@ impl GgufFile {
             .ok_or_else(|| self.err(format!("tensor `{name}` is missing")))?;
         let ty = t.ggml_type().ok_or_else(|| {
             self.err(format!(
-                "tensor `{name}` has quantization type {}, which Kindling cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1 are supported)",
+                "tensor `{name}` has quantization type {}, which Kindling cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are supported)",
                 t.type_name()
             ))
         })?;
@@ -481,39 +492,23 @@ impl GgufFile {
     }
 }
 
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]])).to_f32()
-}
-
 /// Weights of `ty` blocks as f32 (`bytes` holds whole blocks).
 pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
-    let (per_block, block_bytes) = ty.block();
-    let mut out = Vec::with_capacity(bytes.len() / block_bytes * per_block);
-    for b in bytes.chunks_exact(block_bytes) {
-        match ty {
-            GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            GgmlType::F16 => out.push(f16_at(b, 0)),
-            GgmlType::BF16 => out.push(bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()),
-            // Low nibbles are weights 0..16 of the block, high nibbles 16..32.
-            GgmlType::Q4_0 => {
-                let d = f16_at(b, 0);
-                let qs = &b[2..18];
-                out.extend(qs.iter().map(|q| ((q & 0x0F) as i32 - 8) as f32 * d));
-                out.extend(qs.iter().map(|q| ((q >> 4) as i32 - 8) as f32 * d));
-            }
-            GgmlType::Q4_1 => {
-                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                let qs = &b[4..20];
-                out.extend(qs.iter().map(|q| (q & 0x0F) as f32 * d + m));
-                out.extend(qs.iter().map(|q| (q >> 4) as f32 * d + m));
-            }
-            GgmlType::Q8_0 => {
-                let d = f16_at(b, 0);
-                out.extend(b[2..34].iter().map(|&q| q as i8 as f32 * d));
-            }
-        }
+    match ty {
+        GgmlType::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        GgmlType::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect(),
+        GgmlType::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
+            .collect(),
+        _ => quant::dequantize(ty, bytes),
     }
-    out
 }
 
 /// Writes a GGUF v3 file: `metadata` in order, then each tensor's raw block
@@ -703,14 +698,14 @@ mod tests {
         std::fs::write(&cut, b"PK\x03\x04 not gguf").unwrap();
         let e = GgufFile::open(&cut).unwrap_err().to_string();
         assert!(e.contains("not a GGUF file"), "{e}");
-        // An unknown quantization type (Q6_K, id 14) is named when read.
+        // An unknown quantization type (Q5_K, id 13) is named when read.
         let mut b = bytes.clone();
         let pos = b.windows(7).position(|x| x == b"blk.0.w").unwrap() + 7 + 4 + 16;
-        b[pos..pos + 4].copy_from_slice(&14u32.to_le_bytes());
+        b[pos..pos + 4].copy_from_slice(&13u32.to_le_bytes());
         std::fs::write(&cut, &b).unwrap();
         let g = GgufFile::open(&cut).unwrap();
         let e = g.tensor("blk.0.w").unwrap_err().to_string();
-        assert!(e.contains("Q6_K") && e.contains("blk.0.w"), "{e}");
+        assert!(e.contains("Q5_K") && e.contains("blk.0.w"), "{e}");
         let e = g.tensor("nope").unwrap_err().to_string();
         assert!(e.contains("`nope` is missing"), "{e}");
     }

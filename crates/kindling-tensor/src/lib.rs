@@ -21,6 +21,8 @@ pub mod gguf;
 pub mod gradcheck;
 pub mod layout;
 mod ops;
+// Weights in llama.cpp's block formats and products with them.
+pub mod quant;
 mod rng;
 pub mod safetensors_io;
 mod storage;
@@ -43,6 +45,7 @@ pub use layout::Layout;
 pub use ops::elementwise::where_cond;
 pub use ops::optim_update::{adam_update_, sgd_update_, AdamStep, SgdStep};
 pub use ops::shape_ops::{cat, stack};
+pub use quant::QMatrix;
 pub use rng::Rng;
 pub use storage::{CpuStorage, Device, Storage};
 pub use tensor::Tensor;
