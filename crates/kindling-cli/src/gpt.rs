@@ -194,13 +194,16 @@ pub fn sample(
 }
 
 pub fn generate(args: Generate) -> CliResult<()> {
+    if args.adapter.quantized && args.model.is_none() {
+        anyhow::bail!("--quantized needs --model (a GGUF file); a --ckpt holds f32 weights");
+    }
     if args.adapter.adapter.is_some() && args.model.is_none() {
         anyhow::bail!("--adapter needs --model (a LoRA adapter runs on a pretrained LLaMA-family model, not a --ckpt)");
     }
     if let Some(model) = &args.model {
         return crate::lm::generate(
             model,
-            args.adapter.adapter.as_deref(),
+            &args.adapter,
             &args.prompt,
             &args.sampling,
             args.threads,

@@ -12,6 +12,7 @@ mod lenet;
 mod lm;
 mod post_train;
 mod report;
+mod ship;
 mod stop;
 mod tokenize_cmd;
 mod train_lm;
@@ -118,6 +119,8 @@ enum Command {
         #[command(subcommand)]
         cmd: post_train::MemoryCmd,
     },
+    /// Write a LLaMA as a GGUF file in llama.cpp's q8_0 / q4_0 / q4_1 (or f16, f32)
+    Quantize(ship::Quantize),
 }
 
 /// Commands that took no model word before the grammar became `kindling
@@ -299,6 +302,7 @@ fn main() -> ExitCode {
         } => post_train::bench_sft(a),
         Command::Reward(a) => post_train::reward(a),
         Command::Lora { cmd } => post_train::lora(cmd),
+        Command::Quantize(a) => ship::quantize(a),
         Command::Memory { cmd } => post_train::memory_cmd(cmd),
     };
     match result {

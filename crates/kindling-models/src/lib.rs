@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod generate;
+pub mod gguf_export;
 pub mod gpt;
 pub mod gpt2_files;
 pub mod kv;

@@ -672,26 +672,45 @@ pub fn gguf_name(hf: &str) -> Option<String> {
 /// `2i + a` becomes row `a·D/2 + i`); `!to_hf` applies it, for writing GGUF.
 pub fn permute_rope_rows(w: &Tensor, n_head: usize, to_hf: bool) -> Result<Tensor> {
     let (rows, cols) = (w.shape()[0], w.shape()[1]);
-    if w.rank() != 2 || n_head == 0 || !rows.is_multiple_of(2 * n_head) {
+    if w.rank() != 2 {
         return Err(Error::shape(
             "permute_rope_rows",
-            format!("{:?} is not {n_head} heads of an even size", w.shape()),
+            format!("{:?} is not a matrix", w.shape()),
         ));
     }
-    let d = rows / n_head;
     let src = w.to_vec_f32()?;
-    let mut out = vec![0f32; src.len()];
+    let out = permute_rope_row_blocks(&src, rows, n_head, to_hf)?;
+    Tensor::from_vec(out, &[rows, cols])
+}
+
+/// `permute_rope_rows` on any row-major rows of equal size: f32 values, or
+/// a quantized matrix's bytes (each row whole blocks), which keeps a GGUF
+/// file's blocks as they are while putting its rows in Hugging Face's order.
+pub fn permute_rope_row_blocks<T: Copy + Default>(
+    src: &[T],
+    rows: usize,
+    n_head: usize,
+    to_hf: bool,
+) -> Result<Vec<T>> {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) || !src.len().is_multiple_of(rows.max(1)) {
+        return Err(Error::shape(
+            "permute_rope_rows",
+            format!("{rows} rows are not {n_head} heads of an even size"),
+        ));
+    }
+    let (d, width) = (rows / n_head, src.len() / rows.max(1));
+    let mut out = vec![T::default(); src.len()];
     for h in 0..n_head {
         for i in 0..d / 2 {
             for a in 0..2 {
                 let (gguf, hf) = (h * d + 2 * i + a, h * d + a * (d / 2) + i);
                 let (from, to) = if to_hf { (gguf, hf) } else { (hf, gguf) };
-                out[to * cols..(to + 1) * cols]
-                    .copy_from_slice(&src[from * cols..(from + 1) * cols]);
+                out[to * width..(to + 1) * width]
+                    .copy_from_slice(&src[from * width..(from + 1) * width]);
             }
         }
     }
-    Tensor::from_vec(out, &[rows, cols])
+    Ok(out)
 }
 
 #[cfg(test)]

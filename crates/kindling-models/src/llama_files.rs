@@ -4,9 +4,10 @@
 //! language-model runs are Hugging Face folders, so `transformers` loads
 //! them as they are.
 
-use crate::llama::{gguf_name, permute_rope_rows, Llama, LlamaConfig};
-use kindling_nn::Module;
-use kindling_tensor::gguf::GgufFile;
+use crate::llama::{gguf_name, permute_rope_row_blocks, permute_rope_rows, Llama, LlamaConfig};
+use kindling_nn::{Linear, LinearWeight, Module};
+use kindling_tensor::gguf::{GgmlType, GgufFile};
+use kindling_tensor::quant::QMatrix;
 use kindling_tensor::{safetensors_io, DType, Error, Result, Tensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -95,6 +96,70 @@ pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
         Error::Shape { msg: m, .. } => msg(&g.path, m),
         other => other,
     })
+}
+
+/// A LLaMA from a GGUF file for inference on its own blocks: every linear
+/// layer stored in a block format (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) keeps it and
+/// is multiplied by the quantized kernels, as llama.cpp does; the rest is
+/// read as f32. A head tied to the embedding multiplies by the embedding's
+/// blocks (the lookup itself reads the f32 rows).
+pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
+    let mut model = llama_from_gguf(g)?;
+    let (h, kvh) = (
+        model.config.num_attention_heads,
+        model.config.num_key_value_heads,
+    );
+    let mut failed = None;
+    model.map_linears(&mut |name, lin| {
+        if failed.is_none() {
+            match quantized_weight(g, &format!("{name}.weight"), h, kvh) {
+                Ok(Some(q)) => lin.weight = LinearWeight::quantized(q),
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if model.lm_head.is_none() {
+        if let Some(q) = quantized_weight(g, "model.embed_tokens.weight", h, kvh)? {
+            model.lm_head = Some(Linear {
+                weight: LinearWeight::quantized(q),
+                bias: None,
+                lora: None,
+            });
+        }
+    }
+    Ok(model)
+}
+
+/// The blocks of the GGUF tensor behind Hugging Face name `hf`, when it is
+/// stored quantized; Q and K rows put in Hugging Face's order.
+fn quantized_weight(g: &GgufFile, hf: &str, h: usize, kvh: usize) -> Result<Option<QMatrix>> {
+    let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
+    let quantized = g.info(&name).and_then(|t| t.ggml_type()).is_some_and(|ty| {
+        matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
+        )
+    });
+    if !quantized {
+        return Ok(None);
+    }
+    let (info, ty, bytes) = g.tensor_bytes(&name)?;
+    let shape = info.shape();
+    let (rows, cols) = (shape[0], shape.get(1).copied().unwrap_or(1));
+    let bytes = if hf.ends_with("q_proj.weight") {
+        permute_rope_row_blocks(&bytes, rows, h, true)?
+    } else if hf.ends_with("k_proj.weight") {
+        permute_rope_row_blocks(&bytes, rows, kvh, true)?
+    } else {
+        bytes
+    };
+    QMatrix::from_bytes(ty, rows, cols, bytes)
+        .map(Some)
+        .map_err(|e| msg(&g.path, format!("tensor `{name}`: {e}")))
 }
 
 /// A Hugging Face folder's `config.json` (its path and JSON), checked to

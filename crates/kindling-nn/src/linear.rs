@@ -4,15 +4,22 @@
 use crate::init;
 use crate::lora::Lora;
 use crate::module::{join_name, Module};
+use kindling_tensor::quant::QMatrix;
 use kindling_tensor::{Error, Result, Rng, Tensor};
+use std::sync::Arc;
 
-/// What a `Linear` layer multiplies by. Dense f32 today; quantized block
-/// formats (GGUF's Q8_0, Q4_K...) join as further variants, each with its
-/// own product in `forward`, so the models built from `Linear`s load a
-/// quantized checkpoint without a second copy of their code.
+/// What a `Linear` layer multiplies by, each variant with its own product
+/// in `forward`, so the models built from `Linear`s load a quantized file
+/// without a second copy of their code.
 pub enum LinearWeight {
     /// `[out, in]` f32: the trainable parameter named `weight`.
     Dense(Tensor),
+    /// `[out, in]` in one of GGUF's block formats (Q8_0, Q4_0, Q4_1, Q4_K,
+    /// Q6_K): frozen, not a parameter; multiplied without dequantizing.
+    Quantized {
+        matrix: Arc<QMatrix>,
+        shape: [usize; 2],
+    },
 }
 
 impl LinearWeight {
@@ -20,6 +27,16 @@ impl LinearWeight {
     pub fn shape(&self) -> &[usize] {
         match self {
             LinearWeight::Dense(w) => w.shape(),
+            LinearWeight::Quantized { shape, .. } => shape,
+        }
+    }
+
+    /// A frozen quantized weight from its blocks.
+    pub fn quantized(matrix: QMatrix) -> Self {
+        let shape = [matrix.rows(), matrix.cols()];
+        LinearWeight::Quantized {
+            matrix: Arc::new(matrix),
+            shape,
         }
     }
 
@@ -27,6 +44,7 @@ impl LinearWeight {
     pub fn as_dense(&self) -> Option<&Tensor> {
         match self {
             LinearWeight::Dense(w) => Some(w),
+            LinearWeight::Quantized { .. } => None,
         }
     }
 
@@ -36,6 +54,7 @@ impl LinearWeight {
             // One fused op: leading dims folded into a single GEMM, the bias
             // loaded into the output before it accumulates.
             LinearWeight::Dense(w) => x.linear(w, bias),
+            LinearWeight::Quantized { matrix, .. } => x.linear_quantized(matrix, bias),
         }
     }
 }
@@ -107,6 +126,8 @@ impl Module for Linear {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor)) {
         match &self.weight {
             LinearWeight::Dense(w) => f(join_name(prefix, "weight"), w),
+            // Frozen blocks are not a parameter: no gradient, not in checkpoints.
+            LinearWeight::Quantized { .. } => {}
         }
         if let Some(b) = &self.bias {
             f(join_name(prefix, "bias"), b);

@@ -411,6 +411,14 @@ pub(crate) trait Backend: Send + Sync {
         m: usize,
     ) -> Result<Storage>;
 
+    /// `x [rows, W.cols] · Wᵀ` for a block-quantized `W` (contiguous `x`).
+    fn quantized_matmul(
+        &self,
+        x: &Tensor,
+        w: &crate::quant::QMatrix,
+        rows: usize,
+    ) -> Result<Storage>;
+
     // ---- in place, outside the graph (optimizers, clipping) ----------
     /// One Adam/AdamW step: `p`, `m`, `v` change in place (contiguous,
     /// same shape as `g`).

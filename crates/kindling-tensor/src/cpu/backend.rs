@@ -532,6 +532,16 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
+    fn quantized_matmul(
+        &self,
+        x: &Tensor,
+        w: &crate::quant::QMatrix,
+        rows: usize,
+    ) -> Result<Storage> {
+        let s = x.storage();
+        Ok(f32s(w.matmul(slice(&s, x, "linear_quantized")?, rows)?))
+    }
+
     fn sum_squares(&self, x: &Tensor) -> Result<f64> {
         let s = x.storage();
         match x.layout().contiguous_range() {

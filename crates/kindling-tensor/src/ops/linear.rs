@@ -99,3 +99,50 @@ impl Tensor {
 fn b_offset(b: &Option<Tensor>) -> usize {
     b.as_ref().map_or(0, |b| b.layout().offset())
 }
+
+impl Tensor {
+    /// `self [.., in] @ W^T + bias[out]` for a block-quantized `W [out, in]`
+    /// (GGUF's Q8_0, Q4_0, Q4_1, Q4_K, Q6_K): the backend multiplies by the
+    /// blocks without dequantizing W. W is frozen; the gradient reaches
+    /// `self` (so adapters train on a quantized base, as in QLoRA) through W
+    /// dequantized for the backward, and the bias gets its column sums.
+    pub fn linear_quantized(
+        &self,
+        weight: &std::sync::Arc<crate::quant::QMatrix>,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let fan_in = *self.shape().last().unwrap_or(&0);
+        let fan_out = weight.rows();
+        if self.rank() == 0
+            || weight.cols() != fan_in
+            || bias.is_some_and(|b| b.shape() != [fan_out])
+        {
+            return Err(Error::shape(
+                "linear_quantized",
+                format!(
+                    "input {:?}, weight [{fan_out}, {}] (must be [out, {fan_in}]), bias {:?} (must be [out])",
+                    self.shape(),
+                    weight.cols(),
+                    bias.map(|b| b.shape().to_vec())
+                ),
+            ));
+        }
+        let rows: usize = self.shape()[..self.rank() - 1].iter().product();
+        let x = self.detach().contiguous()?;
+        let y = self.backend().quantized_matmul(&x, weight, rows)?;
+        let mut shape = self.shape().to_vec();
+        *shape.last_mut().expect("rank >= 1") = fan_out;
+        let w = weight.clone();
+        let x_shape = self.shape().to_vec();
+        let y = Tensor::from_op(y, &shape, "linear_quantized", &[self], move |g| {
+            // dx = dy W, with W dequantized only when a gradient is needed.
+            let dense = Tensor::from_vec(w.dequantize(), &[w.rows(), w.cols()])?;
+            let dy = g.reshape(&[rows, w.rows()])?;
+            Ok(vec![Some(dy.matmul(&dense)?.reshape(&x_shape)?)])
+        });
+        match bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `kindling quantize` on the tiny random chat model (`tests/fixtures/tiny-chat`):
+//! the GGUF it writes carries the tokenizer (the same ids as the folder), its
+//! f32 reading gives the folder's logits to Q8_0's rounding, `--quantized`
+//! computes on the blocks, and bad input gets one line and loses nothing.
+
+mod common;
+use common::{json_of, kindling};
+use std::path::Path;
+
+fn model() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/tiny-chat")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn next_token(model: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "next-token",
+        "--model",
+        model,
+        "--text",
+        "Hello world, 2+2=",
+        "--top",
+        "5",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    json_of(&kindling(&args))
+}
+
+#[test]
+fn a_quantized_gguf_keeps_the_tokenizer_and_the_logits_to_its_rounding() {
+    let dir = std::env::temp_dir().join(format!("kindling-quantize-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("tiny-q8_0.gguf");
+    let out = out.to_str().unwrap();
+    let m = model();
+    let v = json_of(&kindling(&[
+        "quantize", "--model", &m, "--type", "q8_0", "--out", out, "--json",
+    ]));
+    // 2 layers x 7 projections, plus the tied embedding (Q8_0 as llama.cpp
+    // picks for a head whose rows are not whole 256-blocks); 5 norms stay f32.
+    assert_eq!(v["tensor_types"]["Q8_0"], 15, "{v}");
+    assert_eq!(v["tensor_types"]["F32"], 5, "{v}");
+
+    let reference = next_token(&m, &[]);
+    let f32_read = next_token(out, &[]);
+    let blocks = next_token(out, &["--quantized"]);
+    // The tokenizer went into GGUF metadata and came back the same.
+    assert_eq!(reference["ids"], f32_read["ids"]);
+    assert_eq!(reference["ids"], blocks["ids"]);
+    for got in [&f32_read, &blocks] {
+        for (a, b) in reference["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(got["top"].as_array().unwrap())
+        {
+            let (la, lb) = (a["logit"].as_f64().unwrap(), b["logit"].as_f64().unwrap());
+            // Q8_0 keeps ~2-3 significant digits per weight; these logits
+            // are below 1, so 0.01 is about a hundred times the error seen.
+            assert!((la - lb).abs() < 1e-2, "{a} vs {b}");
+        }
+        assert_eq!(reference["top"][0]["id"], got["top"][0]["id"]);
+    }
+
+    // An existing --out is not overwritten without --force, and stays whole.
+    let before = std::fs::read(out).unwrap();
+    let o = kindling(&["quantize", "--model", &m, "--type", "q4_0", "--out", out]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(out).unwrap(), before);
+    let o = kindling(&[
+        "quantize", "--model", &m, "--type", "q4_0", "--out", out, "--force",
+    ]);
+    assert!(o.status.success());
+    assert_ne!(std::fs::read(out).unwrap(), before);
+
+    // An unknown type is named, in one line.
+    let o = kindling(&["quantize", "--model", &m, "--type", "q3_9", "--out", out]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--type q3_9"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    // --quantized needs a GGUF file.
+    let o = kindling(&["next-token", "--model", &m, "--text", "hi", "--quantized"]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("--quantized"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
