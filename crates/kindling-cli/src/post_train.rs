@@ -1188,7 +1188,7 @@ pub fn bench_sft(a: BenchSft) -> CliResult<()> {
     let mut lm = load_chat_llama(&a.model, None)?;
     a.lora.install(&mut lm.model, 0)?;
     let model = &lm.model;
-    let mut opt = kindling_train::gpt_run::adamw_groups(model, 1e-5, 0.0, 0.999, &|_, _| false);
+    let mut opt = kindling_train::optimizer::adamw_groups(model, 1e-5, 0.0, 0.999, &|_, _| false);
     let trainable: usize = model.trainable_parameters().iter().map(|t| t.numel()).sum();
     let mut rng = Rng::new(0);
     let v = model.config.vocab_size;

@@ -7,7 +7,8 @@
 //! (`reference_logps.safetensors`), so a resumed run scores against the same
 //! reference without keeping a second model.
 
-use crate::gpt_run::{adamw_groups, loss_curves_by};
+use crate::gpt_run::loss_curves_by;
+use crate::optimizer::adamw_groups;
 use crate::plot::Panel;
 use crate::preference::EncodedPair;
 use crate::run_dir::{RunDir, RunMode};
@@ -80,9 +81,12 @@ impl DpoOptions {
         if !(self.beta > 0.0 && self.beta.is_finite()) {
             return Err(format!("DPO option `beta` must be positive, got {}", self.beta).into());
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("DPO option `lr` must be positive, got {}", self.lr).into());
-        }
+        crate::optimizer::check_settings(
+            self.lr,
+            Some(self.min_lr),
+            Some(self.weight_decay),
+            Some(self.grad_clip),
+        )?;
         Ok(())
     }
 

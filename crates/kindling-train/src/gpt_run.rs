@@ -11,7 +11,7 @@ use kindling_data::char_tokenizer::CharTokenizer;
 use kindling_data::token_data::{get_batch, TokenData};
 use kindling_models::gpt::{Gpt, GptConfig};
 use kindling_nn::checkpoint::{self, Checkpoint};
-use kindling_nn::optim::{Adam, AdamConfig, ParamGroup};
+use kindling_nn::optim::Adam;
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{no_grad, Rng, Tensor};
@@ -133,30 +133,12 @@ impl GptTrainOptions {
                 return Err(Error::option(flag, "must be at least 1"));
             }
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::option(
-                "lr",
-                format!("must be a positive number, got {}", self.lr),
-            ));
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return Err(Error::option(
-                "grad_clip",
-                format!("must be >= 0 (0 = off), got {}", self.grad_clip),
-            ));
-        }
-        if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return Err(Error::option(
-                "min_lr",
-                format!("must be between 0 and `lr`, got {}", self.min_lr),
-            ));
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(Error::option(
-                "weight_decay",
-                format!("must be >= 0, got {}", self.weight_decay),
-            ));
-        }
+        crate::optimizer::check_settings(
+            self.lr,
+            Some(self.min_lr),
+            Some(self.weight_decay),
+            Some(self.grad_clip),
+        )?;
         self.model_config(1).validate().map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -182,46 +164,9 @@ pub fn estimate_loss(
 
 pub fn make_optimizer(model: &Gpt, opts: &GptTrainOptions) -> Adam {
     let decay_names = model.decay_parameter_names();
-    adamw_groups(model, opts.lr, opts.weight_decay, 0.99, &|name, _| {
+    crate::optimizer::adamw_groups(model, opts.lr, opts.weight_decay, 0.99, &|name, _| {
         decay_names.iter().any(|n| n == name)
     })
-}
-
-/// AdamW with decoupled weight decay on the trainable parameters `decay`
-/// picks (the matrices, by the language models' convention) and none on the
-/// rest; frozen parameters are left out.
-pub fn adamw_groups(
-    model: &dyn Module,
-    lr: f32,
-    weight_decay: f32,
-    beta2: f32,
-    decay: &dyn Fn(&str, &Tensor) -> bool,
-) -> Adam {
-    let (mut decayed, mut not) = (Vec::new(), Vec::new());
-    for (name, p) in model.named_trainable_parameters() {
-        if decay(&name, &p) {
-            decayed.push((name, p))
-        } else {
-            not.push((name, p))
-        }
-    }
-    let config = AdamConfig {
-        beta2,
-        ..AdamConfig::adamw(lr, weight_decay)
-    };
-    Adam::with_groups(
-        vec![
-            ParamGroup {
-                params: decayed,
-                weight_decay,
-            },
-            ParamGroup {
-                params: not,
-                weight_decay: 0.0,
-            },
-        ],
-        config,
-    )
 }
 
 pub fn schedule(opts: &GptTrainOptions) -> LrSchedule {

@@ -11,7 +11,7 @@
 use crate::plot::{Panel, Series};
 use crate::run_dir::{RunDir, RunMode};
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
-use crate::Result;
+use crate::{Error, Result};
 use kindling_data::tokenizer::Tokenizer;
 use kindling_models::chat::{ChatTemplate, Message};
 use kindling_models::generate::{GenerateOptions, Generator};
@@ -215,8 +215,12 @@ impl GrpoOptions {
         if !(self.temperature > 0.0) {
             return Err("GRPO option `temperature` must be positive: a group of greedy answers is one answer".into());
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(self.beta >= 0.0) {
-            return Err("GRPO options `lr` must be positive and `beta` non-negative".into());
+        crate::optimizer::check_settings(self.lr, None, None, Some(self.grad_clip))?;
+        if !(self.beta >= 0.0) {
+            return Err(Error::option(
+                "beta",
+                format!("must be >= 0, got {}", self.beta),
+            ));
         }
         Ok(())
     }
@@ -513,7 +517,7 @@ pub fn train(
     opts.validate()?;
     let mode = mode.into();
     let run = RunDir::start(dir, mode)?;
-    let opt = Box::new(crate::gpt_run::adamw_groups(
+    let opt = Box::new(crate::optimizer::adamw_groups(
         policy,
         opts.lr,
         0.0,

@@ -6,7 +6,8 @@
 //! folder (`hf/`: config.json, model.safetensors, tokenizer files) that
 //! `transformers` and every `--model` flag load.
 
-use crate::gpt_run::{adamw_groups, changed_options, loss_curves};
+use crate::gpt_run::{changed_options, loss_curves};
+use crate::optimizer::adamw_groups;
 use crate::plot::Panel;
 use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
@@ -150,24 +151,12 @@ impl LmTrainOptions {
                 return Err(Error::option(flag, "must be at least 1"));
             }
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::option(
-                "lr",
-                format!("must be a positive number, got {}", self.lr),
-            ));
-        }
-        if !(self.min_lr.is_finite() && self.min_lr >= 0.0 && self.min_lr <= self.lr) {
-            return Err(Error::option(
-                "min_lr",
-                format!("must be between 0 and `lr`, got {}", self.min_lr),
-            ));
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            return Err(Error::option(
-                "grad_clip",
-                format!("must be >= 0 (0 = off), got {}", self.grad_clip),
-            ));
-        }
+        crate::optimizer::check_settings(
+            self.lr,
+            Some(self.min_lr),
+            Some(self.weight_decay),
+            Some(self.grad_clip),
+        )?;
         match self.schedule.as_str() {
             "cosine" => {}
             "wsd" if self.cooldown_frac > 0.0 && self.cooldown_frac <= 1.0 => {}

@@ -145,8 +145,9 @@ impl PpoOptions {
             )
             .into());
         }
-        if !(self.temperature > 0.0 && self.lr > 0.0 && self.clip > 0.0) {
-            return Err("PPO options `temperature`, `lr` and `clip` must be positive".into());
+        crate::optimizer::check_settings(self.lr, None, None, Some(self.grad_clip))?;
+        if !(self.temperature > 0.0 && self.clip > 0.0) {
+            return Err("PPO options `temperature` and `clip` must be positive".into());
         }
         Ok(())
     }
@@ -535,7 +536,7 @@ pub fn train(
     }
     let mode = mode.into();
     let run = RunDir::start(dir, mode)?;
-    let opt = Box::new(crate::gpt_run::adamw_groups(
+    let opt = Box::new(crate::optimizer::adamw_groups(
         ac,
         opts.lr,
         0.0,

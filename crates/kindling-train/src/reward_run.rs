@@ -4,7 +4,8 @@
 //! cross-entropy, which is the same number). The score is held-out
 //! accuracy: how often the chosen answer gets the higher reward.
 
-use crate::gpt_run::{adamw_groups, loss_curves_by};
+use crate::gpt_run::loss_curves_by;
+use crate::optimizer::adamw_groups;
 use crate::plot::Panel;
 use crate::preference::EncodedPair;
 use crate::run_dir::{RunDir, RunMode};
@@ -73,9 +74,12 @@ impl RewardOptions {
                 ("eval_every", self.eval_every),
             ],
         )?;
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("reward option `lr` must be positive, got {}", self.lr).into());
-        }
+        crate::optimizer::check_settings(
+            self.lr,
+            Some(self.min_lr),
+            Some(self.weight_decay),
+            Some(self.grad_clip),
+        )?;
         Ok(())
     }
 

@@ -4,7 +4,8 @@
 //! attending only to itself, [`Llama::hidden_packed`]), and the held-out
 //! score is the same loss on conversations the run never trains on.
 
-use crate::gpt_run::{adamw_groups, loss_curves_by};
+use crate::gpt_run::loss_curves_by;
+use crate::optimizer::adamw_groups;
 use crate::plot::Panel;
 use crate::run_dir::{RunDir, RunMode};
 use crate::sft_data::{self, Conversation, SftExample};
@@ -91,9 +92,12 @@ impl SftOptions {
         if self.held_out_every < 2 {
             return Err("sft option `held_out_every` must be at least 2".into());
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(format!("sft option `lr` must be positive, got {}", self.lr).into());
-        }
+        crate::optimizer::check_settings(
+            self.lr,
+            Some(self.min_lr),
+            Some(self.weight_decay),
+            Some(self.grad_clip),
+        )?;
         Ok(())
     }
 
