@@ -35,7 +35,7 @@ pub(crate) mod q4_k;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
-pub(crate) mod tile16;
+pub(crate) mod tiles;
 
 use crate::cpu::simd;
 use crate::gguf::GgmlType;
@@ -265,16 +265,16 @@ impl QMatrix {
         // out[r * ld + j] = weight row first + j · activation row r.
         let work = |first: usize, rows: usize, out: &mut [f32], ld: usize| {
             let w = &self.bytes[first * row_bytes..][..rows * row_bytes];
-            // Whole 16-row tiles first where they apply, the rest by rows.
+            // Whole tiles first where they apply, the rest by rows.
             #[allow(unused_mut)]
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx512Vnni && tile16::applies(self.ty, m) {
+            if tiles::applies(isa, self.ty, m) {
                 let a = match &acts {
                     Acts::Q8(a) | Acts::Q8K(_, Some(a)) => a,
                     Acts::Q8K(_, None) => unreachable!("Acts::quantize made the 32-blocks"),
                 };
-                done = tile16::whole_tiles(self.ty, w, row_bytes, a, m, out, ld);
+                done = tiles::whole_tiles(isa, self.ty, w, row_bytes, a, out, ld);
             }
             let (w, out) = (&w[done * row_bytes..], &mut out[done..]);
             if w.is_empty() {
@@ -294,8 +294,8 @@ impl QMatrix {
             return Ok(y);
         }
         let mut per_task = rows_per_task(n, k, m);
-        if isa == Isa::Avx512Vnni && tile16::applies(self.ty, m) {
-            per_task = per_task.next_multiple_of(tile16::ROWS);
+        if tiles::applies(isa, self.ty, m) {
+            per_task = per_task.next_multiple_of(tiles::rows_per_tile(isa));
         }
         if m == 1 {
             // A task's outputs are a contiguous run of y.
@@ -390,8 +390,7 @@ impl Acts {
         match ty {
             GgmlType::Q4_K | GgmlType::Q6_K => {
                 let a = q8_k::Q8KActs::quantize(x, m, k);
-                let tiled =
-                    (isa == Isa::Avx512Vnni && tile16::applies(ty, m)).then(|| a.as_blocks());
+                let tiled = tiles::applies(isa, ty, m).then(|| a.as_blocks());
                 Acts::Q8K(a, tiled)
             }
             GgmlType::Q4_0 => Acts::Q8(Q8Acts::quantize(isa, x, m, k, q4_0::OFFSET)),
@@ -926,9 +925,10 @@ pub(crate) mod tests {
         for (ty, block) in cases {
             // Odd block counts exercise the one-block tails of the
             // two-blocks-at-a-time AVX-512 loops; m = 7 the 4-row groups and
-            // the single-row remainder; m ≥ tile16::min_rows the 16-row
-            // tiles (37 rows: two tiles and 5 rows left to the row kernels).
-            let tiled = tile16::min_rows(GgmlType::Q8_0) + 1;
+            // the single-row remainder; m ≥ tiles::min_rows the row tiles
+            // (37 rows: 2 tiles of 16 or 4 of 8, and 5 rows left to the row
+            // kernels).
+            let tiled = tiles::min_rows(Isa::Avx512Vnni, GgmlType::Q8_0) + 1;
             for &(n, nb, m) in &[
                 (9, 1, 1),
                 (33, 3, 7),
@@ -989,17 +989,24 @@ pub(crate) mod tests {
     fn matmul_gives_the_same_result_on_one_thread_and_many() {
         // Rows are split over tasks, never the sum inside a row, so the
         // result does not depend on the number of threads.
+        // Tiles start at multiples of 16 rows in every split (m = 9 takes
+        // them), so the rows they leave to the row kernels are the same too.
         let mut rng = Rng::new(10);
-        let (n, k, m) = (300, 1024, 3);
+        let (n, k) = (300, 1024);
         let w = randn(&mut rng, n * k, 0.05);
-        let x = randn(&mut rng, m * k, 1.0);
         let q = QMatrix::quantize(GgmlType::Q4_0, &w, n, k).unwrap();
-        let many = q.matmul(&x, m).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let one = pool.install(|| q.matmul(&x, m).unwrap());
-        assert_same_f32("threads", &one, &many);
+        let pool = |n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        };
+        let (one_thread, three) = (pool(1), pool(3));
+        for m in [1, 3, 9] {
+            let x = randn(&mut rng, m * k, 1.0);
+            let one = one_thread.install(|| q.matmul(&x, m).unwrap());
+            let many = three.install(|| q.matmul(&x, m).unwrap());
+            assert_same_f32(&format!("threads, m = {m}"), &one, &many);
+        }
     }
 }
