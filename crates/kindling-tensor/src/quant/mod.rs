@@ -15,6 +15,7 @@
 //! | Q4_1 | 32 | 20: f16 d, f16 m, nibbles, w = d·q + m | `q4_1.rs` |
 //! | Q4_K | 256 | 144: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, nibbles | `q4_k.rs` |
 //! | Q6_K | 256 | 210: 128 bytes low nibbles, 64 bytes high 2 bits, 16 × i8 scales, f16 d | `q6_k.rs` (no quantizer) |
+//! | Q5_0 | 32 | 22: f16 d, 4 bytes of fifth bits, nibbles, w = d·(q−16) | `q5_0.rs` (dequantizer only) |
 //!
 //! `QMatrix::matmul` works as llama.cpp's CPU backend does: each row of
 //! activations is quantized once per call — to Q8_0 blocks of 32 (Q8_1 for
@@ -32,6 +33,7 @@
 pub(crate) mod q4_0;
 pub(crate) mod q4_1;
 pub(crate) mod q4_k;
+pub(crate) mod q5_0;
 pub(crate) mod q6_k;
 pub(crate) mod q8_0;
 pub(crate) mod q8_k;
@@ -125,6 +127,9 @@ fn check_quantized(ty: GgmlType, op: &str) -> Result<()> {
         GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K => {
             Ok(())
         }
+        GgmlType::Q5_0 => Err(Error::msg(format!(
+            "{op}: Kindling reads Q5_0 tensors only as f32 (gguf::dequantize); QMatrix holds Q8_0, Q4_0, Q4_1, Q4_K and Q6_K"
+        ))),
         _ => Err(Error::msg(format!(
             "{op}: {} is not a block-quantized type (Q8_0, Q4_0, Q4_1, Q4_K and Q6_K are)",
             ty.name()
@@ -364,6 +369,7 @@ pub(crate) fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
         GgmlType::Q4_1 => q4_1::dequantize_row,
         GgmlType::Q4_K => q4_k::dequantize_row,
         GgmlType::Q6_K => q6_k::dequantize_row,
+        GgmlType::Q5_0 => q5_0::dequantize_row,
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
             unreachable!("gguf::dequantize converts the float types itself")
         }
@@ -778,11 +784,49 @@ pub(crate) mod tests {
             e.contains("cols = 128") && e.contains("multiple of 256"),
             "{e}"
         );
+        let e = QMatrix::from_bytes(GgmlType::Q5_0, 1, 32, vec![0; 22])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Q5_0") && e.contains("only as f32"), "{e}");
         let q = QMatrix::from_bytes(GgmlType::Q6_K, 2, 256, vec![0; 420]).unwrap();
         assert_eq!(
             (q.ty(), q.rows(), q.cols(), q.bytes().len()),
             (GgmlType::Q6_K, 2, 256, 420)
         );
+    }
+
+    #[test]
+    fn gguf_tensors_of_every_read_type_come_back_as_gguf_py_dequantizes_them() {
+        // The fixtures' bytes written into a GGUF file and read through
+        // GgufFile::tensor, as a model loader does.
+        let cases = [
+            ("q8_0.ggml", GgmlType::Q8_0, "q8_0.dequant"),
+            ("q4_0.ggml", GgmlType::Q4_0, "q4_0.dequant"),
+            ("q4_1.ggml", GgmlType::Q4_1, "q4_1.dequant"),
+            ("q5_0.ggml", GgmlType::Q5_0, "q5_0.ggml.dequant"),
+            ("q4_k.ggml", GgmlType::Q4_K, "q4_k.ggml.dequant"),
+            ("q6_k.random", GgmlType::Q6_K, "q6_k.random.dequant"),
+        ];
+        let dir = std::env::temp_dir().join(format!("kindling-quant-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("types.gguf");
+        let tensors: Vec<_> = cases
+            .iter()
+            .map(|(name, ty, _)| {
+                let bytes = fixture_bytes(name);
+                let (per_block, block_bytes) = ty.block();
+                let rows = bytes.len() / block_bytes * per_block / 256;
+                (*name, *ty, vec![rows, 256], bytes)
+            })
+            .collect();
+        crate::gguf::write(&path, &[], &tensors).unwrap();
+        let g = crate::gguf::GgufFile::open(&path).unwrap();
+        for (name, ty, want) in cases {
+            let t = g.tensor(name).unwrap();
+            assert_eq!(g.info(name).unwrap().ggml_type(), Some(ty));
+            assert_same_f32(name, &t.to_vec_f32().unwrap(), &fixture_f32(want));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
