@@ -26,9 +26,20 @@
 //! the vector kernels (lanes, fused multiply-add), so they equal the scalar
 //! reference to f32 summation-order tolerance, not bit for bit.
 //!
+//! Work is split over rayon tasks by weight rows, never inside a row, so a
+//! result does not depend on the number of threads. A decoding step (m = 1)
+//! runs the format's row kernel, one weight row against the activation row;
+//! a prompt (m from 4–8 up, `tiles::min_rows`) runs `tiles.rs`, which
+//! rearranges 16 (VNNI) or 8 (AVX2) weight rows so a vector lane is a row
+//! and a block costs one conversion and one FMA per 16 outputs.
+//!
 //! Kernels are chosen at run time from what the CPU has ([`isa`]), never by
 //! build flags; `KINDLING_SIMD=baseline|avx2` caps the choice as it does for
-//! the f32 kernels.
+//! the f32 kernels. Measured with `cargo run --release -p kindling-tensor
+//! --example qmatmul_bench` on SmolLM2-135M's shapes: against the f32 GEMM,
+//! 1.5–2.4x at m = 1 for the layer weights (whose 4-bit copies stay in
+//! cache) and 4.6–5.7x for the 49152-row head, 1.7–3.5x at m = 64 (AVX-512
+//! VNNI, one thread).
 
 pub(crate) mod q4_0;
 pub(crate) mod q4_1;
@@ -275,11 +286,7 @@ impl QMatrix {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if tiles::applies(isa, self.ty, m) {
-                let a = match &acts {
-                    Acts::Q8(a) | Acts::Q8K(_, Some(a)) => a,
-                    Acts::Q8K(_, None) => unreachable!("Acts::quantize made the 32-blocks"),
-                };
-                done = tiles::whole_tiles(isa, self.ty, w, row_bytes, a, out, ld);
+                done = tiles::whole_tiles(isa, self.ty, w, row_bytes, &acts, out, ld);
             }
             let (w, out) = (&w[done * row_bytes..], &mut out[done..]);
             if w.is_empty() {
@@ -396,7 +403,9 @@ impl Acts {
         match ty {
             GgmlType::Q4_K | GgmlType::Q6_K => {
                 let a = q8_k::Q8KActs::quantize(x, m, k);
-                let tiled = tiles::applies(isa, ty, m).then(|| a.as_blocks());
+                // Q4_K's tiles read the quants as 32-blocks; Q6_K's read Q8_K.
+                let tiled =
+                    (ty == GgmlType::Q4_K && tiles::applies(isa, ty, m)).then(|| a.as_blocks());
                 Acts::Q8K(a, tiled)
             }
             GgmlType::Q4_0 => Acts::Q8(Q8Acts::quantize(isa, x, m, k, q4_0::OFFSET)),

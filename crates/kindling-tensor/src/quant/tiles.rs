@@ -21,14 +21,18 @@
 //! Q4_K's sub-blocks of 32 are blocks like Q4_1's here: scale `d·sc_j`,
 //! minimum `−dmin·m_j`, and the Q8_K activations seen as 32-blocks (their
 //! scale repeated, `s` = scale · the sub-block's sum; `Q8KActs::as_blocks`).
+//! Q6_K (VNNI only) has a scale per 16 weights: its 32-blocks keep two
+//! scales and two sums, groups 0..4 and 4..8, each started from −32 times
+//! its 16 activations' sum (`bsums`), as its 6-bit quants go in unsigned.
 //!
 //! The f32 sum over blocks runs in block order, as in the scalar reference,
 //! but with fused multiply-adds (and per sub-block for Q4_K, where the
 //! reference sums a super-block in integers first).
 
 use super::q8_0::{Q8Acts, QK};
-use super::Isa;
-use super::{q4_0, q4_1, q4_k, q8_0};
+use super::q8_k::{Q8KActs, QK_K};
+use super::{q4_0, q4_1, q4_k, q6_k, q8_0};
+use super::{Acts, Isa};
 use crate::gguf::GgmlType;
 
 /// Weight rows per tile: one per 32-bit lane of a vector.
@@ -49,7 +53,7 @@ pub(crate) fn rows_per_tile(isa: Isa) -> usize {
 /// m = 4 (Q4_0 121 against 89, Q4_1 93 against 66, Q4_K 107 against 93).
 pub(crate) fn min_rows(isa: Isa, ty: GgmlType) -> usize {
     match (isa, ty) {
-        (Isa::Avx512Vnni, GgmlType::Q4_K) => 4,
+        (Isa::Avx512Vnni, GgmlType::Q4_K | GgmlType::Q6_K) => 4,
         (Isa::Avx512Vnni, GgmlType::Q4_0 | GgmlType::Q4_1) => 6,
         (Isa::Avx512Vnni, _) => 8,
         _ => 4,
@@ -61,7 +65,7 @@ pub(crate) fn applies(isa: Isa, ty: GgmlType, m: usize) -> bool {
     let formats = match isa {
         Isa::Avx512Vnni => matches!(
             ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
         ),
         Isa::Avx2 => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K),
         Isa::Scalar => false,
@@ -76,19 +80,21 @@ pub(crate) struct Tile {
     lanes: usize,
     /// `[nb, 8, lanes]`: block, group of 4 weights, row — 4 unsigned bytes each.
     q: Vec<i32>,
-    /// `[nb, lanes]` the rows' block scales.
+    /// `[nb, lanes]` the rows' block scales (Q6_K: `[nb, 2, lanes]`, one
+    /// per 16 weights).
     d: Vec<f32>,
     /// `[nb, lanes]` the rows' block minimums (Q4_1, Q4_K).
     m: Vec<f32>,
 }
 
 impl Tile {
-    fn new(isa: Isa, nb: usize) -> Tile {
+    fn new(isa: Isa, ty: GgmlType, nb: usize) -> Tile {
         let lanes = rows_per_tile(isa);
+        let scales = if ty == GgmlType::Q6_K { 2 } else { 1 };
         Tile {
             lanes,
             q: vec![0; nb * 8 * lanes],
-            d: vec![0.0; nb * lanes],
+            d: vec![0.0; nb * scales * lanes],
             m: vec![0.0; nb * lanes],
         }
     }
@@ -96,20 +102,24 @@ impl Tile {
 
 /// `out[r * ld + j]` = weight row `j` of `w` · activation row `r` for the
 /// whole tiles of `w`'s rows; returns how many rows that was (the rest is
-/// left to the row kernels). `a` holds the activations as 32-blocks.
+/// left to the row kernels).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn whole_tiles(
     isa: Isa,
     ty: GgmlType,
     w: &[u8],
     row_bytes: usize,
-    a: &Q8Acts,
+    acts: &Acts,
     out: &mut [f32],
     ld: usize,
 ) -> usize {
     let rows = rows_per_tile(isa);
     let whole = w.len() / row_bytes / rows * rows;
-    let mut tile = Tile::new(isa, a.k / QK);
+    let (a, k) = match acts {
+        Acts::Q8(a) | Acts::Q8K(_, Some(a)) => (Some(a), a.k),
+        Acts::Q8K(a, None) => (None, a.k),
+    };
+    let mut tile = Tile::new(isa, ty, k / QK);
     for (t, w) in w[..whole * row_bytes]
         .chunks_exact(rows * row_bytes)
         .enumerate()
@@ -119,15 +129,17 @@ pub(crate) fn whole_tiles(
         // runs a family only when `Isa::supported`.
         unsafe {
             match (isa, ty) {
+                (Isa::Avx512Vnni, GgmlType::Q6_K) => vnni::pack_q6_k(w, row_bytes, &mut tile),
                 (Isa::Avx512Vnni, GgmlType::Q4_K) => vnni::pack_q4_k(w, row_bytes, &mut tile),
                 (Isa::Avx512Vnni, _) => vnni::pack(ty, w, row_bytes, &mut tile),
                 (_, GgmlType::Q4_K) => avx2::pack_q4_k(w, row_bytes, &mut tile),
                 _ => avx2::pack(ty, w, row_bytes, &mut tile),
             }
-            if isa == Isa::Avx512Vnni {
-                vnni::product(ty, &tile, a, out, ld);
-            } else {
-                avx2::product(ty, &tile, a, out, ld);
+            match (acts, a) {
+                (Acts::Q8K(a, None), _) => vnni::product_q6_k(&tile, a, out, ld),
+                (_, Some(a)) if isa == Isa::Avx512Vnni => vnni::product(ty, &tile, a, out, ld),
+                (_, Some(a)) => avx2::product(ty, &tile, a, out, ld),
+                _ => unreachable!("activations as 32-blocks for every type but Q6_K"),
             }
         }
     }
@@ -255,6 +267,121 @@ mod vnni {
                 );
             }
         }
+    }
+
+    /// Rearranges 16 rows of Q6_K super-blocks into `t`: per half of 128
+    /// weights and group g, three gathers (`ql` at 4g and 32 + 4g, `qh` at
+    /// 4g) give group g of the half's four 32-blocks, each byte
+    /// `(ql nibble) | (2 bits of qh) << 4` — `q6_k::unpack` on vectors. The
+    /// two scales of each 32-block are `d·sc` for its two groups of 16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack_q6_k(w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nsb = t.q.len() / (8 * ROWS) / 8;
+        assert!(w.len() >= ROWS * row_bytes && row_bytes * ROWS < i32::MAX as usize);
+        assert!(t.d.len() == nsb * 8 * 2 * ROWS);
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let (m4, m2) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
+        for i in 0..nsb {
+            let blk = w.as_ptr().add(i * q6_k::BLOCK_BYTES);
+            let gather = |o: usize| _mm512_i32gather_epi32::<1>(rows, blk.add(o) as *const _);
+            for half in 0..2 {
+                for g in 0..8 {
+                    let ql0 = gather(64 * half + 4 * g);
+                    let ql1 = gather(64 * half + 32 + 4 * g);
+                    let qh = gather(q6_k::QH + 32 * half + 4 * g);
+                    // Bits 2c..2c+2 of each qh byte to bits 4..6; masking
+                    // after the 32-bit shifts drops what crossed bytes.
+                    let h0 = _mm512_slli_epi32(_mm512_and_si512(qh, m2), 4);
+                    let h1 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 2), m2), 4);
+                    let h2 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 4), m2), 4);
+                    let h3 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 6), m2), 4);
+                    let quarters = [
+                        _mm512_or_si512(_mm512_and_si512(ql0, m4), h0),
+                        _mm512_or_si512(_mm512_and_si512(ql1, m4), h1),
+                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(ql0, 4), m4), h2),
+                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(ql1, 4), m4), h3),
+                    ];
+                    for (c, v) in quarters.into_iter().enumerate() {
+                        let b = 8 * i + 4 * half + c;
+                        let q = t.q.as_mut_ptr().add(b * 8 * ROWS) as *mut __m512i;
+                        _mm512_storeu_si512(q.add(g), v);
+                    }
+                }
+            }
+            // d is the block's last 2 bytes: the upper half of bytes 206..210.
+            let d = gather(q6_k::D - 2);
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16)));
+            for s4 in 0..4 {
+                let sc = gather(q6_k::SCALES + 4 * s4);
+                for byte in 0..4 {
+                    // Scale 4·s4 + byte, sign-extended from its byte.
+                    let shift = _mm_cvtsi32_si128(24 - 8 * byte as i32);
+                    let v = _mm512_srai_epi32(_mm512_sll_epi32(sc, shift), 24);
+                    let group = 16 * i + 4 * s4 + byte;
+                    _mm512_storeu_ps(
+                        t.d.as_mut_ptr().add(group * ROWS),
+                        _mm512_mul_ps(d, _mm512_cvtepi32_ps(v)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Q6_K: all activation rows (Q8_K) against one packed tile.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn product_q6_k(t: &Tile, a: &Q8KActs, out: &mut [f32], ld: usize) {
+        let m = a.qs.len() / a.k;
+        let mut store = |r: usize, y: __m512| {
+            let o = &mut out[r * ld..][..ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), y);
+        };
+        let mut r = 0;
+        while r + 4 <= m {
+            for (i, y) in dot_q6_k::<4>(t, a, r).into_iter().enumerate() {
+                store(r + i, y);
+            }
+            r += 4;
+        }
+        while r < m {
+            store(r, dot_q6_k::<1>(t, a, r)[0]);
+            r += 1;
+        }
+    }
+
+    /// Per 32-block: groups 0..4 and 4..8 (16 weights each, with their own
+    /// scale) in their own sums, each started from −32·Σy of its 16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_q6_k<const R: usize>(t: &Tile, a: &Q8KActs, r0: usize) -> [__m512; R] {
+        let nb = t.q.len() / (8 * ROWS);
+        let nsb = nb / 8;
+        assert!((r0 + R) * a.k <= a.qs.len() && a.k == nb * QK && a.k == nsb * QK_K);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let q = t.q.as_ptr().add(b * 8 * ROWS) as *const __m512i;
+            let d_lo = _mm512_loadu_ps(t.d.as_ptr().add(2 * b * ROWS));
+            let d_hi = _mm512_loadu_ps(t.d.as_ptr().add((2 * b + 1) * ROWS));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = r0 + r;
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let y = |g: usize| _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g)));
+                let bs = a.bsums.as_ptr().add(row * a.k / 16 + 2 * b);
+                let mut lo = _mm512_set1_epi32(-32 * *bs as i32);
+                let mut hi = _mm512_set1_epi32(-32 * *bs.add(1) as i32);
+                for g in 0..4 {
+                    let (wl, wh) = (q.add(g) as *const _, q.add(g + 4) as *const _);
+                    lo = _mm512_dpbusd_epi32(lo, _mm512_loadu_si512(wl), y(g));
+                    hi = _mm512_dpbusd_epi32(hi, _mm512_loadu_si512(wh), y(g + 4));
+                }
+                let dx = _mm512_set1_ps(*a.d.get_unchecked(row * nsb + b / 8));
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(d_lo, dx), _mm512_cvtepi32_ps(lo), *acc);
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(d_hi, dx), _mm512_cvtepi32_ps(hi), *acc);
+            }
+        }
+        acc
     }
 
     /// All activation rows against one packed tile, four at a time; row
