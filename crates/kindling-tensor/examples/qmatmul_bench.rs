@@ -37,7 +37,7 @@ const TYPES: [GgmlType; 5] = [
 /// (the speed does not depend on the values).
 fn random_q6_k(rng: &mut Rng, rows: usize, cols: usize) -> Option<QMatrix> {
     let (per_block, block_bytes) = GgmlType::Q6_K.block();
-    if cols % per_block != 0 {
+    if !cols.is_multiple_of(per_block) {
         return None;
     }
     let mut bytes: Vec<u8> = (0..rows * cols / per_block * block_bytes)
