@@ -123,12 +123,26 @@ pub fn isa() -> Isa {
 /// like `Linear`'s weight) stored as ggml blocks: each row is
 /// `cols / block` whole blocks, rows back to back, exactly as a GGUF
 /// tensor's data.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct QMatrix {
     ty: GgmlType,
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
+}
+
+/// The shape and type, not megabytes of block bytes.
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "QMatrix {{ ty: {}, rows: {}, cols: {}, bytes: {} }}",
+            self.ty.name(),
+            self.rows,
+            self.cols,
+            self.bytes.len()
+        )
+    }
 }
 
 /// The block-quantized types `QMatrix` holds, with its own check so every
