@@ -1,6 +1,6 @@
 //! Many activation rows (a prompt) times 32-weight blocks (Q8_0, Q4_0,
-//! Q4_1, and Q4_K's sub-blocks), a tile of weight rows at a time: 16 rows
-//! on AVX-512 VNNI, 8 on AVX2.
+//! Q4_1, and the K formats' 32-weight pieces), a tile of weight rows at a
+//! time: 16 rows on AVX-512 VNNI, 8 on AVX2.
 //!
 //! The row kernels spend a conversion, a scale and an FMA on every block of
 //! every (weight row, activation row) pair, for 32 products. Here the tile's
@@ -26,8 +26,8 @@
 //! its 16 activations' sum (`bsums`), as its 6-bit quants go in unsigned.
 //!
 //! The f32 sum over blocks runs in block order, as in the scalar reference,
-//! but with fused multiply-adds (and per sub-block for Q4_K, where the
-//! reference sums a super-block in integers first).
+//! but with fused multiply-adds (and per 32 or 16 weights for Q4_K and
+//! Q6_K, where the reference sums a super-block in integers first).
 
 use super::q8_0::{Q8Acts, QK};
 use super::q8_k::{Q8KActs, QK_K};
@@ -43,6 +43,7 @@ pub(crate) fn rows_per_tile(isa: Isa) -> usize {
         8
     }
 }
+
 /// From this many activation rows up, tiles beat the row kernels. VNNI:
 /// rearranging Q8_0 costs twice the gathers of the 4-bit formats, and Q4_K's
 /// row kernel is the slowest; measured with 1536→576 products on this
