@@ -26,6 +26,8 @@ Tensors (little-endian; u8 tensors are raw block bytes):
   {t}.gguf_py        u8             gguf.quants.quantize(input, t), t in q8_0 q4_0 q4_1
   {t}.dequant        f32            gguf.quants.dequantize({t}.ggml), t in q8_0 q4_0 q4_1
   q4_k.ggml.dequant  f32            gguf.quants.dequantize(q4_k.ggml)
+  q5_0.ggml          u8             ggml_quantize_chunk(Q5_0, input) (Kindling only reads Q5_0)
+  q5_0.ggml.dequant  f32            gguf.quants.dequantize(q5_0.ggml)
   q4_k.random        u8             random Q4_K blocks (finite f16 d, dmin)
   q6_k.random        u8             random Q6_K blocks (finite f16 d)
   {q4_k,q6_k}.random.dequant f32    gguf.quants.dequantize of those bytes
@@ -78,7 +80,7 @@ class Ggml:
                       ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
         self.lib.ggml_fp32_to_fp16_row.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
         self.lib.ggml_fp32_to_fp16_row.restype = None
-        for t in ("q8_0", "q4_0", "q4_1", "q4_K", "q6_K"):
+        for t in ("q8_0", "q4_0", "q4_1", "q5_0", "q4_K", "q6_K"):
             g = getattr(self.lib, "dequantize_row_" + t)
             g.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
             g.restype = None
@@ -217,6 +219,14 @@ def main():
     out["q4_k.ggml.dequant"] = quants.dequantize(g, T.Q4_K).reshape(-1).astype(np.float32)
     print("q4_k: gguf-py dequantizer == ggml:",
           np.array_equal(ggml.dequantize(g, T.Q4_K).view(np.uint32), out["q4_k.ggml.dequant"].view(np.uint32)))
+
+    # Q5_0: what llama.cpp writes for q4_k_m tensors whose rows are not a
+    # whole number of 256-weight blocks (SmolLM2's 576 columns).
+    g = ggml.quantize(x, T.Q5_0)
+    out["q5_0.ggml"] = g
+    out["q5_0.ggml.dequant"] = quants.dequantize(g, T.Q5_0).reshape(-1).astype(np.float32)
+    print("q5_0: gguf-py dequantizer == ggml:",
+          np.array_equal(ggml.dequantize(g, T.Q5_0).view(np.uint32), out["q5_0.ggml.dequant"].view(np.uint32)))
 
     for name, t, nblocks in (("q4_k", T.Q4_K, 16), ("q6_k", T.Q6_K, 16)):
         size = quants.GGML_QUANT_SIZES[t][1]

@@ -6,7 +6,7 @@
 //! The reader validates every count, length and offset against the file's
 //! size before trusting it, so a truncated or corrupt file gives an error
 //! that names the file (and the tensor) instead of a huge allocation.
-//! Quantized tensors (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) are dequantized by the
+//! Quantized tensors (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K) are dequantized by the
 //! block formats in `quant/`, which follow ggml's reference implementations
 //! (`dequantize_row_q4_0` etc. in ggml-quants.c).
 
@@ -98,6 +98,7 @@ pub enum GgmlType {
     F16,
     Q4_0,
     Q4_1,
+    Q5_0,
     Q8_0,
     Q4_K,
     Q6_K,
@@ -111,6 +112,7 @@ impl GgmlType {
             1 => GgmlType::F16,
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
+            6 => GgmlType::Q5_0,
             8 => GgmlType::Q8_0,
             12 => GgmlType::Q4_K,
             14 => GgmlType::Q6_K,
@@ -126,6 +128,7 @@ impl GgmlType {
             GgmlType::F16 => 1,
             GgmlType::Q4_0 => 2,
             GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
             GgmlType::Q8_0 => 8,
             GgmlType::Q4_K => 12,
             GgmlType::Q6_K => 14,
@@ -141,6 +144,7 @@ impl GgmlType {
             GgmlType::F16 | GgmlType::BF16 => (1, 2),
             GgmlType::Q4_0 => (quant::q8_0::QK, quant::q4_0::BLOCK_BYTES),
             GgmlType::Q4_1 => (quant::q8_0::QK, quant::q4_1::BLOCK_BYTES),
+            GgmlType::Q5_0 => (quant::q8_0::QK, quant::q5_0::BLOCK_BYTES),
             GgmlType::Q8_0 => (quant::q8_0::QK, quant::q8_0::BLOCK_BYTES),
             GgmlType::Q4_K => (quant::q8_k::QK_K, quant::q4_k::BLOCK_BYTES),
             GgmlType::Q6_K => (quant::q8_k::QK_K, quant::q6_k::BLOCK_BYTES),
@@ -153,6 +157,7 @@ impl GgmlType {
             GgmlType::F16 => "F16",
             GgmlType::Q4_0 => "Q4_0",
             GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q5_0 => "Q5_0",
             GgmlType::Q8_0 => "Q8_0",
             GgmlType::Q4_K => "Q4_K",
             GgmlType::Q6_K => "Q6_K",
@@ -164,7 +169,6 @@ impl GgmlType {
 /// Names of the ggml types this reader does not dequantize, for errors.
 fn ggml_type_name(id: u32) -> String {
     let known = [
-        (6, "Q5_0"),
         (7, "Q5_1"),
         (9, "Q8_1"),
         (10, "Q2_K"),
@@ -464,7 +468,7 @@ impl GgufFile {
             .ok_or_else(|| self.err(format!("tensor `{name}` is missing")))?;
         let ty = t.ggml_type().ok_or_else(|| {
             self.err(format!(
-                "tensor `{name}` has quantization type {}, which Kindling cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K are supported)",
+                "tensor `{name}` has quantization type {}, which Kindling cannot read yet (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K are supported)",
                 t.type_name()
             ))
         })?;

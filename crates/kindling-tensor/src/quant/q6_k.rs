@@ -15,9 +15,9 @@ use super::{f16_at, Isa};
 
 pub(crate) const BLOCK_BYTES: usize = QK_K / 2 + QK_K / 4 + QK_K / 16 + 2;
 const QL: usize = 0;
-const QH: usize = QK_K / 2;
-const SCALES: usize = QH + QK_K / 4;
-const D: usize = SCALES + QK_K / 16;
+pub(crate) const QH: usize = QK_K / 2;
+pub(crate) const SCALES: usize = QH + QK_K / 4;
+pub(crate) const D: usize = SCALES + QK_K / 16;
 
 /// The 256 quants of a block, unsigned (0..63), in weight order.
 #[inline(always)]

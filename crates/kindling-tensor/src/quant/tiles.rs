@@ -1,0 +1,633 @@
+//! Many activation rows (a prompt) times 32-weight blocks (Q8_0, Q4_0,
+//! Q4_1, and the K formats' 32-weight pieces), a tile of weight rows at a
+//! time: 16 rows on AVX-512 VNNI, 8 on AVX2.
+//!
+//! The row kernels spend a conversion, a scale and an FMA on every block of
+//! every (weight row, activation row) pair, for 32 products. Here the tile's
+//! rows are first rearranged so that each 32-bit lane of a vector belongs
+//! to one row: vector g of block b holds weights 4g..4g+4 of block b of the
+//! rows, as unsigned bytes (the format's quants plus its offset). A
+//! `dpbusd` against four activations broadcast to every lane then moves 16
+//! dot products on by 4 terms, and after 8 of them each lane holds its
+//! row's whole block sum: one conversion and one FMA, with the rows' scales
+//! side by side, per block and 16 outputs. AVX2 does the same for the 4-bit
+//! formats on 8 lanes with `maddubs`, summing the 8 groups in 16 bits (at
+//! most 8·2·15·127 = 30480) before one `madd`. (Q8_0 on AVX2 stays with its
+//! row kernel: its quants need the sign trick and 32-bit sums per group, and
+//! tiles measured no faster.) The rearranging (gathers, once per tile) is
+//! paid back over the activation rows, so `matmul` takes this path only
+//! from `min_rows` activation rows up.
+//!
+//! Q4_K's sub-blocks of 32 are blocks like Q4_1's here: scale `d·sc_j`,
+//! minimum `−dmin·m_j`, and the Q8_K activations seen as 32-blocks (their
+//! scale repeated, `s` = scale · the sub-block's sum; `Q8KActs::as_blocks`).
+//! Q6_K (VNNI only) has a scale per 16 weights: its 32-blocks keep two
+//! scales and two sums, groups 0..4 and 4..8, each started from −32 times
+//! its 16 activations' sum (`bsums`), as its 6-bit quants go in unsigned.
+//!
+//! The f32 sum over blocks runs in block order, as in the scalar reference,
+//! but with fused multiply-adds (and per 32 or 16 weights for Q4_K and
+//! Q6_K, where the reference sums a super-block in integers first).
+
+use super::q8_0::{Q8Acts, QK};
+use super::q8_k::{Q8KActs, QK_K};
+use super::{q4_0, q4_1, q4_k, q6_k, q8_0};
+use super::{Acts, Isa};
+use crate::gguf::GgmlType;
+
+/// Weight rows per tile: one per 32-bit lane of a vector.
+pub(crate) fn rows_per_tile(isa: Isa) -> usize {
+    if isa == Isa::Avx512Vnni {
+        16
+    } else {
+        8
+    }
+}
+
+/// From this many activation rows up, tiles beat the row kernels. VNNI:
+/// rearranging Q8_0 costs twice the gathers of the 4-bit formats, and Q4_K's
+/// row kernel is the slowest; measured with 1536→576 products on this
+/// repository's development machine (AMD EPYC, AVX-512 VNNI), m = 2..16, at
+/// m = 6 tiles gave Q4_0 187 against 142 GFLOP/s-equivalent for the rows,
+/// Q4_K 147 against 86 at m = 4, and Q8_0 lost below m = 8. AVX2 on the
+/// same machine (`KINDLING_SIMD=avx2`), the 4-bit formats' tiles won from
+/// m = 4 (Q4_0 121 against 89, Q4_1 93 against 66, Q4_K 107 against 93).
+pub(crate) fn min_rows(isa: Isa, ty: GgmlType) -> usize {
+    match (isa, ty) {
+        (Isa::Avx512Vnni, GgmlType::Q4_K | GgmlType::Q6_K) => 4,
+        (Isa::Avx512Vnni, GgmlType::Q4_0 | GgmlType::Q4_1) => 6,
+        (Isa::Avx512Vnni, _) => 8,
+        _ => 4,
+    }
+}
+
+/// Whether `matmul` multiplies `ty` by `m` activation rows in tiles on `isa`.
+pub(crate) fn applies(isa: Isa, ty: GgmlType, m: usize) -> bool {
+    let formats = match isa {
+        Isa::Avx512Vnni => matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
+        ),
+        Isa::Avx2 => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K),
+        Isa::Scalar => false,
+    };
+    formats && m >= min_rows(isa, ty)
+}
+
+/// One tile's weights, rearranged; allocated once per task and refilled
+/// for each tile of rows.
+pub(crate) struct Tile {
+    /// Rows per tile (lanes per vector).
+    lanes: usize,
+    /// `[nb, 8, lanes]`: block, group of 4 weights, row — 4 unsigned bytes each.
+    q: Vec<i32>,
+    /// `[nb, lanes]` the rows' block scales (Q6_K: `[nb, 2, lanes]`, one
+    /// per 16 weights).
+    d: Vec<f32>,
+    /// `[nb, lanes]` the rows' block minimums (Q4_1, Q4_K).
+    m: Vec<f32>,
+}
+
+impl Tile {
+    fn new(isa: Isa, ty: GgmlType, nb: usize) -> Tile {
+        let lanes = rows_per_tile(isa);
+        let scales = if ty == GgmlType::Q6_K { 2 } else { 1 };
+        Tile {
+            lanes,
+            q: vec![0; nb * 8 * lanes],
+            d: vec![0.0; nb * scales * lanes],
+            m: vec![0.0; nb * lanes],
+        }
+    }
+}
+
+/// `out[r * ld + j]` = weight row `j` of `w` · activation row `r` for the
+/// whole tiles of `w`'s rows; returns how many rows that was (the rest is
+/// left to the row kernels).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn whole_tiles(
+    isa: Isa,
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    acts: &Acts,
+    out: &mut [f32],
+    ld: usize,
+) -> usize {
+    let rows = rows_per_tile(isa);
+    let whole = w.len() / row_bytes / rows * rows;
+    let (a, k) = match acts {
+        Acts::Q8(a) | Acts::Q8K(_, Some(a)) => (Some(a), a.k),
+        Acts::Q8K(a, None) => (None, a.k),
+    };
+    let mut tile = Tile::new(isa, ty, k / QK);
+    for (t, w) in w[..whole * row_bytes]
+        .chunks_exact(rows * row_bytes)
+        .enumerate()
+    {
+        let out = &mut out[t * rows..];
+        // SAFETY: `applies` admits only the two families, and `matmul_with`
+        // runs a family only when `Isa::supported`.
+        unsafe {
+            match (isa, ty) {
+                (Isa::Avx512Vnni, GgmlType::Q6_K) => vnni::pack_q6_k(w, row_bytes, &mut tile),
+                (Isa::Avx512Vnni, GgmlType::Q4_K) => vnni::pack_q4_k(w, row_bytes, &mut tile),
+                (Isa::Avx512Vnni, _) => vnni::pack(ty, w, row_bytes, &mut tile),
+                (_, GgmlType::Q4_K) => avx2::pack_q4_k(w, row_bytes, &mut tile),
+                _ => avx2::pack(ty, w, row_bytes, &mut tile),
+            }
+            match (acts, a) {
+                (Acts::Q8K(a, None), _) => vnni::product_q6_k(&tile, a, out, ld),
+                (_, Some(a)) if isa == Isa::Avx512Vnni => vnni::product(ty, &tile, a, out, ld),
+                (_, Some(a)) => avx2::product(ty, &tile, a, out, ld),
+                _ => unreachable!("activations as 32-blocks for every type but Q6_K"),
+            }
+        }
+    }
+    whole
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    const ROWS: usize = 16;
+
+    /// Rearranges 16 rows of `ty` blocks into `t` with gathers: lane i
+    /// reads row i's 4 bytes at the same offset in the same block.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack(ty: GgmlType, w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nb = t.d.len() / ROWS;
+        assert!(w.len() >= ROWS * row_bytes && row_bytes * ROWS < i32::MAX as usize);
+        let (block_bytes, quants) = match ty {
+            GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2),
+            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2),
+            _ => (q4_1::BLOCK_BYTES, 4),
+        };
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let gather = |p: *const u8| _mm512_i32gather_epi32::<1>(rows, p as *const _);
+        let m4 = _mm512_set1_epi8(0x0F);
+        for b in 0..nb {
+            let blk = w.as_ptr().add(b * block_bytes);
+            let q = t.q.as_mut_ptr().add(b * 8 * ROWS) as *mut __m512i;
+            if ty == GgmlType::Q8_0 {
+                for g in 0..8 {
+                    let v =
+                        _mm512_xor_si512(gather(blk.add(quants + 4 * g)), _mm512_set1_epi8(-128));
+                    _mm512_storeu_si512(q.add(g), v);
+                }
+            } else {
+                // Weights 4g..4g+4 are low nibbles of bytes 4g..4g+4 for
+                // g < 4, the high nibbles of bytes 4(g−4).. for g ≥ 4.
+                for g in 0..4 {
+                    let v = gather(blk.add(quants + 4 * g));
+                    _mm512_storeu_si512(q.add(g), _mm512_and_si512(v, m4));
+                    _mm512_storeu_si512(
+                        q.add(g + 4),
+                        _mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+                    );
+                }
+            }
+            // The f16 at the block's start (and the one after it, Q4_1's
+            // minimum), each lane's low 16 bits.
+            let f16s = |p: *const u8| _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather(p)));
+            _mm512_storeu_ps(t.d.as_mut_ptr().add(b * ROWS), f16s(blk));
+            if ty == GgmlType::Q4_1 {
+                _mm512_storeu_ps(t.m.as_mut_ptr().add(b * ROWS), f16s(blk.add(2)));
+            }
+        }
+    }
+
+    /// Rearranges 16 rows of Q4_K super-blocks into `t`, sub-block by
+    /// sub-block: the nibbles as `pack` does for Q4_0's, the scale
+    /// `d·sc_j` and minimum `−dmin·m_j` unpacked from the 12 packed bytes
+    /// lane by lane (ggml's `get_scale_min_k4` on vectors).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack_q4_k(w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nsb = t.d.len() / ROWS / 8;
+        assert!(w.len() >= ROWS * row_bytes && row_bytes * ROWS < i32::MAX as usize);
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let gather = |p: *const u8| _mm512_i32gather_epi32::<1>(rows, p as *const _);
+        let m4 = _mm512_set1_epi8(0x0F);
+        let byte = |v: __m512i, i: u32| {
+            _mm512_and_si512(
+                _mm512_srlv_epi32(v, _mm512_set1_epi32(8 * i as i32)),
+                _mm512_set1_epi32(0xFF),
+            )
+        };
+        for i in 0..nsb {
+            let blk = w.as_ptr().add(i * q4_k::BLOCK_BYTES);
+            for p in 0..4 {
+                let lo = t.q.as_mut_ptr().add((8 * i + 2 * p) * 8 * ROWS) as *mut __m512i;
+                let hi = lo.add(8);
+                for g in 0..8 {
+                    let v = gather(blk.add(16 + 32 * p + 4 * g));
+                    _mm512_storeu_si512(lo.add(g), _mm512_and_si512(v, m4));
+                    _mm512_storeu_si512(hi.add(g), _mm512_and_si512(_mm512_srli_epi16(v, 4), m4));
+                }
+            }
+            let dm = gather(blk);
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            let dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+            // Scale bytes 0..4, 4..8, 8..12 of each row.
+            let (s0, s1, s2) = (gather(blk.add(4)), gather(blk.add(8)), gather(blk.add(12)));
+            let c63 = _mm512_set1_epi32(63);
+            for j in 0..8u32 {
+                let (sc, mn) = if j < 4 {
+                    (
+                        _mm512_and_si512(byte(s0, j), c63),
+                        _mm512_and_si512(byte(s1, j), c63),
+                    )
+                } else {
+                    let (lo, top_s, top_m) = (byte(s2, j - 4), byte(s0, j - 4), byte(s1, j - 4));
+                    (
+                        _mm512_or_si512(
+                            _mm512_and_si512(lo, _mm512_set1_epi32(0x0F)),
+                            _mm512_slli_epi32(_mm512_srli_epi32(top_s, 6), 4),
+                        ),
+                        _mm512_or_si512(
+                            _mm512_srli_epi32(lo, 4),
+                            _mm512_slli_epi32(_mm512_srli_epi32(top_m, 6), 4),
+                        ),
+                    )
+                };
+                let b = 8 * i + j as usize;
+                let scale = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc));
+                let min = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(mn));
+                _mm512_storeu_ps(t.d.as_mut_ptr().add(b * ROWS), scale);
+                _mm512_storeu_ps(
+                    t.m.as_mut_ptr().add(b * ROWS),
+                    _mm512_sub_ps(_mm512_setzero_ps(), min),
+                );
+            }
+        }
+    }
+
+    /// Rearranges 16 rows of Q6_K super-blocks into `t`: per half of 128
+    /// weights and group g, three gathers (`ql` at 4g and 32 + 4g, `qh` at
+    /// 4g) give group g of the half's four 32-blocks, each byte
+    /// `(ql nibble) | (2 bits of qh) << 4` — `q6_k::unpack` on vectors. The
+    /// two scales of each 32-block are `d·sc` for its two groups of 16.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack_q6_k(w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nsb = t.q.len() / (8 * ROWS) / 8;
+        assert!(w.len() >= ROWS * row_bytes && row_bytes * ROWS < i32::MAX as usize);
+        assert!(t.d.len() == nsb * 8 * 2 * ROWS);
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let (m4, m2) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
+        for i in 0..nsb {
+            let blk = w.as_ptr().add(i * q6_k::BLOCK_BYTES);
+            let gather = |o: usize| _mm512_i32gather_epi32::<1>(rows, blk.add(o) as *const _);
+            for half in 0..2 {
+                for g in 0..8 {
+                    let ql0 = gather(64 * half + 4 * g);
+                    let ql1 = gather(64 * half + 32 + 4 * g);
+                    let qh = gather(q6_k::QH + 32 * half + 4 * g);
+                    // Bits 2c..2c+2 of each qh byte to bits 4..6; masking
+                    // after the 32-bit shifts drops what crossed bytes.
+                    let h0 = _mm512_slli_epi32(_mm512_and_si512(qh, m2), 4);
+                    let h1 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 2), m2), 4);
+                    let h2 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 4), m2), 4);
+                    let h3 = _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 6), m2), 4);
+                    let quarters = [
+                        _mm512_or_si512(_mm512_and_si512(ql0, m4), h0),
+                        _mm512_or_si512(_mm512_and_si512(ql1, m4), h1),
+                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(ql0, 4), m4), h2),
+                        _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(ql1, 4), m4), h3),
+                    ];
+                    for (c, v) in quarters.into_iter().enumerate() {
+                        let b = 8 * i + 4 * half + c;
+                        let q = t.q.as_mut_ptr().add(b * 8 * ROWS) as *mut __m512i;
+                        _mm512_storeu_si512(q.add(g), v);
+                    }
+                }
+            }
+            // d is the block's last 2 bytes: the upper half of bytes 206..210.
+            let d = gather(q6_k::D - 2);
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(d, 16)));
+            for s4 in 0..4 {
+                let sc = gather(q6_k::SCALES + 4 * s4);
+                for byte in 0..4 {
+                    // Scale 4·s4 + byte, sign-extended from its byte.
+                    let shift = _mm_cvtsi32_si128(24 - 8 * byte as i32);
+                    let v = _mm512_srai_epi32(_mm512_sll_epi32(sc, shift), 24);
+                    let group = 16 * i + 4 * s4 + byte;
+                    _mm512_storeu_ps(
+                        t.d.as_mut_ptr().add(group * ROWS),
+                        _mm512_mul_ps(d, _mm512_cvtepi32_ps(v)),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Q6_K: all activation rows (Q8_K) against one packed tile.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn product_q6_k(t: &Tile, a: &Q8KActs, out: &mut [f32], ld: usize) {
+        let m = a.qs.len() / a.k;
+        let mut store = |r: usize, y: __m512| {
+            let o = &mut out[r * ld..][..ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), y);
+        };
+        let mut r = 0;
+        while r + 4 <= m {
+            for (i, y) in dot_q6_k::<4>(t, a, r).into_iter().enumerate() {
+                store(r + i, y);
+            }
+            r += 4;
+        }
+        while r < m {
+            store(r, dot_q6_k::<1>(t, a, r)[0]);
+            r += 1;
+        }
+    }
+
+    /// Per 32-block: groups 0..4 and 4..8 (16 weights each, with their own
+    /// scale) in their own sums, each started from −32·Σy of its 16.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_q6_k<const R: usize>(t: &Tile, a: &Q8KActs, r0: usize) -> [__m512; R] {
+        let nb = t.q.len() / (8 * ROWS);
+        let nsb = nb / 8;
+        assert!((r0 + R) * a.k <= a.qs.len() && a.k == nb * QK && a.k == nsb * QK_K);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let q = t.q.as_ptr().add(b * 8 * ROWS) as *const __m512i;
+            let d_lo = _mm512_loadu_ps(t.d.as_ptr().add(2 * b * ROWS));
+            let d_hi = _mm512_loadu_ps(t.d.as_ptr().add((2 * b + 1) * ROWS));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = r0 + r;
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let y = |g: usize| _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g)));
+                let bs = a.bsums.as_ptr().add(row * a.k / 16 + 2 * b);
+                let mut lo = _mm512_set1_epi32(-32 * *bs as i32);
+                let mut hi = _mm512_set1_epi32(-32 * *bs.add(1) as i32);
+                for g in 0..4 {
+                    let (wl, wh) = (q.add(g) as *const _, q.add(g + 4) as *const _);
+                    lo = _mm512_dpbusd_epi32(lo, _mm512_loadu_si512(wl), y(g));
+                    hi = _mm512_dpbusd_epi32(hi, _mm512_loadu_si512(wh), y(g + 4));
+                }
+                let dx = _mm512_set1_ps(*a.d.get_unchecked(row * nsb + b / 8));
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(d_lo, dx), _mm512_cvtepi32_ps(lo), *acc);
+                *acc = _mm512_fmadd_ps(_mm512_mul_ps(d_hi, dx), _mm512_cvtepi32_ps(hi), *acc);
+            }
+        }
+        acc
+    }
+
+    /// All activation rows against one packed tile, four at a time; row
+    /// r's 16 outputs go to `out[r * ld..][..16]`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn product(ty: GgmlType, t: &Tile, a: &Q8Acts, out: &mut [f32], ld: usize) {
+        let min = matches!(ty, GgmlType::Q4_1 | GgmlType::Q4_K);
+        let m = a.qs.len() / a.k;
+        let mut store = |r: usize, y: __m512| {
+            let o = &mut out[r * ld..][..ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), y);
+        };
+        let mut r = 0;
+        while r + 4 <= m {
+            for (i, y) in dot::<4>(t, a, r, min).into_iter().enumerate() {
+                store(r + i, y);
+            }
+            r += 4;
+        }
+        while r < m {
+            store(r, dot::<1>(t, a, r, min)[0]);
+            r += 1;
+        }
+    }
+
+    /// Activation rows r0..r0+R against the tile: per block, the 8 groups
+    /// in two accumulators (so consecutive `dpbusd`s do not wait on each
+    /// other), started from −offset·Σy; then the block's scale.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot<const R: usize>(t: &Tile, a: &Q8Acts, r0: usize, min: bool) -> [__m512; R] {
+        let nb = t.d.len() / ROWS;
+        assert!((r0 + R) * a.k <= a.qs.len() && a.k == nb * QK);
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut mins = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let q = t.q.as_ptr().add(b * 8 * ROWS) as *const __m512i;
+            let dw = _mm512_loadu_ps(t.d.as_ptr().add(b * ROWS));
+            for r in 0..R {
+                let row = r0 + r;
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let y = |g: usize| _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g)));
+                let mut s0 = _mm512_set1_epi32(*a.block_corr.get_unchecked(row * nb + b));
+                let mut s1 = _mm512_setzero_si512();
+                for g in (0..8).step_by(2) {
+                    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(q.add(g) as *const _), y(g));
+                    s1 = _mm512_dpbusd_epi32(
+                        s1,
+                        _mm512_loadu_si512(q.add(g + 1) as *const _),
+                        y(g + 1),
+                    );
+                }
+                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(row * nb + b)));
+                acc[r] = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), acc[r]);
+                if min {
+                    let mw = _mm512_loadu_ps(t.m.as_ptr().add(b * ROWS));
+                    mins[r] = _mm512_fmadd_ps(
+                        mw,
+                        _mm512_set1_ps(*a.s.get_unchecked(row * nb + b)),
+                        mins[r],
+                    );
+                }
+            }
+        }
+        std::array::from_fn(|r| _mm512_add_ps(acc[r], mins[r]))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    const ROWS: usize = 8;
+
+    /// Row i's byte offset in lane i.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn row_offsets(row_bytes: usize) -> __m256i {
+        _mm256_mullo_epi32(
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            _mm256_set1_epi32(row_bytes as i32),
+        )
+    }
+
+    /// Each lane's low 16 bits as an f16, to f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn f16_lanes(v: __m256i) -> __m256 {
+        let v = _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF));
+        let packed = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm256_cvtph_ps(packed)
+    }
+
+    /// As `vnni::pack`, 8 rows of Q4_0 or Q4_1.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pack(ty: GgmlType, w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nb = t.d.len() / ROWS;
+        assert!(t.lanes == ROWS && w.len() >= ROWS * row_bytes);
+        assert!(row_bytes * ROWS < i32::MAX as usize);
+        let (block_bytes, quants) = match ty {
+            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2),
+            _ => (q4_1::BLOCK_BYTES, 4),
+        };
+        let rows = row_offsets(row_bytes);
+        let m4 = _mm256_set1_epi8(0x0F);
+        for b in 0..nb {
+            let blk = w.as_ptr().add(b * block_bytes);
+            let gather = |o: usize| _mm256_i32gather_epi32::<1>(blk.add(o) as *const _, rows);
+            let q = t.q.as_mut_ptr().add(b * 8 * ROWS) as *mut __m256i;
+            for g in 0..4 {
+                let v = gather(quants + 4 * g);
+                _mm256_storeu_si256(q.add(g), _mm256_and_si256(v, m4));
+                _mm256_storeu_si256(q.add(g + 4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+            }
+            _mm256_storeu_ps(t.d.as_mut_ptr().add(b * ROWS), f16_lanes(gather(0)));
+            if ty == GgmlType::Q4_1 {
+                _mm256_storeu_ps(t.m.as_mut_ptr().add(b * ROWS), f16_lanes(gather(2)));
+            }
+        }
+    }
+
+    /// As `vnni::pack_q4_k`, 8 rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pack_q4_k(w: &[u8], row_bytes: usize, t: &mut Tile) {
+        let nsb = t.d.len() / ROWS / 8;
+        assert!(t.lanes == ROWS && w.len() >= ROWS * row_bytes);
+        assert!(row_bytes * ROWS < i32::MAX as usize);
+        let rows = row_offsets(row_bytes);
+        let m4 = _mm256_set1_epi8(0x0F);
+        let byte = |v: __m256i, i: u32| {
+            _mm256_and_si256(
+                _mm256_srlv_epi32(v, _mm256_set1_epi32(8 * i as i32)),
+                _mm256_set1_epi32(0xFF),
+            )
+        };
+        for i in 0..nsb {
+            let blk = w.as_ptr().add(i * q4_k::BLOCK_BYTES);
+            let gather = |o: usize| _mm256_i32gather_epi32::<1>(blk.add(o) as *const _, rows);
+            for p in 0..4 {
+                let lo = t.q.as_mut_ptr().add((8 * i + 2 * p) * 8 * ROWS) as *mut __m256i;
+                let hi = lo.add(8);
+                for g in 0..8 {
+                    let v = gather(16 + 32 * p + 4 * g);
+                    _mm256_storeu_si256(lo.add(g), _mm256_and_si256(v, m4));
+                    _mm256_storeu_si256(hi.add(g), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                }
+            }
+            let dm = gather(0);
+            let d = f16_lanes(dm);
+            let dmin = f16_lanes(_mm256_srli_epi32(dm, 16));
+            let (s0, s1, s2) = (gather(4), gather(8), gather(12));
+            let c63 = _mm256_set1_epi32(63);
+            for j in 0..8u32 {
+                let (sc, mn) = if j < 4 {
+                    (
+                        _mm256_and_si256(byte(s0, j), c63),
+                        _mm256_and_si256(byte(s1, j), c63),
+                    )
+                } else {
+                    let (lo, top_s, top_m) = (byte(s2, j - 4), byte(s0, j - 4), byte(s1, j - 4));
+                    (
+                        _mm256_or_si256(
+                            _mm256_and_si256(lo, _mm256_set1_epi32(0x0F)),
+                            _mm256_slli_epi32(_mm256_srli_epi32(top_s, 6), 4),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_srli_epi32(lo, 4),
+                            _mm256_slli_epi32(_mm256_srli_epi32(top_m, 6), 4),
+                        ),
+                    )
+                };
+                let b = 8 * i + j as usize;
+                let scale = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sc));
+                let min = _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(mn));
+                _mm256_storeu_ps(t.d.as_mut_ptr().add(b * ROWS), scale);
+                _mm256_storeu_ps(
+                    t.m.as_mut_ptr().add(b * ROWS),
+                    _mm256_sub_ps(_mm256_setzero_ps(), min),
+                );
+            }
+        }
+    }
+
+    /// All activation rows against one packed tile, four at a time; row
+    /// r's 8 outputs go to `out[r * ld..][..8]`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn product(ty: GgmlType, t: &Tile, a: &Q8Acts, out: &mut [f32], ld: usize) {
+        let min = matches!(ty, GgmlType::Q4_1 | GgmlType::Q4_K);
+        let m = a.qs.len() / a.k;
+        let mut store = |r: usize, y: __m256| {
+            let o = &mut out[r * ld..][..ROWS];
+            _mm256_storeu_ps(o.as_mut_ptr(), y);
+        };
+        let mut r = 0;
+        while r + 4 <= m {
+            for (i, y) in dot::<4>(t, a, r, min).into_iter().enumerate() {
+                store(r + i, y);
+            }
+            r += 4;
+        }
+        while r < m {
+            store(r, dot::<1>(t, a, r, min)[0]);
+            r += 1;
+        }
+    }
+
+    /// The 4-bit formats: per block, the 8 groups' `maddubs` summed in
+    /// 16 bits, one `madd` to 32 bits, started from −offset·Σy.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot<const R: usize>(t: &Tile, a: &Q8Acts, r0: usize, min: bool) -> [__m256; R] {
+        let nb = t.d.len() / ROWS;
+        assert!((r0 + R) * a.k <= a.qs.len() && a.k == nb * QK);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut mins = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let q = t.q.as_ptr().add(b * 8 * ROWS) as *const __m256i;
+            let dw = _mm256_loadu_ps(t.d.as_ptr().add(b * ROWS));
+            for r in 0..R {
+                let row = r0 + r;
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let mut s16 = _mm256_setzero_si256();
+                for g in 0..8 {
+                    let yg = _mm256_set1_epi32(std::ptr::read_unaligned(y.add(g)));
+                    s16 = _mm256_add_epi16(
+                        s16,
+                        _mm256_maddubs_epi16(_mm256_loadu_si256(q.add(g)), yg),
+                    );
+                }
+                let corr = _mm256_set1_epi32(*a.block_corr.get_unchecked(row * nb + b));
+                let s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), corr);
+                let s = _mm256_mul_ps(dw, _mm256_set1_ps(*a.d.get_unchecked(row * nb + b)));
+                acc[r] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(s32), acc[r]);
+                if min {
+                    let mw = _mm256_loadu_ps(t.m.as_ptr().add(b * ROWS));
+                    mins[r] = _mm256_fmadd_ps(
+                        mw,
+                        _mm256_set1_ps(*a.s.get_unchecked(row * nb + b)),
+                        mins[r],
+                    );
+                }
+            }
+        }
+        std::array::from_fn(|r| _mm256_add_ps(acc[r], mins[r]))
+    }
+}
