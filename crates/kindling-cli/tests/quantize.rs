@@ -90,3 +90,63 @@ fn a_quantized_gguf_keeps_the_tokenizer_and_the_logits_to_its_rounding() {
     assert!(!o.status.success() && e.contains("--quantized"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SmolLM2-135M-Instruct quantized by Kindling, tensor by tensor, against
+/// llama.cpp's `llama_model_quantize` of the same file
+/// (`tools/check_llamacpp_quant.py` wrote the digests): the same type and the
+/// same bytes for every one of the 272 tensors.
+#[test]
+fn smollm2_quantized_by_kindling_has_llama_cpp_bytes() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !p.is_file() {
+        eprintln!("skipped: {} not found", p.display());
+        return;
+    }
+    let fixture: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llamacpp_quant.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("kindling-quantize-lc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for ty in ["q8_0", "q4_0", "q4_1"] {
+        let out = dir.join(format!("{ty}.gguf"));
+        let o = kindling(&[
+            "quantize",
+            "--model",
+            p.to_str().unwrap(),
+            "--type",
+            ty,
+            "--out",
+            out.to_str().unwrap(),
+            "--force",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let g = kindling_tensor::gguf::GgufFile::open(&out).unwrap();
+        let want = fixture["types"][ty]["tensor_sha256"].as_object().unwrap();
+        let types = fixture["types"][ty]["tensor_types"].as_object().unwrap();
+        assert_eq!(g.tensors.len(), want.len(), "{ty}");
+        for (name, sha) in want {
+            let info = g
+                .info(name)
+                .unwrap_or_else(|| panic!("{ty}: no tensor {name}"));
+            assert_eq!(
+                info.type_name(),
+                types[name].as_str().unwrap(),
+                "{ty} {name}"
+            );
+            let (_, _, bytes) = g.tensor_bytes(name).unwrap();
+            let got = kindling_data::sha256::sha256_bytes_hex(&bytes);
+            assert_eq!(
+                &got,
+                sha.as_str().unwrap(),
+                "{ty}: {name} differs from llama.cpp's"
+            );
+        }
+        std::fs::remove_file(&out).unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -25,11 +25,22 @@ pub fn sha256_hex(path: &Path) -> Result<String> {
         }
         hasher.update(&chunk[..n]);
     }
+    Ok(hex(hasher))
+}
+
+/// The SHA-256 of bytes in memory (a tensor's data, say), as 64 hex digits.
+pub fn sha256_bytes_hex(bytes: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    hex(hasher)
+}
+
+fn hex(hasher: Sha256) -> String {
     let mut hex = String::with_capacity(64);
     for byte in hasher.finalize() {
         write!(hex, "{byte:02x}").expect("writing to a String cannot fail");
     }
-    Ok(hex)
+    hex
 }
 
 /// Fails with an error naming the file and both digests unless the file's
