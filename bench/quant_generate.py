@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Greedy decoding speed, Kindling against llama.cpp on the same GGUF files,
+interleaved in one run (Kindling, llama.cpp, Kindling, llama.cpp ...).
+
+    .venv/bin/python bench/quant_generate.py --kindling target/release/kindling \
+        --files /tmp/kindling-llamacpp/kindling-q4_0.gguf ... [--threads 1 2] [--tokens 128]
+
+Kindling: `kindling generate --quantized --temperature 0` (its
+generate_tokens_per_sec: decode only, after the prompt). llama.cpp (through
+llama-cpp-python): the same prompt evaluated, then `tokens` single-token
+evals with greedy choice, timed after the prompt; f32 KV cache like
+Kindling's.
+"""
+import argparse, json, subprocess, time
+import llama_cpp
+import numpy as np
+
+PROMPT = "Once upon a time"
+
+
+def kindling(exe, f, threads, tokens):
+    out = subprocess.run([exe, "generate", "--model", f, "--quantized", "--prompt", PROMPT,
+                          "--temperature", "0", "--max-new-tokens", str(tokens), "--threads", str(threads),
+                          "--json"], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["generate_tokens_per_sec"]
+
+
+def llamacpp(f, threads, tokens):
+    llm = llama_cpp.Llama(model_path=f, n_ctx=512, n_threads=threads, n_threads_batch=threads,
+                          verbose=False, type_k=0, type_v=0, flash_attn=False)
+    ids = llm.tokenize(PROMPT.encode(), add_bos=False)
+    llm.eval(ids)
+    t = time.perf_counter()
+    for _ in range(tokens):
+        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        llm.eval([nxt])
+    return tokens / (time.perf_counter() - t)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kindling", required=True)
+    ap.add_argument("--files", nargs="+", required=True)
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=2)
+    a = ap.parse_args()
+    for f in a.files:
+        for th in a.threads:
+            ks, ls = [], []
+            for _ in range(a.rounds):
+                ks.append(kindling(a.kindling, f, th, a.tokens))
+                ls.append(llamacpp(f, th, a.tokens))
+            pairs = ", ".join(f"{k:.0f}/{l:.0f}={k / l:.2f}x" for k, l in zip(ks, ls))
+            print(f"{f.split('/')[-1]}, {th} thread(s): Kindling/llama.cpp tokens/s {pairs}")
+
+
+if __name__ == "__main__":
+    main()
