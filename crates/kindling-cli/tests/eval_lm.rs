@@ -459,3 +459,100 @@ fn bad_input_gives_one_line_errors_naming_the_file_line_field_or_flag() {
     ]);
     assert!(e.contains("--corpus /nonexistent/c.txt"), "{e}");
 }
+
+fn smollm2() -> Option<String> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p.to_str().unwrap().to_string())
+    } else {
+        eprintln!("skipped: {} not found", p.display());
+        None
+    }
+}
+
+/// transformers' numbers from `tools/eval_lm_reference.py`: the same
+/// windows and the same choice log-likelihoods, with the weights of the
+/// same GGUF dequantized to f32 on both sides.
+#[test]
+fn smollm2_perplexity_and_choices_match_transformers() {
+    let Some(model) = smollm2() else { return };
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval-lm");
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("smollm2-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let want = &reference["perplexity"];
+    let text = fixtures.join("shakespeare-excerpt.txt");
+    let got = run_json(&[
+        "eval-lm",
+        "perplexity",
+        "--model",
+        &model,
+        "--text",
+        text.to_str().unwrap(),
+        "--max-length",
+        "256",
+        "--stride",
+        "128",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    for key in ["tokens", "scored", "windows"] {
+        assert_eq!(got[key], want[key], "{key}");
+    }
+    let (g, w) = (
+        got["nats_per_token"].as_f64().unwrap(),
+        want["nats_per_token"].as_f64().unwrap(),
+    );
+    // Logits agree to about 1e-3 (tests/smollm2.rs); a mean of log-probs closer.
+    assert!((g - w).abs() < 2e-3, "nats/token {g} vs transformers {w}");
+
+    let task = fixtures.join("smollm2-3-items.jsonl");
+    let got = run_json(&[
+        "eval-lm",
+        "choice",
+        "--model",
+        &model,
+        "--task",
+        task.to_str().unwrap(),
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    let lines: Vec<u64> = reference["choice"]["test_lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_u64().unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (k, line) in lines.iter().enumerate() {
+        let want = &reference["choice"]["items"][*line as usize - 1];
+        let got = &got["items"][k];
+        assert_eq!(got["context_tokens"], want["context_tokens"], "line {line}");
+        assert_eq!(
+            (&got["pred"], &got["pred_norm"]),
+            (&want["pred"], &want["pred_norm"]),
+            "line {line}"
+        );
+        for (g, w) in got["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(want["choices"].as_array().unwrap())
+        {
+            assert_eq!(
+                (&g["text"], &g["tokens"], &g["chars"]),
+                (&w["text"], &w["tokens"], &w["chars"])
+            );
+            let (gl, wl) = (g["loglik"].as_f64().unwrap(), w["loglik"].as_f64().unwrap());
+            assert!(
+                (gl - wl).abs() < 2e-3 * w["tokens"].as_f64().unwrap(),
+                "line {line} {}: {gl} vs {wl}",
+                w["text"]
+            );
+        }
+    }
+}
