@@ -272,7 +272,7 @@ pub struct Contamination {
     /// The training corpus: a UTF-8 text file, gzip-compressed if it ends in .gz (streamed, any size).
     #[arg(long, value_name = "FILE")]
     pub corpus: PathBuf,
-    /// Words in each n-gram; an item shorter than this is checked whole.
+    /// Words in each n-gram; a question shorter than this is checked whole.
     #[arg(long, default_value_t = 13)]
     pub n: usize,
     #[command(flatten)]
@@ -300,7 +300,7 @@ fn contamination(args: Contamination) -> CliResult<()> {
         ));
     }
     report.line(format!(
-        "{} of {} items contaminated ({:.1}%) by {}-grams of {} ({} words, {} lines, {:.1} s); {} items shorter than {} words were checked whole",
+        "{} of {} items contaminated ({:.1}%) by {}-grams of {} ({} words, {} lines, {:.1} s); {} questions shorter than {} words were checked whole",
         dirty.len(),
         r.items.len(),
         100.0 * r.fraction(),

@@ -333,13 +333,16 @@ fn contamination_finds_a_planted_13_gram_and_not_a_12_gram() {
     );
     assert_eq!(v["matches"][0]["corpus_line"].as_u64(), Some(2));
     assert_eq!(v["fraction"].as_f64(), Some(0.5));
-    // The short item (6 words) counts only when it occurs whole.
+    // The short question (3 words) counts only when it occurs whole.
     assert_eq!(v["short_items"].as_u64(), Some(1));
     let v = check(&format!("Some text.\nHe worked at {twelve} and more.\n"));
     assert_eq!(v["contaminated"].as_u64(), Some(0), "{v}");
+    assert_eq!(check("what is 2\n")["contaminated"].as_u64(), Some(0));
     let v = check("q: what is 2+2? 4 5\n");
     assert_eq!(v["matches"][0]["index"].as_u64(), Some(1));
-    assert_eq!(v["matches"][0]["ngram"], "what is 22 4 5");
+    assert_eq!(v["matches"][0]["ngram"], "what is 22");
+    // A choice ("Albert Einstein") alone says nothing.
+    assert_eq!(check("albert einstein\n")["contaminated"].as_u64(), Some(0));
 }
 
 fn error_of(args: &[&str]) -> String {

@@ -1,10 +1,8 @@
 //! Does a task leak into a training corpus? N-gram overlap as in the GPT-3
 //! paper (Brown et al. 2020, appendix C and section 4): texts become
 //! lower-cased words with punctuation removed, and an item is contaminated
-//! ("dirty") when any N consecutive words of it (N = 13 by default) also
-//! occur consecutively in the corpus. An item shorter than N words is dirty
-//! when its whole word sequence occurs in the corpus, as GPT-3 did for
-//! examples shorter than N.
+//! ("dirty") when N consecutive words of it (N = 13 by default) also occur
+//! consecutively in the corpus.
 //!
 //! Words: Unicode lower case; every character that is neither alphanumeric
 //! nor whitespace (punctuation, symbols such as `+`, `=`, `°`) is deleted
@@ -16,10 +14,17 @@
 //! full-width punctuation (`，` `。`), which stands where a space would,
 //! separates words instead of joining them.
 //!
-//! An item's text is its question followed by its choices, in order. The
-//! items' n-grams are hashed into a table; the corpus is streamed a line
-//! at a time past a window of its last words, so its size does not matter.
-//! A hash hit is confirmed by comparing the words.
+//! Which n-grams of an item: those inside its question, and those inside
+//! any choice of at least N words. N-grams do not run from the question
+//! into a choice, because a copy of an item in a corpus seldom lays them
+//! out as we would (`A.`, `"choices": [`, an answer letter come between).
+//! A question shorter than N words is checked whole, as GPT-3 checked
+//! examples shorter than N; a choice shorter than N is not checked alone
+//! (`Paris` is in every corpus).
+//!
+//! The items' n-grams are hashed into a table; the corpus is streamed a
+//! line at a time past a window of its last words, so its size does not
+//! matter. A hash hit is confirmed by comparing the words.
 
 use super::task::ChoiceItem;
 use crate::{Error, Result};
@@ -99,22 +104,26 @@ fn gram_hash(hashes: impl Iterator<Item = u64>) -> u64 {
     h
 }
 
-/// An item's text for the check: the question, then each choice.
-fn item_text(item: &ChoiceItem) -> String {
-    let mut s = item.question.clone();
-    for c in &item.choices {
-        s.push('\n');
-        s.push_str(c);
-    }
-    s
+/// The word sequences of an item that are checked: its question, then
+/// each choice of at least `n` words.
+fn segments(item: &ChoiceItem, n: usize) -> Vec<Vec<String>> {
+    let mut out = vec![words(&item.question)];
+    out.extend(
+        item.choices
+            .iter()
+            .map(|c| words(c))
+            .filter(|w| w.len() >= n),
+    );
+    out
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemOverlap {
     pub index: usize,
-    /// The item's words (question and choices).
+    /// The question's words.
     pub words: usize,
-    /// Words in the grams checked: N, or the item's length when shorter.
+    /// Words in the question's grams: N, or the question's length when
+    /// shorter (then the whole question is its one gram).
     pub gram_len: usize,
     /// The first gram found in the corpus, its words joined by spaces,
     /// and the corpus line where that occurrence ends.
@@ -140,7 +149,7 @@ impl ContaminationReport {
         self.contaminated().count() as f64 / self.items.len().max(1) as f64
     }
 
-    /// Items shorter than N words, checked whole.
+    /// Items whose question is shorter than N words, checked whole.
     pub fn short_items(&self) -> usize {
         self.items.iter().filter(|i| i.gram_len < self.n).count()
     }
@@ -157,25 +166,29 @@ pub fn contamination(
     if n == 0 {
         return Err(Error::option("n", "must be at least 1"));
     }
-    let item_words: Vec<Vec<String>> = items.iter().map(|i| words(&item_text(i))).collect();
-    // hash -> (item, first word) for every gram of every item.
-    let mut table: HashMap<u64, Vec<(usize, usize)>> = HashMap::new();
+    let item_segments: Vec<Vec<Vec<String>>> = items.iter().map(|i| segments(i, n)).collect();
+    // hash -> (item, segment, first word) for every gram of every item.
+    let mut table: HashMap<u64, Vec<(usize, usize, usize)>> = HashMap::new();
     let mut lengths: Vec<usize> = Vec::new();
     let mut overlaps = Vec::with_capacity(items.len());
-    for (index, w) in item_words.iter().enumerate() {
-        let len = n.min(w.len());
-        let hashes: Vec<u64> = w.iter().map(|s| word_hash(s)).collect();
-        if len > 0 {
+    for (index, segs) in item_segments.iter().enumerate() {
+        for (seg, w) in segs.iter().enumerate() {
+            // Choices here have at least n words; a question may have fewer.
+            let len = n.min(w.len());
+            if len == 0 {
+                continue;
+            }
+            let hashes: Vec<u64> = w.iter().map(|s| word_hash(s)).collect();
             for start in 0..=w.len() - len {
                 let h = gram_hash(hashes[start..start + len].iter().copied());
-                table.entry(h).or_default().push((index, start));
+                table.entry(h).or_default().push((index, seg, start));
             }
             lengths.push(len);
         }
         overlaps.push(ItemOverlap {
             index,
-            words: w.len(),
-            gram_len: len,
+            words: segs[0].len(),
+            gram_len: n.min(segs[0].len()),
             matched: None,
             hits: 0,
         });
@@ -221,12 +234,13 @@ pub fn contamination(
                 let Some(owners) = table.get(&h) else {
                     continue;
                 };
-                for &(item, start) in owners {
-                    let o = &mut overlaps[item];
-                    if o.gram_len != len {
+                for &(item, seg, start) in owners {
+                    let segment = &item_segments[item][seg];
+                    if n.min(segment.len()) != len {
                         continue;
                     }
-                    let gram = &item_words[item][start..start + len];
+                    let o = &mut overlaps[item];
+                    let gram = &segment[start..start + len];
                     if !tail.clone().map(|(s, _)| s).eq(gram.iter()) {
                         continue; // a hash collision
                     }
@@ -326,45 +340,51 @@ mod tests {
     }
 
     #[test]
-    fn grams_run_from_the_question_into_the_choices() {
+    fn grams_stay_inside_the_question_or_a_long_choice() {
         let items = [item(
             "one two three four five six",
-            &["seven eight", "nine ten"],
+            &["seven eight nine ten eleven twelve", "x"],
         )];
-        let r = check(&items, "five six seven eight nine ten eleven", 6);
-        assert_eq!(
-            r.items[0].matched.as_ref().unwrap().0,
-            "five six seven eight nine ten"
-        );
+        let found = |corpus: &str| {
+            check(&items, corpus, 6).items[0]
+                .matched
+                .clone()
+                .map(|m| m.0)
+        };
+        let question = "one two three four five six";
+        assert_eq!(found(&format!("0 {question} 7")).as_deref(), Some(question));
+        let choice = "seven eight nine ten eleven twelve";
+        assert_eq!(found(choice).as_deref(), Some(choice));
+        assert_eq!(found("five six seven eight nine ten"), None);
+        // "x" alone is too short to say anything.
+        assert_eq!(found("x x x"), None);
     }
 
     #[test]
-    fn an_item_shorter_than_n_is_dirty_only_when_it_occurs_whole() {
+    fn a_question_shorter_than_n_is_dirty_only_when_it_occurs_whole() {
         let items = [
             item("中国的首都是哪里？", &["北京", "上海"]),
             item("Capital of France?", &["Paris", "Rome"]),
         ];
-        assert_eq!(words(&item_text(&items[0])).len(), 12);
-        let r = check(
-            &items,
-            "问：中国的首都是哪里 北京上海 答：北京\ncapital of france paris\n",
-            13,
-        );
+        let corpus = "问：中国的首都是哪里 北京上海 答：北京\ncapital of spain is madrid; france\n";
+        let r = check(&items, corpus, 13);
         assert_eq!(r.short_items(), 2);
-        assert_eq!(r.items[0].gram_len, 12);
+        assert_eq!((r.items[0].words, r.items[0].gram_len), (8, 8));
         assert_eq!(
             r.items[0].matched.as_ref().unwrap().0,
-            "中 国 的 首 都 是 哪 里 北 京 上 海"
+            "中 国 的 首 都 是 哪 里"
         );
-        // Four of its five words are not the whole item.
+        // Two of its three words are not the whole question.
         assert!(r.items[1].matched.is_none());
         assert_eq!(r.contaminated().count(), 1);
         assert_eq!(r.fraction(), 0.5);
+        let r = check(&items, "The capital of France is Paris.", 13);
+        assert_eq!(r.items[1].matched.as_ref().unwrap().0, "capital of france");
     }
 
     #[test]
     fn counts_every_occurrence_and_refuses_bad_input() {
-        let items = [item("a b", &["c", "d"])];
+        let items = [item("a b c d", &["e", "f"])];
         let r = check(&items, "a b c d\nx\na b\nc d", 4);
         assert_eq!(r.items[0].hits, 2);
         assert_eq!(r.corpus_words, 9);
