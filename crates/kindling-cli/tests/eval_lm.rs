@@ -509,7 +509,8 @@ fn smollm2_perplexity_and_choices_match_transformers() {
         got["nats_per_token"].as_f64().unwrap(),
         want["nats_per_token"].as_f64().unwrap(),
     );
-    // Logits agree to about 1e-3 (tests/smollm2.rs); a mean of log-probs closer.
+    // Logits agree to ~2e-6 of the largest (llama_parity); measured here
+    // within 1e-4, so 2e-3 only allows for other machines' summation order.
     assert!((g - w).abs() < 2e-3, "nats/token {g} vs transformers {w}");
 
     let task = fixtures.join("smollm2-3-items.jsonl");
