@@ -338,6 +338,11 @@ const OPTION_FIELDS: &[&str] = &[
     "cooldown_frac",
     "grad_clip",
     "weight_decay",
+    "max_length",
+    "stride",
+    "shots",
+    "n",
+    "corpus",
 ];
 
 /// A library's progress note on stderr, its option names said as flags.

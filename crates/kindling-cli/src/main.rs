@@ -5,6 +5,7 @@
 mod common;
 mod data_cmd;
 mod demo;
+mod eval_lm;
 mod gpt;
 mod lab;
 mod lab_attack;
@@ -49,6 +50,11 @@ enum Command {
     Eval {
         #[command(subcommand)]
         model: EvalModel,
+    },
+    /// Evaluate a language model: perplexity of a text, multiple-choice accuracy, contamination of a task.
+    EvalLm {
+        #[command(subcommand)]
+        cmd: eval_lm::EvalLmCmd,
     },
     /// Read handwritten digits from PNG/JPEG files with a trained model: `predict lenet5 --ckpt DIR IMAGE...`.
     #[command(after_help = "The old spelling `kindling predict --ckpt DIR IMAGE...` still works.")]
@@ -274,6 +280,7 @@ fn main() -> ExitCode {
         } => train_lm::train(a),
         Command::Generate(a) => gpt::generate(a),
         Command::NextToken(a) => lm::next_token(a),
+        Command::EvalLm { cmd } => eval_lm::run(cmd),
         Command::Chat(a) => lm::chat(a),
         Command::Bench {
             model: BenchModel::Gpt(a),

@@ -18,6 +18,12 @@ pub trait CausalLm: Send + Sync {
     /// Logits `[B, V]` of the last position of `ids [B, T]`, continuing the
     /// sequence held in `cache`.
     fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor>;
+    /// Log-probabilities `[B, T, V]` of the next token at every position of
+    /// `ids [B, T]`, from one forward starting at position 0 with no cache:
+    /// row `t` is `log p(· | ids[..=t])`. What scoring a text needs
+    /// (perplexity, the log-likelihood of an answer), where generation only
+    /// needs the last row.
+    fn log_probs(&self, ids: &Tensor) -> Result<Tensor>;
     fn new_cache(&self) -> KvCache;
     /// Longest sequence the model accepts.
     fn context_len(&self) -> usize;
@@ -27,6 +33,9 @@ pub trait CausalLm: Send + Sync {
 impl CausalLm for Llama {
     fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         Llama::forward_last(self, ids, Some(cache))
+    }
+    fn log_probs(&self, ids: &Tensor) -> Result<Tensor> {
+        Llama::forward(self, ids, None)?.log_softmax(-1)
     }
     fn new_cache(&self) -> KvCache {
         Llama::new_cache(self)
@@ -42,6 +51,9 @@ impl CausalLm for Llama {
 impl CausalLm for Gpt {
     fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         Gpt::forward_last(self, ids, Some(cache))
+    }
+    fn log_probs(&self, ids: &Tensor) -> Result<Tensor> {
+        Gpt::forward_cached(self, ids, None)?.log_softmax(-1)
     }
     fn new_cache(&self) -> KvCache {
         Gpt::new_cache(self)
@@ -374,6 +386,54 @@ mod tests {
 
     fn letters(ids: &[u32]) -> String {
         ids.iter().map(|&i| (b'a' + i as u8) as char).collect()
+    }
+
+    /// `log_probs`'s last row is `log_softmax(forward_last)` from an empty
+    /// cache, and every row is a normalised distribution.
+    fn log_probs_last_row_is_forward_last(m: &dyn CausalLm, ids: &[u32]) {
+        let _g = no_grad();
+        let x = ids_tensor(ids).unwrap();
+        let all = m.log_probs(&x).unwrap();
+        let v = m.vocab_size();
+        assert_eq!(all.shape(), &[1, ids.len(), v]);
+        let all = all.to_vec_f32().unwrap();
+        let last = m.forward_last(&x, &mut m.new_cache()).unwrap();
+        let want = last.log_softmax(-1).unwrap().to_vec_f32().unwrap();
+        let got = &all[(ids.len() - 1) * v..];
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        for row in all.chunks(v) {
+            let total: f64 = row.iter().map(|&l| (l as f64).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-5, "a row sums to {total}");
+        }
+        // Row 0 sees only the first token: the same as scoring it alone.
+        let first = m.log_probs(&ids_tensor(&ids[..1]).unwrap()).unwrap();
+        for (g, w) in all[..v].iter().zip(first.to_vec_f32().unwrap()) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn llama_log_probs_last_row_equals_forward_last() {
+        log_probs_last_row_is_forward_last(&tiny(), &[1, 4, 2, 9, 3]);
+    }
+
+    #[test]
+    fn gpt_log_probs_last_row_equals_forward_last() {
+        let config = crate::gpt::GptConfig {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 8,
+            block_size: 8,
+            vocab_size: 7,
+            dropout: 0.0,
+            tie_weights: true,
+            bias: true,
+            activation: Default::default(),
+        };
+        let m = Gpt::new(config, &mut Rng::new(3)).unwrap();
+        log_probs_last_row_is_forward_last(&m, &[1, 6, 0, 2, 5, 3]);
     }
 
     #[test]

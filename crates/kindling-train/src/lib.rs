@@ -5,6 +5,7 @@ pub mod classify;
 pub mod corpus;
 pub mod data_parallel;
 pub mod dpo_run;
+pub mod eval_lm;
 pub mod fgsm;
 pub mod finetune;
 pub mod fit;
