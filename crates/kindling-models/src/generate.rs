@@ -11,7 +11,7 @@ use crate::gpt::Gpt;
 use crate::kv::KvCache;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
-use kindling_tensor::{no_grad, Error, Result, Rng, Tensor};
+use kindling_tensor::{cat, no_grad, Error, Result, Rng, Tensor};
 
 /// What a generator needs of a model.
 pub trait CausalLm: Send + Sync {
@@ -25,6 +25,19 @@ pub trait CausalLm: Send + Sync {
     /// needs the last row.
     fn log_probs(&self, ids: &Tensor) -> Result<Tensor>;
     fn new_cache(&self) -> KvCache;
+    /// Logits `[N, V]` for one new token in each of N independent sequences,
+    /// `tokens[i]` continuing `caches[i]` (continuous batching). Row i must
+    /// equal [`CausalLm::forward_last`] of that token on that cache alone;
+    /// this default runs them one at a time, models that can share the
+    /// weight passes override it.
+    fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        let rows = tokens
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(&t, c)| self.forward_last(&ids_tensor(&[t])?, c))
+            .collect::<Result<Vec<_>>>()?;
+        cat(&rows.iter().collect::<Vec<_>>(), 0)
+    }
     /// Longest sequence the model accepts.
     fn context_len(&self) -> usize;
     fn vocab_size(&self) -> usize;
@@ -39,6 +52,9 @@ impl CausalLm for Llama {
     }
     fn new_cache(&self) -> KvCache {
         Llama::new_cache(self)
+    }
+    fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        Llama::decode_batch(self, tokens, caches)
     }
     fn context_len(&self) -> usize {
         self.config.max_position_embeddings
@@ -163,7 +179,7 @@ pub struct Generator<'m> {
     pub options: GenerateOptions,
 }
 
-fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
+pub(crate) fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])
 }
 
@@ -181,6 +197,103 @@ fn partial_stop_len(text: &str, stops: &[String]) -> usize {
         .map(|p| p.len())
         .max()
         .unwrap_or(0)
+}
+
+/// What to do after a token is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Run this token through the model and come back with its logits.
+    Feed(u32),
+    Done(StopReason),
+}
+
+/// The token-by-token rules of generation for one sequence, apart from
+/// running the model: sampling (with the repetition penalty), the stop ids,
+/// stop strings and token budget, and streaming only settled text. The
+/// [`Generator`] and the [`BatchGenerator`] both step sequences through it,
+/// so one request gives the same tokens either way.
+#[derive(Default)]
+pub(crate) struct Decoding {
+    ids: Vec<u32>,
+    text: String,
+    /// Bytes of `text` already streamed.
+    emitted: usize,
+}
+
+impl Decoding {
+    /// Chooses the next token from `logits` (`seen`: every id in the
+    /// sequence so far, for the repetition penalty), streams what text it
+    /// settles, and says whether to feed it or stop.
+    pub(crate) fn advance(
+        &mut self,
+        mut logits: Vec<f32>,
+        seen: &[u32],
+        options: &GenerateOptions,
+        rng: &mut Rng,
+        decode: &dyn Fn(&[u32]) -> String,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Next {
+        if self.ids.len() >= options.max_new_tokens {
+            return Next::Done(StopReason::MaxTokens);
+        }
+        let p = options.repetition_penalty;
+        if p != 1.0 {
+            let mut seen = seen.to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            for &i in &seen {
+                let l = &mut logits[i as usize];
+                *l = if *l > 0.0 { *l / p } else { *l * p };
+            }
+        }
+        let next = options.sampling.sample(&logits, rng) as u32;
+        self.ids.push(next);
+        if options.stop_ids.contains(&next) {
+            return Next::Done(StopReason::Eos);
+        }
+        self.text = decode(&self.ids);
+        if let Some(at) = options
+            .stop_strings
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(at);
+            return Next::Done(StopReason::StopString);
+        }
+        // Hold back an incomplete UTF-8 sequence and a possible stop string.
+        let settled = self.text.trim_end_matches('\u{FFFD}');
+        let settled = &settled[..settled.len() - partial_stop_len(settled, &options.stop_strings)];
+        if settled.len() > self.emitted && settled.is_char_boundary(self.emitted) {
+            let go_on = on_text(&settled[self.emitted..]);
+            self.emitted = settled.len();
+            if !go_on {
+                return Next::Done(StopReason::Caller);
+            }
+        }
+        // The last token is not run: nothing would read its logits.
+        if self.ids.len() >= options.max_new_tokens {
+            return Next::Done(StopReason::MaxTokens);
+        }
+        Next::Feed(next)
+    }
+
+    /// Streams the text still held back and returns the new ids and the
+    /// whole text.
+    pub(crate) fn finish(
+        mut self,
+        stop: StopReason,
+        decode: &dyn Fn(&[u32]) -> String,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> (Vec<u32>, String) {
+        if stop == StopReason::Eos {
+            self.text = decode(&self.ids[..self.ids.len() - 1]);
+        }
+        if self.text.len() > self.emitted && self.text.is_char_boundary(self.emitted) {
+            on_text(&self.text[self.emitted..]);
+        }
+        (self.ids, self.text)
+    }
 }
 
 impl<'m> Generator<'m> {
@@ -238,20 +351,6 @@ impl<'m> Generator<'m> {
         Ok((logits.to_vec_f32()?, new.len()))
     }
 
-    fn next_token(&mut self, mut logits: Vec<f32>) -> u32 {
-        let p = self.options.repetition_penalty;
-        if p != 1.0 {
-            let mut seen = self.fed.clone();
-            seen.sort_unstable();
-            seen.dedup();
-            for &i in &seen {
-                let l = &mut logits[i as usize];
-                *l = if *l > 0.0 { *l / p } else { *l * p };
-            }
-        }
-        self.options.sampling.sample(&logits, &mut self.rng) as u32
-    }
-
     /// Generates a continuation of `prompt`. `decode` turns ids into text
     /// (the tokenizer's); `on_text` receives each new piece of text as it is
     /// settled (never half a character or the start of a stop string) and
@@ -267,44 +366,19 @@ impl<'m> Generator<'m> {
         let (mut logits, fed) = self.prefill(prompt)?;
         let prefill_secs = t0.elapsed().as_secs_f64();
         let t1 = std::time::Instant::now();
-        let mut ids: Vec<u32> = Vec::new();
-        let mut emitted = 0usize; // bytes of `text` already streamed
-        let mut text = String::new();
+        let mut dec = Decoding::default();
         let stop = loop {
-            if ids.len() >= self.options.max_new_tokens {
-                break StopReason::MaxTokens;
-            }
-            let next = self.next_token(logits);
-            ids.push(next);
-            if self.options.stop_ids.contains(&next) {
-                break StopReason::Eos;
-            }
-            text = decode(&ids);
-            if let Some(at) = self
-                .options
-                .stop_strings
-                .iter()
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(at);
-                break StopReason::StopString;
-            }
-            // Hold back an incomplete UTF-8 sequence and a possible stop string.
-            let settled = text.trim_end_matches('\u{FFFD}');
-            let settled =
-                &settled[..settled.len() - partial_stop_len(settled, &self.options.stop_strings)];
-            if settled.len() > emitted && settled.is_char_boundary(emitted) {
-                if !on_text(&settled[emitted..]) {
-                    emitted = settled.len();
-                    break StopReason::Caller;
-                }
-                emitted = settled.len();
-            }
-            // The last token is not run: nothing would read its logits.
-            if ids.len() >= self.options.max_new_tokens {
-                break StopReason::MaxTokens;
-            }
+            let next = match dec.advance(
+                logits,
+                &self.fed,
+                &self.options,
+                &mut self.rng,
+                decode,
+                on_text,
+            ) {
+                Next::Feed(next) => next,
+                Next::Done(stop) => break stop,
+            };
             let ctx = self.model.context_len();
             let l = if self.fed.len() < ctx {
                 self.fed.push(next);
@@ -326,12 +400,7 @@ impl<'m> Generator<'m> {
             };
             logits = l.to_vec_f32()?;
         };
-        if stop == StopReason::Eos {
-            text = decode(&ids[..ids.len() - 1]);
-        }
-        if text.len() > emitted && text.is_char_boundary(emitted) {
-            on_text(&text[emitted..]);
-        }
+        let (ids, text) = dec.finish(stop, decode, on_text);
         Ok(Generation {
             ids,
             text,

@@ -1,5 +1,6 @@
 //! The models of Kindling's story, from the first neuron on.
 
+pub mod batch;
 pub mod chat;
 pub mod generate;
 pub mod gguf_export;

@@ -203,13 +203,9 @@ impl Attention {
     /// `x [B, T, C]` at positions `start..start+T` → `[B, T, C]`. With a
     /// cache, this layer's keys and values are appended to it and the
     /// queries attend to every cached position before their own.
-    fn forward(
-        &self,
-        x: &Tensor,
-        rope: &(Tensor, Tensor),
-        cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
-        segments: Option<&[usize]>,
-    ) -> Result<Tensor> {
+    /// Queries `[B, T, H, D]`, keys and values `[B, T, H_kv, D]` of `x`,
+    /// the queries and keys rotated by `rope`.
+    fn project(&self, x: &Tensor, rope: &(Tensor, Tensor)) -> Result<(Tensor, Tensor, Tensor)> {
         let (b, t) = (x.shape()[0], x.shape()[1]);
         let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
         let norm = |n: &Option<RmsNorm>, x: Tensor| match n {
@@ -227,6 +223,49 @@ impl Attention {
         )?
         .rope(&rope.0, &rope.1)?;
         let v = self.v_proj.forward(x)?.reshape(&[b, t, kvh, d])?;
+        Ok((q, k, v))
+    }
+
+    /// One new token of each of several independent sequences, `x [1, N, C]`
+    /// (row i continuing the cache `slots[i]` holding `past` positions; `rope`
+    /// has row i at that position): the projections run on all N rows at
+    /// once, the attention per sequence against its own cache.
+    fn forward_decode(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        slots: &mut [(&mut Option<(Tensor, Tensor)>, usize)],
+    ) -> Result<Tensor> {
+        let (q, k, v) = self.project(x, rope)?;
+        let rep = self.n_head / self.n_kv_head;
+        let mut rows = Vec::with_capacity(slots.len());
+        for (i, (slot, past)) in slots.iter_mut().enumerate() {
+            let (ki, vi) = (k.narrow(1, i, 1)?, v.narrow(1, i, 1)?);
+            let (ki, vi) = match slot.take() {
+                Some((pk, pv)) => (cat(&[&pk, &ki], 1)?, cat(&[&pv, &vi], 1)?),
+                None => (ki, vi),
+            };
+            **slot = Some((ki.detach(), vi.detach()));
+            rows.push(attend_to_cache(
+                &q.narrow(1, i, 1)?,
+                &repeat_kv(&ki, rep)?,
+                &repeat_kv(&vi, rep)?,
+                *past,
+            )?);
+        }
+        self.o_proj.forward(&cat(&rows.iter().collect::<Vec<_>>(), 1)?)
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+        segments: Option<&[usize]>,
+    ) -> Result<Tensor> {
+        let (b, t) = (x.shape()[0], x.shape()[1]);
+        let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
+        let (q, k, v) = self.project(x, rope)?;
         let (k, v, past) = match cache {
             None => (k, v, 0),
             Some((slot, past)) => {
@@ -293,6 +332,26 @@ impl Block {
             rope,
             cache,
             segments,
+        )?)?;
+        x.add(
+            &self
+                .mlp
+                .forward(&self.post_attention_layernorm.forward(&x)?)?,
+        )
+    }
+}
+
+impl Block {
+    fn forward_decode(
+        &self,
+        x: &Tensor,
+        rope: &(Tensor, Tensor),
+        slots: &mut [(&mut Option<(Tensor, Tensor)>, usize)],
+    ) -> Result<Tensor> {
+        let x = x.add(&self.self_attn.forward_decode(
+            &self.input_layernorm.forward(x)?,
+            rope,
+            slots,
         )?)?;
         x.add(
             &self
@@ -596,6 +655,56 @@ impl Llama {
         let h = self.hidden(ids, cache)?;
         let t = h.shape()[1];
         self.head(&h.narrow(1, t - 1, 1)?)?.squeeze(1)
+    }
+
+    /// Logits `[N, V]` for one new token in each of N independent
+    /// sequences, `tokens[i]` continuing `caches[i]`: what a server decoding
+    /// several requests at once runs each step. Every projection and the
+    /// head run on the N rows together (one pass over the weights for all
+    /// of them); attention runs per sequence against its own cache. Row i
+    /// equals `forward_last` of `tokens[i]` on `caches[i]` alone.
+    pub fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        let n = tokens.len();
+        if n == 0 || caches.len() != n {
+            return Err(Error::shape(
+                "llama",
+                format!(
+                    "decode_batch needs one cache per token, got {n} tokens and {} caches",
+                    caches.len()
+                ),
+            ));
+        }
+        let d = self.config.head_dim();
+        let mut tables = Vec::with_capacity(n);
+        for c in caches.iter() {
+            if c.len() + 1 > self.config.max_position_embeddings {
+                return Err(Error::msg(format!(
+                    "{} tokens exceed the model's context of {} (max_position_embeddings)",
+                    c.len() + 1,
+                    self.config.max_position_embeddings
+                )));
+            }
+            tables.push(rope_tables(c.len(), 1, d, self.config.rope_theta)?);
+        }
+        let cos: Vec<&Tensor> = tables.iter().map(|(c, _)| c).collect();
+        let sin: Vec<&Tensor> = tables.iter().map(|(_, s)| s).collect();
+        let rope = (cat(&cos, 0)?, cat(&sin, 0)?);
+        let ids = Tensor::from_vec_i64(tokens.iter().map(|&t| t as i64).collect(), &[1, n])?;
+        let mut x = self.embed_tokens.forward_ids(&ids)?;
+        for (l, block) in self.layers.iter().enumerate() {
+            let mut slots: Vec<_> = caches
+                .iter_mut()
+                .map(|c| {
+                    let past = c.len();
+                    (c.layer(l), past)
+                })
+                .collect();
+            x = block.forward_decode(&x, &rope, &mut slots)?;
+        }
+        for c in caches.iter_mut() {
+            c.advance(1);
+        }
+        self.head(&self.norm.forward(&x)?)?.squeeze(0)
     }
 
     fn head(&self, x: &Tensor) -> Result<Tensor> {
