@@ -16,6 +16,8 @@ mod report;
 mod ship;
 mod stop;
 mod tokenize_cmd;
+#[cfg(feature = "serve")]
+mod serve_cmd;
 mod train_lm;
 mod train_options;
 
@@ -127,6 +129,9 @@ enum Command {
     },
     /// Write a LLaMA as a GGUF file in llama.cpp's q8_0 / q4_0 / q4_1 (or f16, f32)
     Quantize(ship::Quantize),
+    /// Serve a language model: OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) and a web chat at /.
+    #[cfg(feature = "serve")]
+    Serve(serve_cmd::Serve),
 }
 
 /// Commands that took no model word before the grammar became `kindling
@@ -310,6 +315,8 @@ fn main() -> ExitCode {
         Command::Reward(a) => post_train::reward(a),
         Command::Lora { cmd } => post_train::lora(cmd),
         Command::Quantize(a) => ship::quantize(a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => serve_cmd::run(a),
         Command::Memory { cmd } => post_train::memory_cmd(cmd),
     };
     match result {
