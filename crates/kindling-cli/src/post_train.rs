@@ -1051,6 +1051,10 @@ pub struct Consolidate {
     /// Measure forgetting on held-out Alpaca answers (needs `data fetch alpaca`) [default: off].
     #[arg(long)]
     pub forgetting: bool,
+    /// Replay the base model's own answers to this many everyday prompts beside the facts
+    /// (pseudo-rehearsal: less forgetting), at most 32; 0 trains on the facts alone.
+    #[arg(long, default_value_t = 32)]
+    pub replay: usize,
     #[command(flatten)]
     pub threads: ThreadsArg,
     #[command(flatten)]
@@ -1120,6 +1124,7 @@ pub fn memory_cmd(cmd: MemoryCmd) -> CliResult<()> {
                 },
                 max_new_tokens: 32,
                 base_name: lm.path.display().to_string(),
+                replay: a.replay,
             };
             let load = || -> kindling_train::Result<Llama> {
                 Ok(load_chat_llama(&a.model, None)

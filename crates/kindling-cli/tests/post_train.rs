@@ -413,6 +413,9 @@ fn a_chat_memory_is_stored_consolidated_into_adapters_and_rolled_back() {
         (c["adapter"].as_u64(), c["facts"].as_u64()),
         (Some(1), Some(2))
     );
+    // The base's own non-empty answers to everyday prompts (none or few for
+    // this random model) are replayed beside the facts.
+    assert!(c["replayed"].as_u64().unwrap() <= 32, "{c}");
     assert!(c["recall_before"].is_number() && c["recall_after"].is_number());
     json_of(&kindling(&[
         "memory",

@@ -344,6 +344,77 @@ pub struct ConsolidateOptions {
     pub max_new_tokens: usize,
     /// Recorded as the adapter's base model.
     pub base_name: String,
+    /// General prompts whose answers by the base model itself are trained
+    /// on beside the facts (pseudo-rehearsal, Robins 1995): they hold the
+    /// adapter to what the base already did on everything else. 0: none.
+    pub replay: usize,
+}
+
+/// Everyday requests for pseudo-rehearsal: the base model's own greedy
+/// answers to them are replayed while the adapter learns the user's facts.
+pub const REPLAY_PROMPTS: &[&str] = &[
+    "Give three tips for staying healthy.",
+    "What is the capital of Japan?",
+    "Explain what photosynthesis is in two sentences.",
+    "Write a short poem about the sea.",
+    "How do I boil an egg?",
+    "What is 12 times 7?",
+    "Translate 'good morning' into French.",
+    "Name three primary colours.",
+    "Why is the sky blue?",
+    "Suggest a name for a bakery.",
+    "What does a computer's CPU do?",
+    "Summarize the story of Cinderella in one sentence.",
+    "List four kinds of fruit.",
+    "What is the boiling point of water in Celsius?",
+    "Give me a synonym for 'happy'.",
+    "How many days are there in a leap year?",
+    "Write one sentence about autumn.",
+    "What is the largest planet in the solar system?",
+    "Explain what a noun is.",
+    "How can I improve my sleep?",
+    "What language is spoken in Brazil?",
+    "Describe a cat in one sentence.",
+    "What is the opposite of 'cold'?",
+    "Give an example of a renewable energy source.",
+    "Who wrote Romeo and Juliet?",
+    "What is the square root of 81?",
+    "Suggest a healthy breakfast.",
+    "What is machine learning, briefly?",
+    "How do plants get water?",
+    "Name a famous painting.",
+    "What should I pack for a beach trip?",
+    "Explain what a verb is.",
+];
+
+/// The base model's greedy answers to the first `n` replay prompts, as
+/// conversations to train on.
+pub fn replay_conversations(
+    model: &kindling_models::llama::Llama,
+    tokenizer: &kindling_data::tokenizer::Tokenizer,
+    template: &kindling_models::chat::ChatTemplate,
+    stop_ids: &[u32],
+    n: usize,
+) -> Result<Vec<Conversation>> {
+    use kindling_models::generate::{GenerateOptions, Generator};
+    let mut options = GenerateOptions::greedy(96);
+    options.stop_ids = stop_ids.to_vec();
+    let mut g = Generator::new(model, options)?;
+    let decode = |ids: &[u32]| tokenizer.decode(ids).unwrap_or_default();
+    let mut out = Vec::new();
+    for p in REPLAY_PROMPTS.iter().take(n) {
+        g.reset();
+        let user = Message::new("user", *p)?;
+        let prompt = template.render(std::slice::from_ref(&user), true)?;
+        let answer = g.generate(&tokenizer.encode(&prompt)?, &decode, &mut |_| true)?;
+        if answer.text.trim().is_empty() {
+            continue;
+        }
+        out.push(Conversation {
+            messages: vec![user, Message::new("assistant", answer.text)?],
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Serialize)]
@@ -351,6 +422,8 @@ pub struct Consolidation {
     pub adapter: u32,
     pub facts: usize,
     pub examples: usize,
+    /// The base's own answers trained on beside the facts.
+    pub replayed: usize,
     pub recall_before: f32,
     pub recall_after: f32,
     pub general_loss_before: Option<f32>,
@@ -420,19 +493,26 @@ pub fn consolidate(
     let general_before = general
         .map(|g| crate::sft_run::heldout_loss(&model, g, seq))
         .transpose()?;
+    let replay = replay_conversations(&model, tokenizer, template, stop_ids, opts.replay)?;
     kindling_nn::lora::install(
         &mut model,
         &opts.lora,
         &mut kindling_tensor::Rng::new(opts.sft.seed),
     )?;
-    let mut train = Vec::new();
+    let mut facts_encoded = Vec::new();
     for c in &conversations {
+        if let Some(ex) = crate::sft_data::encode(tokenizer, template, c, seq)? {
+            facts_encoded.push(ex);
+        }
+    }
+    let mut train = facts_encoded.clone();
+    for c in &replay {
         if let Some(ex) = crate::sft_data::encode(tokenizer, template, c, seq)? {
             train.push(ex);
         }
     }
     let data = crate::sft_run::SftData {
-        val: train.clone(),
+        val: facts_encoded,
         train,
         val_conversations: conversations.clone(),
         dropped: 0,
@@ -440,10 +520,11 @@ pub fn consolidate(
     let n = memory.next_adapter()?;
     let dir = memory.adapter_dir(n);
     log(&format!(
-        "consolidating {} statements ({} facts) into adapter {n:04}: {} training conversations",
+        "consolidating {} statements ({} facts) into adapter {n:04}: {} conversations from them, {} replayed answers of the base",
         statements.len(),
         facts.len(),
-        conversations.len()
+        conversations.len(),
+        replay.len()
     ));
     crate::sft_run::train(
         &model,
@@ -482,6 +563,7 @@ pub fn consolidate(
         adapter: n,
         facts: facts.len(),
         examples: conversations.len(),
+        replayed: replay.len(),
         recall_before,
         recall_after,
         general_loss_before: general_before,
@@ -610,6 +692,7 @@ mod tests {
             },
             max_new_tokens: 12,
             base_name: "tiny".into(),
+            replay: 0,
         };
         let load = || {
             Ok(Llama::new(
@@ -617,6 +700,18 @@ mod tests {
                 &mut kindling_tensor::Rng::new(4),
             )?)
         };
+        // Replay: the base's own greedy answers, one conversation per prompt
+        // (no stop id here, so none is empty), at most the list's length.
+        let base = load().unwrap();
+        let r = replay_conversations(&base, &tok, &template, &[], 3).unwrap();
+        assert_eq!(r.len(), 3);
+        for (c, p) in r.iter().zip(REPLAY_PROMPTS) {
+            assert_eq!(c.messages[0].content, *p);
+            assert_eq!(c.messages[1].role, "assistant");
+            assert!(!c.messages[1].content.is_empty());
+        }
+        let all = replay_conversations(&base, &tok, &template, &[], 1000).unwrap();
+        assert_eq!(all.len(), REPLAY_PROMPTS.len());
         let c = consolidate(&m, &load, &tok, &template, &stop, None, &opts, &|_| {}).unwrap();
         assert_eq!((c.adapter, c.facts), (1, 2));
         assert_eq!(c.recall_before, 0.0);
