@@ -13,11 +13,11 @@ mod lenet;
 mod lm;
 mod post_train;
 mod report;
+#[cfg(feature = "serve")]
+mod serve_cmd;
 mod ship;
 mod stop;
 mod tokenize_cmd;
-#[cfg(feature = "serve")]
-mod serve_cmd;
 mod train_lm;
 mod train_options;
 

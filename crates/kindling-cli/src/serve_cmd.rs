@@ -26,7 +26,12 @@ pub struct Serve {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Require `Authorization: Bearer KEY` on /v1/* [default: no key].
-    #[arg(long, value_name = "KEY", env = "KINDLING_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "KINDLING_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
     /// Requests decoded together (continuous batching); more wait for a slot.
     #[arg(long, default_value_t = 8)]

@@ -187,7 +187,11 @@ fn chat_answers_equal_the_chat_command_whole_and_streamed() {
     let models = http(&s.addr, "GET", "/v1/models", &[], b"").json();
     assert_eq!(models["data"][0]["id"], "tiny-chat");
 
-    let whole = post(&s.addr, "/v1/chat/completions", &chat_body("hello there", 12, false));
+    let whole = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &chat_body("hello there", 12, false),
+    );
     assert_eq!(whole.status, 200, "{}", whole.body);
     let whole = whole.json();
     assert_eq!(whole["object"], "chat.completion");
@@ -249,7 +253,9 @@ fn chat_answers_equal_the_chat_command_whole_and_streamed() {
         .collect();
     assert_eq!(finishes, [&json!(finish)]);
     assert_eq!(chunks.last().unwrap()["usage"], *usage);
-    assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
 }
 
 #[test]
@@ -302,8 +308,12 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
     let alone: Vec<String> = prompts
         .iter()
         .map(|p| {
-            post(&s.addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 20, "temperature": 0}))
-                .json()["choices"][0]["text"]
+            post(
+                &s.addr,
+                "/v1/completions",
+                &json!({"prompt": p, "max_tokens": 20, "temperature": 0}),
+            )
+            .json()["choices"][0]["text"]
                 .as_str()
                 .unwrap()
                 .to_string()
@@ -317,8 +327,12 @@ fn concurrent_requests_are_batched_and_each_gets_its_own_answer() {
         .map(|p| {
             let addr = addr.clone();
             std::thread::spawn(move || {
-                post(&addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 20, "temperature": 0}))
-                    .json()["choices"][0]["text"]
+                post(
+                    &addr,
+                    "/v1/completions",
+                    &json!({"prompt": p, "max_tokens": 20, "temperature": 0}),
+                )
+                .json()["choices"][0]["text"]
                     .as_str()
                     .unwrap()
                     .to_string()
@@ -375,7 +389,11 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         "must be a string",
     );
     check(
-        post(a, "/v1/chat/completions", &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]})),
+        post(
+            a,
+            "/v1/chat/completions",
+            &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+        ),
         404,
         None,
         "`gpt-4o` does not exist",
@@ -387,19 +405,31 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         "at least 1",
     );
     check(
-        post(a, "/v1/chat/completions", &chat_body("hi", 1_000_000, false)),
+        post(
+            a,
+            "/v1/chat/completions",
+            &chat_body("hi", 1_000_000, false),
+        ),
         400,
         Some("max_tokens"),
         "more than this server allows (64)",
     );
     check(
-        post(a, "/v1/completions", &json!({"prompt": "x ".repeat(600), "max_tokens": 8})),
+        post(
+            a,
+            "/v1/completions",
+            &json!({"prompt": "x ".repeat(600), "max_tokens": 8}),
+        ),
         400,
         None,
         "context is 512 tokens",
     );
     check(
-        post(a, "/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "y".repeat(3000)}]})),
+        post(
+            a,
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "y".repeat(3000)}]}),
+        ),
         413,
         None,
         "limit of 2000 bytes",
@@ -416,7 +446,12 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
         Some("stop"),
         "string or an array of strings",
     );
-    check(http(a, "GET", "/v1/nothing", &[], b""), 404, None, "no route");
+    check(
+        http(a, "GET", "/v1/nothing", &[], b""),
+        404,
+        None,
+        "no route",
+    );
     // Still serving.
     let ok = post(a, "/v1/chat/completions", &chat_body("hi", 3, false));
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -426,7 +461,13 @@ fn bad_requests_get_openai_errors_and_the_server_keeps_serving() {
 fn an_api_key_is_required_when_set() {
     let s = Server::start(&["--api-key", "sesame"]);
     let body = chat_body("hi", 2, false).to_string();
-    let none = http(&s.addr, "POST", "/v1/chat/completions", &[], body.as_bytes());
+    let none = http(
+        &s.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        body.as_bytes(),
+    );
     assert_eq!(none.status, 401);
     assert_eq!(none.json()["error"]["code"], "invalid_api_key");
     let wrong = http(
@@ -474,7 +515,10 @@ fn a_client_that_vanishes_mid_stream_frees_its_slot() {
         if h["active"] == 0 && h["finished"] == 1 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "slot never freed: {h}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "slot never freed: {h}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let ok = post(&s.addr, "/v1/chat/completions", &chat_body("hi", 3, false));
@@ -484,13 +528,21 @@ fn a_client_that_vanishes_mid_stream_frees_its_slot() {
 #[test]
 fn a_request_past_its_deadline_is_ended() {
     let s = Server::start(&["--timeout", "0.05", "--max-tokens", "500"]);
-    let r = post(&s.addr, "/v1/chat/completions", &chat_body("go on", 480, false));
+    let r = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &chat_body("go on", 480, false),
+    );
     // The tiny model may end early by chance; otherwise the deadline ends it.
     if r.status != 200 {
         assert_eq!(r.status, 504, "{}", r.body);
         assert_eq!(r.json()["error"]["type"], "timeout_error");
     }
-    let st = post(&s.addr, "/v1/chat/completions", &chat_body("go on", 480, true));
+    let st = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &chat_body("go on", 480, true),
+    );
     let ev = events(&st.body);
     assert_eq!(ev.last().unwrap(), "[DONE]");
 }
@@ -500,7 +552,10 @@ fn binding_beyond_loopback_without_a_key_warns_and_bad_flags_are_one_line() {
     let s = Server::start(&["--host", "0.0.0.0"]);
     std::thread::sleep(Duration::from_millis(50));
     assert!(
-        s.log.lock().unwrap().contains("warning: listening on 0.0.0.0 without --api-key"),
+        s.log
+            .lock()
+            .unwrap()
+            .contains("warning: listening on 0.0.0.0 without --api-key"),
         "{}",
         s.log.lock().unwrap()
     );
@@ -511,7 +566,10 @@ fn binding_beyond_loopback_without_a_key_warns_and_bad_flags_are_one_line() {
     assert!(err.contains("--max-batch must be at least 1"), "{err}");
     let out = kindling(&["serve", "--model", &m, "--ctx", "100000", "--port", "0"]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--ctx is 100000, more than the model's context of 512"), "{err}");
+    assert!(
+        err.contains("--ctx is 100000, more than the model's context of 512"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -545,7 +603,12 @@ fn webdriver(port: u16, method: &str, path: &str, body: &Value) -> Value {
         body.to_string().as_bytes(),
     );
     let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-    assert!(r.status < 300, "WebDriver {method} {path}: {} {}", r.status, r.body);
+    assert!(
+        r.status < 300,
+        "WebDriver {method} {path}: {} {}",
+        r.status,
+        r.body
+    );
     v["value"].clone()
 }
 
@@ -594,7 +657,10 @@ fn the_web_chat_answers_in_headless_chromium() {
     let _kill = Kill(&mut drv);
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let session = webdriver(
@@ -608,19 +674,58 @@ fn the_web_chat_answers_in_headless_chromium() {
     );
     let sid = session["sessionId"].as_str().unwrap().to_string();
     let at = |p: &str| format!("/session/{sid}{p}");
-    webdriver(port, "POST", &at("/url"), &json!({"url": format!("http://{}/", s.addr)}));
+    webdriver(
+        port,
+        "POST",
+        &at("/url"),
+        &json!({"url": format!("http://{}/", s.addr)}),
+    );
     let element = |css: &str| -> String {
-        let e = webdriver(port, "POST", &at("/element"), &json!({"using": "css selector", "value": css}));
-        e.as_object().unwrap().values().next().unwrap().as_str().unwrap().to_string()
+        let e = webdriver(
+            port,
+            "POST",
+            &at("/element"),
+            &json!({"using": "css selector", "value": css}),
+        );
+        e.as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
     };
-    let script = |js: &str| webdriver(port, "POST", &at("/execute/sync"), &json!({"script": js, "args": []}));
+    let script = |js: &str| {
+        webdriver(
+            port,
+            "POST",
+            &at("/execute/sync"),
+            &json!({"script": js, "args": []}),
+        )
+    };
     // Open the settings and set them as the test's request: temperature 0, 40 tokens.
     let summary = element("details summary");
-    webdriver(port, "POST", &at(&format!("/element/{summary}/click")), &json!({}));
+    webdriver(
+        port,
+        "POST",
+        &at(&format!("/element/{summary}/click")),
+        &json!({}),
+    );
     for (id, value) in [("temperature", "0"), ("max_tokens", "40")] {
         let e = element(&format!("#{id}"));
-        webdriver(port, "POST", &at(&format!("/element/{e}/clear")), &json!({}));
-        webdriver(port, "POST", &at(&format!("/element/{e}/value")), &json!({"text": value}));
+        webdriver(
+            port,
+            "POST",
+            &at(&format!("/element/{e}/clear")),
+            &json!({}),
+        );
+        webdriver(
+            port,
+            "POST",
+            &at(&format!("/element/{e}/value")),
+            &json!({"text": value}),
+        );
     }
     // Type the question and press Enter.
     let input = element("#input");
@@ -636,7 +741,9 @@ fn the_web_chat_answers_in_headless_chromium() {
         if let Some(t) = v.as_str() {
             break t.to_string();
         }
-        let err = script("const d = document.querySelector('.msg.error'); return d ? d.textContent : null;");
+        let err = script(
+            "const d = document.querySelector('.msg.error'); return d ? d.textContent : null;",
+        );
         assert!(err.is_null(), "the page shows an error: {err}");
         assert!(t0.elapsed() < Duration::from_secs(60), "no answer appeared");
         std::thread::sleep(Duration::from_millis(100));
@@ -647,7 +754,94 @@ fn the_web_chat_answers_in_headless_chromium() {
     assert_eq!(user, "hello from the browser");
     // Clear the conversation.
     let clear = element("#clear");
-    webdriver(port, "POST", &at(&format!("/element/{clear}/click")), &json!({}));
-    assert_eq!(script("return document.querySelectorAll('.msg').length;"), 0);
+    webdriver(
+        port,
+        "POST",
+        &at(&format!("/element/{clear}/click")),
+        &json!({}),
+    );
+    assert_eq!(
+        script("return document.querySelectorAll('.msg').length;"),
+        0
+    );
     webdriver(port, "DELETE", &at(""), &json!({}));
+}
+
+#[test]
+fn an_adapter_is_served_on_top_of_its_base() {
+    let dir = std::env::temp_dir().join(format!("kindling-serve-adapter-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("sft.jsonl");
+    let colours = ["Red.", "Blue.", "Green."];
+    let lines: Vec<String> = (0..300)
+        .map(|i| json!({"instruction": format!("Name colour {i}."), "input": "", "output": colours[i % 3]}).to_string())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let run = dir.join("run");
+    let m = model();
+    json_of(&kindling(&[
+        "finetune",
+        "sft",
+        "--model",
+        &m,
+        "--data",
+        data.to_str().unwrap(),
+        "--lora-rank",
+        "4",
+        "--steps",
+        "8",
+        "--seq-len",
+        "128",
+        "--lr",
+        "0.01",
+        "--eval-every",
+        "8",
+        "--eval-examples",
+        "4",
+        "--samples",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+        "--json",
+    ]));
+    let adapter = run.join("adapter");
+    let adapter = adapter.to_str().unwrap();
+    let s = Server::start(&["--adapter", adapter]);
+    let served = post(
+        &s.addr,
+        "/v1/chat/completions",
+        &chat_body("Name colour 7.", 6, false),
+    )
+    .json()["choices"][0]["message"]["content"]
+        .clone();
+    let chat = json_of(&kindling(&[
+        "chat",
+        "--model",
+        &m,
+        "--adapter",
+        adapter,
+        "--message",
+        "Name colour 7.",
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(served, chat["answer"]);
+    let base = json_of(&kindling(&[
+        "chat",
+        "--model",
+        &m,
+        "--message",
+        "Name colour 7.",
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    assert_ne!(served, base["answer"], "the adapter changes the answer");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -144,7 +144,8 @@ impl<'m> BatchGenerator<'m> {
         let _g = no_grad();
         let tokens: Vec<u32> = self.seqs.iter().map(|s| s.pending).collect();
         let logits = {
-            let mut caches: Vec<&mut KvCache> = self.seqs.iter_mut().map(|s| &mut s.cache).collect();
+            let mut caches: Vec<&mut KvCache> =
+                self.seqs.iter_mut().map(|s| &mut s.cache).collect();
             self.model.decode_batch(&tokens, &mut caches)?
         };
         let vocab = self.model.vocab_size();

@@ -253,7 +253,8 @@ impl Attention {
                 *past,
             )?);
         }
-        self.o_proj.forward(&cat(&rows.iter().collect::<Vec<_>>(), 1)?)
+        self.o_proj
+            .forward(&cat(&rows.iter().collect::<Vec<_>>(), 1)?)
     }
 
     fn forward(

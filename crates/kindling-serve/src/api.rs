@@ -157,7 +157,11 @@ impl Fields<'_> {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.clone()),
-                    other => Err(Self::wrong("stop", "a string or an array of strings", other)),
+                    other => Err(Self::wrong(
+                        "stop",
+                        "a string or an array of strings",
+                        other,
+                    )),
                 })
                 .collect::<ApiResult<Vec<_>>>()?,
             Some(v) => return Err(Self::wrong("stop", "a string or an array of strings", v)),
@@ -169,7 +173,10 @@ impl Fields<'_> {
             ));
         }
         if list.iter().any(|s| s.is_empty()) {
-            return Err(ApiError::invalid("stop", "`stop` sequences must not be empty"));
+            return Err(ApiError::invalid(
+                "stop",
+                "`stop` sequences must not be empty",
+            ));
         }
         Ok(list)
     }
@@ -188,10 +195,7 @@ pub(crate) fn finish_reason(stop: StopReason) -> &'static str {
 pub(crate) fn content_text(v: Option<&Value>, at: usize) -> ApiResult<String> {
     let param = format!("messages[{at}].content");
     match v {
-        None | Some(Value::Null) => Err(ApiError::invalid(
-            &param,
-            format!("`{param}` is missing"),
-        )),
+        None | Some(Value::Null) => Err(ApiError::invalid(&param, format!("`{param}` is missing"))),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => {
             let mut text = String::new();
@@ -213,7 +217,10 @@ pub(crate) fn content_text(v: Option<&Value>, at: usize) -> ApiResult<String> {
         }
         Some(other) => Err(ApiError::invalid(
             &param,
-            format!("`{param}` must be a string or an array of text parts, got {}", type_name(other)),
+            format!(
+                "`{param}` must be a string or an array of text parts, got {}",
+                type_name(other)
+            ),
         )),
     }
 }

@@ -85,7 +85,10 @@ impl Default for ServeOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("`{field}` {problem}")]
-    Option { field: &'static str, problem: String },
+    Option {
+        field: &'static str,
+        problem: String,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -142,8 +145,16 @@ pub fn serve(
     };
     check("max_batch", options.max_batch >= 1, "must be at least 1")?;
     check("max_tokens", options.max_tokens >= 1, "must be at least 1")?;
-    check("max_body_bytes", options.max_body_bytes >= 64, "must be at least 64")?;
-    check("timeout", !options.timeout.is_zero(), "must be more than 0 seconds")?;
+    check(
+        "max_body_bytes",
+        options.max_body_bytes >= 64,
+        "must be at least 64",
+    )?;
+    check(
+        "timeout",
+        !options.timeout.is_zero(),
+        "must be more than 0 seconds",
+    )?;
     let model_ctx = model.model.context_len();
     let ctx = match options.ctx {
         0 => model_ctx,
@@ -321,12 +332,18 @@ fn parse_common(s: &AppState, f: &Fields, prompt: &str) -> ApiResult<Parsed> {
     }
     if let Some(n) = f.integer("n")? {
         if n != 1 {
-            return Err(ApiError::invalid("n", format!("`n` must be 1 here, got {n}")));
+            return Err(ApiError::invalid(
+                "n",
+                format!("`n` must be 1 here, got {n}"),
+            ));
         }
     }
     for p in ["presence_penalty", "frequency_penalty"] {
         if f.number(p)?.is_some_and(|v| v != 0.0) {
-            return Err(ApiError::invalid(p, format!("`{p}` is not supported (only 0)")));
+            return Err(ApiError::invalid(
+                p,
+                format!("`{p}` is not supported (only 0)"),
+            ));
         }
     }
     if f.bool("logprobs")? == Some(true) {
@@ -350,12 +367,18 @@ fn parse_common(s: &AppState, f: &Fields, prompt: &str) -> ApiResult<Parsed> {
         None => None,
         Some(k) if k >= 1 => Some(k as usize),
         Some(k) => {
-            return Err(ApiError::invalid("top_k", format!("`top_k` must be at least 1, got {k}")))
+            return Err(ApiError::invalid(
+                "top_k",
+                format!("`top_k` must be at least 1, got {k}"),
+            ))
         }
     };
     let seed = match f.integer("seed")? {
         Some(v) => v as u64,
-        None => s.next_id.load(Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        None => s
+            .next_id
+            .load(Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
     };
     let stop_strings = f.stop()?;
     let stream = f.bool("stream")?.unwrap_or(false);
@@ -364,7 +387,11 @@ fn parse_common(s: &AppState, f: &Fields, prompt: &str) -> ApiResult<Parsed> {
         _ => false,
     };
     let ids = s.model.tokenizer.encode(prompt).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", e.to_string())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            e.to_string(),
+        )
     })?;
     if ids.is_empty() {
         return Err(ApiError::invalid("prompt", "the prompt is empty"));
@@ -382,14 +409,20 @@ fn parse_common(s: &AppState, f: &Fields, prompt: &str) -> ApiResult<Parsed> {
         )
         .with_code("context_length_exceeded")
     };
-    let asked = match (f.integer("max_completion_tokens")?, f.integer("max_tokens")?) {
+    let asked = match (
+        f.integer("max_completion_tokens")?,
+        f.integer("max_tokens")?,
+    ) {
         (Some(v), _) => Some(("max_completion_tokens", v)),
         (None, Some(v)) => Some(("max_tokens", v)),
         _ => None,
     };
     let max_new_tokens = match asked {
         Some((name, v)) if v < 1 => {
-            return Err(ApiError::invalid(name, format!("`{name}` must be at least 1, got {v}")))
+            return Err(ApiError::invalid(
+                name,
+                format!("`{name}` must be at least 1, got {v}"),
+            ))
         }
         Some((name, v)) if v as u64 > s.options.max_tokens as u64 => {
             return Err(ApiError::invalid(
@@ -432,7 +465,10 @@ fn parse_chat(s: &AppState, body: &[u8]) -> ApiResult<Parsed> {
     let messages = match obj.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => a,
         Some(Value::Array(_)) => {
-            return Err(ApiError::invalid("messages", "`messages` must not be empty"))
+            return Err(ApiError::invalid(
+                "messages",
+                "`messages` must not be empty",
+            ))
         }
         None | Some(Value::Null) => {
             return Err(ApiError::invalid("messages", "`messages` is missing"))
@@ -456,11 +492,17 @@ fn parse_chat(s: &AppState, body: &[u8]) -> ApiResult<Parsed> {
         let role = if role == "developer" { "system" } else { role };
         let text = content_text(m.get("content"), i)?;
         history.push(Message::new(role, text).map_err(|e| {
-            ApiError::invalid(&format!("messages[{i}].role"), format!("`messages[{i}].role`: {e}"))
+            ApiError::invalid(
+                &format!("messages[{i}].role"),
+                format!("`messages[{i}].role`: {e}"),
+            )
         })?);
     }
     let prompt = s.model.template.render(&history, true).map_err(|e| {
-        ApiError::invalid("messages", format!("the chat template cannot render these messages: {e}"))
+        ApiError::invalid(
+            "messages",
+            format!("the chat template cannot render these messages: {e}"),
+        )
     })?;
     parse_common(s, &f, &prompt)
 }
