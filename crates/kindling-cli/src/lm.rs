@@ -278,6 +278,11 @@ pub struct Chat {
     /// consolidate` made from earlier turns is loaded (unless --adapter is given) [default: none].
     #[arg(long, value_name = "DIR")]
     pub memory: Option<PathBuf>,
+    /// With --memory, in an interactive session: after this many idle seconds, consolidate
+    /// what was said into the memory's next adapter in the background (as `memory consolidate`
+    /// does; the next session loads it); 0 never.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub idle_consolidate: f64,
     #[command(flatten)]
     pub sampling: SamplingArgs,
     #[command(flatten)]
@@ -380,13 +385,51 @@ pub fn chat(args: Chat) -> CliResult<()> {
         "chat with {} — empty line or Ctrl-D to end, /reset to forget the history",
         args.model.display()
     );
-    let stdin = std::io::stdin();
-    loop {
-        eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
+    if !(args.idle_consolidate.is_finite() && args.idle_consolidate >= 0.0) {
+        bail!(
+            "--idle-consolidate must be 0 or more seconds, got {}",
+            args.idle_consolidate
+        );
+    }
+    // Lines arrive from a reader thread, so that sitting idle can be noticed.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(l) = line else { break };
+            if lines_tx.send(l).is_err() {
+                break;
+            }
         }
+    });
+    let idle = (args.memory.is_some() && args.idle_consolidate > 0.0)
+        .then(|| std::time::Duration::from_secs_f64(args.idle_consolidate));
+    let mut background = Background::default();
+    let mut prompted = false;
+    loop {
+        if !prompted {
+            eprint!("> ");
+            prompted = true;
+        }
+        let line = match idle {
+            Some(wait) => match lines.recv_timeout(wait) {
+                Ok(l) => l,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    background.poll();
+                    if let Some(dir) = &args.memory {
+                        background.start_if_new(dir, &args.model, args.threads);
+                    }
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match lines.recv() {
+                Ok(l) => l,
+                Err(_) => break,
+            },
+        };
+        prompted = false;
+        background.poll();
         let line = line.trim_end_matches(['\n', '\r']);
         if line.is_empty() {
             break;
@@ -398,13 +441,75 @@ pub fn chat(args: Chat) -> CliResult<()> {
         }
         history.push(Message::new("user", line)?);
         remember("user", line)?;
+        background.said_something();
         let (g, _) = answer(&lm, &mut gen, &history, true)?;
         println!();
         // The whole history is the next turn's prompt, as the model saw it.
         remember("assistant", &g.text)?;
         history.push(Message::new("assistant", g.text)?);
     }
+    background.finish();
     Ok(())
+}
+
+/// The consolidation `chat --memory` runs in the background when idle.
+#[derive(Default)]
+struct Background {
+    running: Option<std::thread::JoinHandle<CliResult<kindling_train::memory::Consolidation>>>,
+    /// The user said something since the last consolidation began.
+    news: bool,
+}
+
+impl Background {
+    fn said_something(&mut self) {
+        self.news = true;
+    }
+
+    fn start_if_new(&mut self, memory: &Path, model: &Path, threads: ThreadsArg) {
+        if self.running.is_some() || !self.news {
+            return;
+        }
+        self.news = false;
+        let a = crate::post_train::Consolidate::background(memory, model, threads);
+        eprintln!(
+            "\n(idle: consolidating what you told me into an adapter in the background; the next session loads it)"
+        );
+        self.running = Some(std::thread::spawn(move || {
+            crate::post_train::consolidate_memory(&a, &|_| {})
+        }));
+    }
+
+    /// Reports a finished consolidation.
+    fn poll(&mut self) {
+        if self.running.as_ref().is_some_and(|h| h.is_finished()) {
+            self.report();
+        }
+    }
+
+    fn report(&mut self) {
+        let Some(h) = self.running.take() else {
+            return;
+        };
+        match h.join() {
+            Ok(Ok(c)) => eprintln!(
+                "(memory: adapter {:04} ready: recall of {} facts without them in context {:.2} -> {:.2}; the next session loads it)",
+                c.adapter, c.facts, c.recall_before, c.recall_after
+            ),
+            Ok(Err(e)) => eprintln!(
+                "(memory: the background consolidation failed: {})",
+                crate::common::user_message(&e)
+            ),
+            Err(_) => eprintln!("(memory: the background consolidation panicked)"),
+        }
+    }
+
+    /// Waits for a consolidation under way, so that leaving loses nothing.
+    fn finish(&mut self) {
+        if self.running.is_some() {
+            eprintln!("waiting for the background consolidation to finish (Ctrl-C abandons it)");
+            self.report();
+        }
+    }
 }
 
 /// `generate --model`: a plain continuation of `--prompt` (no chat template).

@@ -1071,6 +1071,86 @@ pub struct Rollback {
     pub to: u32,
 }
 
+/// `memory consolidate`: the stored statements into the memory's next
+/// adapter (also what `chat --memory` runs in the background when idle).
+pub fn consolidate_memory(a: &Consolidate, log: &dyn Fn(&str)) -> CliResult<memory::Consolidation> {
+    let m = memory::Memory::open(&a.memory)?;
+    let lm = load_chat_llama(&a.model, None)?;
+    let general = if a.forgetting {
+        let (convs, _) = sft_data::read_conversations(&sft_data_path("alpaca")?)?;
+        let mut out = Vec::new();
+        for c in convs
+            .iter()
+            .filter(|c| sft_data::is_held_out(c, 50))
+            .take(50)
+        {
+            if let Some(e) = sft_data::encode(&lm.tokenizer, &lm.template, c, 512)? {
+                out.push(e);
+            }
+        }
+        Some(out)
+    } else {
+        None
+    };
+    let opts = memory::ConsolidateOptions {
+        lora: LoraConfig {
+            rank: a.lora_rank,
+            alpha: 2.0 * a.lora_rank as f32,
+            targets: ["q", "k", "v", "o", "gate", "up", "down"]
+                .map(String::from)
+                .to_vec(),
+            rslora: false,
+        },
+        sft: sft_run::SftOptions {
+            steps: a.steps,
+            batch_size: 2,
+            accum_steps: 1,
+            seq_len: 256,
+            lr: a.lr,
+            min_lr: a.lr / 10.0,
+            warmup_steps: 5,
+            eval_every: a.steps,
+            ..sft_run::SftOptions::defaults(&a.model.display().to_string(), "memory")
+        },
+        max_new_tokens: 32,
+        base_name: lm.path.display().to_string(),
+        replay: a.replay,
+    };
+    let load = || -> kindling_train::Result<Llama> {
+        Ok(load_chat_llama(&a.model, None)
+            .map_err(|e| e.to_string())?
+            .model)
+    };
+    memory::consolidate(
+        &m,
+        &load,
+        &lm.tokenizer,
+        &lm.template,
+        &lm.stop_ids,
+        general.as_deref(),
+        &opts,
+        log,
+    )
+    .map_err(Into::into)
+}
+
+impl Consolidate {
+    /// `memory consolidate`'s defaults for `memory` and `model`.
+    pub fn background(memory: &Path, model: &Path, threads: ThreadsArg) -> Consolidate {
+        Consolidate {
+            memory: memory.to_path_buf(),
+            model: model.to_path_buf(),
+            steps: 120,
+            lora_rank: 16,
+            lr: 1e-3,
+            forgetting: false,
+            replay: 32,
+            threads,
+            json: JsonArg { enabled: false },
+        }
+    }
+}
+
 pub fn memory_cmd(cmd: MemoryCmd) -> CliResult<()> {
     match cmd {
         MemoryCmd::Rollback(a) => {
@@ -1084,63 +1164,7 @@ pub fn memory_cmd(cmd: MemoryCmd) -> CliResult<()> {
         }
         MemoryCmd::Consolidate(a) => {
             a.threads.apply()?;
-            let m = memory::Memory::open(&a.memory)?;
-            let lm = load_chat_llama(&a.model, None)?;
-            let general = if a.forgetting {
-                let (convs, _) = sft_data::read_conversations(&sft_data_path("alpaca")?)?;
-                let mut out = Vec::new();
-                for c in convs
-                    .iter()
-                    .filter(|c| sft_data::is_held_out(c, 50))
-                    .take(50)
-                {
-                    if let Some(e) = sft_data::encode(&lm.tokenizer, &lm.template, c, 512)? {
-                        out.push(e);
-                    }
-                }
-                Some(out)
-            } else {
-                None
-            };
-            let opts = memory::ConsolidateOptions {
-                lora: LoraConfig {
-                    rank: a.lora_rank,
-                    alpha: 2.0 * a.lora_rank as f32,
-                    targets: ["q", "k", "v", "o", "gate", "up", "down"]
-                        .map(String::from)
-                        .to_vec(),
-                    rslora: false,
-                },
-                sft: sft_run::SftOptions {
-                    steps: a.steps,
-                    batch_size: 2,
-                    accum_steps: 1,
-                    seq_len: 256,
-                    lr: a.lr,
-                    min_lr: a.lr / 10.0,
-                    warmup_steps: 5,
-                    eval_every: a.steps,
-                    ..sft_run::SftOptions::defaults(&a.model.display().to_string(), "memory")
-                },
-                max_new_tokens: 32,
-                base_name: lm.path.display().to_string(),
-                replay: a.replay,
-            };
-            let load = || -> kindling_train::Result<Llama> {
-                Ok(load_chat_llama(&a.model, None)
-                    .map_err(|e| e.to_string())?
-                    .model)
-            };
-            let c = memory::consolidate(
-                &m,
-                &load,
-                &lm.tokenizer,
-                &lm.template,
-                &lm.stop_ids,
-                general.as_deref(),
-                &opts,
-                &log,
-            )?;
+            let c = consolidate_memory(&a, &log)?;
             eprintln!(
                 "adapter {:04}: recall of {} facts without them in context {:.2} -> {:.2}{}",
                 c.adapter,

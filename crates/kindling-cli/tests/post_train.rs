@@ -506,3 +506,49 @@ fn bad_input_to_the_other_commands_is_one_line_and_creates_nothing() {
     ]));
     assert!(e.contains("no such file or directory"), "{e}");
 }
+
+#[test]
+fn an_idle_chat_consolidates_its_memory_in_the_background() {
+    use std::io::Write;
+    let s = Scratch::new("idle");
+    let mem = s.path("mem");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kindling"))
+        .args([
+            "chat",
+            "--model",
+            &model(),
+            "--memory",
+            &mem,
+            "--max-new-tokens",
+            "2",
+            "--idle-consolidate",
+            "0.3",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "My cat is Tom.").unwrap();
+    stdin.flush().unwrap();
+    // Nothing more is typed: the chat sits idle and consolidates.
+    let adapter = Path::new(&mem).join("adapters/0001/adapter_model.safetensors");
+    let t0 = std::time::Instant::now();
+    while !adapter.is_file() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(120),
+            "no adapter after 120 s idle"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Leaving waits for the consolidation to finish: nothing is lost.
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("idle: consolidating"), "{err}");
+    assert!(err.contains("adapter 0001 ready"), "{err}");
+    let current = std::fs::read_to_string(Path::new(&mem).join("current")).unwrap();
+    assert_eq!(current.trim(), "0001");
+}
