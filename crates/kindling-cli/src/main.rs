@@ -5,6 +5,7 @@
 mod common;
 mod data_cmd;
 mod demo;
+mod distributed_cmd;
 mod eval_lm;
 mod gpt;
 mod lab;
@@ -31,6 +32,11 @@ use std::process::ExitCode;
     about = "Kindling (火种): the story of modern AI, runnable and fast, in Rust"
 )]
 struct Cli {
+    /// Train as one rank of an MPI job (`mpirun -np N kindling train ... --distributed mpi`,
+    /// or `kindling launch`): each rank takes its part of every batch, rank 0 writes the run
+    /// [default: one process].
+    #[arg(long, global = true, value_name = "BACKEND")]
+    distributed: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +135,13 @@ enum Command {
     },
     /// Write a LLaMA as a GGUF file in llama.cpp's q8_0 / q4_0 / q4_1 (or f16, f32)
     Quantize(ship::Quantize),
+    /// Run a training command as an MPI job, restarting it from its last checkpoint when a rank dies.
+    Launch(distributed_cmd::Launch),
+    /// Back-of-the-envelope simulations: `sim goodput` (training time lost to failures at scale).
+    Sim {
+        #[command(subcommand)]
+        cmd: distributed_cmd::SimCmd,
+    },
     /// Serve a language model: OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models) and a web chat at /.
     #[cfg(feature = "serve")]
     Serve(serve_cmd::Serve),
@@ -263,6 +276,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let training = matches!(
+        cli.command,
+        Command::Train { .. } | Command::Finetune { .. } | Command::Sweep { .. }
+    );
+    let _session = match distributed_cmd::setup(cli.distributed.as_deref(), training) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = common::user_message(&e);
+            distributed_cmd::fail(&msg);
+            eprintln!("error: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Demo { demo } => demo::run(demo),
         Command::Train {
@@ -315,6 +341,8 @@ fn main() -> ExitCode {
         Command::Reward(a) => post_train::reward(a),
         Command::Lora { cmd } => post_train::lora(cmd),
         Command::Quantize(a) => ship::quantize(a),
+        Command::Launch(a) => distributed_cmd::launch(a),
+        Command::Sim { cmd } => distributed_cmd::sim(cmd),
         #[cfg(feature = "serve")]
         Command::Serve(a) => serve_cmd::run(a),
         Command::Memory { cmd } => post_train::memory_cmd(cmd),
@@ -322,7 +350,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", common::user_message(&e));
+            let msg = common::user_message(&e);
+            distributed_cmd::fail(&msg);
+            eprintln!("error: {msg}");
             stop::exit_code().map_or(ExitCode::FAILURE, ExitCode::from)
         }
     }

@@ -82,15 +82,35 @@ impl DataParallel {
         params: &[Tensor],
         loss_of: impl Fn(usize, usize, usize) -> Result<Tensor> + Sync,
     ) -> Result<f32> {
+        self.accumulate_part((0, rows), step_rows.max(rows), params, loss_of)
+    }
+
+    /// [`accumulate`](Self::accumulate) for the rows `part = (start, len)`
+    /// of a micro-batch only (this process's part in a distributed job):
+    /// they are cut among the shards, `loss_of` gets absolute row offsets,
+    /// and each shard's loss is weighted by its rows over `step_rows`, the
+    /// whole step's rows on all ranks.
+    pub fn accumulate_part(
+        &self,
+        part: (usize, usize),
+        step_rows: usize,
+        params: &[Tensor],
+        loss_of: impl Fn(usize, usize, usize) -> Result<Tensor> + Sync,
+    ) -> Result<f32> {
+        let (offset, rows) = part;
         if rows == 0 {
             return Err(kindling_tensor::Error::msg(
                 "data-parallel step on an empty batch",
             ));
         }
         let parts = Self::split(rows, self.shards());
-        let parts: Vec<(usize, (usize, usize))> = parts.into_iter().enumerate().collect();
+        let parts: Vec<(usize, (usize, usize))> = parts
+            .into_iter()
+            .map(|(start, len)| (offset + start, len))
+            .enumerate()
+            .collect();
         let shard = |&(i, (start, len)): &(usize, (usize, usize))| -> Result<(f32, kindling_tensor::Gradients)> {
-            let w = len as f32 / step_rows.max(rows) as f32;
+            let w = len as f32 / step_rows as f32;
             let loss = loss_of(i, start, len)?;
             let grads = loss.gradients_with(Tensor::full(loss.shape(), w))?;
             Ok((w * loss.item()?, grads))

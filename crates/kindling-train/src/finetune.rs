@@ -242,7 +242,7 @@ pub fn finetune(
     });
     // A finished fine-tuning phase of this same run, to keep.
     let mut kept: Option<Value> = None;
-    if resume && run.file("finetuned.json").exists() {
+    if resume && run.source_file("finetuned.json").exists() {
         let stored = run.read_json("config.json")?;
         let differ = crate::gpt_run::changed_options(&stored, &config, &[]);
         if !differ.is_empty() {

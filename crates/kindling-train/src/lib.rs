@@ -4,6 +4,7 @@
 pub mod classify;
 pub mod corpus;
 pub mod data_parallel;
+pub mod distributed;
 pub mod dpo_run;
 pub mod eval_lm;
 pub mod fgsm;

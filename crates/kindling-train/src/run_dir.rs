@@ -8,9 +8,15 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub struct RunDir {
+    /// Where results are written.
     pub path: PathBuf,
+    /// Where an earlier run's files are read from (`resume`): `path`,
+    /// except on the ranks of a distributed job other than 0, which read
+    /// the real directory and write to a scratch one (deleted on drop).
+    source: PathBuf,
     /// `run.lock` while this process trains here; removed on drop.
     lock: Option<PathBuf>,
+    scratch: bool,
 }
 
 /// How a command may use its run directory. Nothing is lost: a fresh run
@@ -47,6 +53,9 @@ impl Drop for RunDir {
         if let Some(lock) = &self.lock {
             let _ = std::fs::remove_file(lock);
         }
+        if self.scratch {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -57,6 +66,23 @@ impl RunDir {
     /// cleared).
     pub fn start(path: &Path, mode: impl Into<RunMode>) -> Result<RunDir> {
         let mode = mode.into();
+        if !crate::distributed::is_writer() {
+            // Rank 0 checks, claims and writes the directory; this rank
+            // reads from it and writes to a scratch folder of its own.
+            let scratch = std::env::temp_dir().join(format!(
+                "kindling-rank{}-{}",
+                crate::distributed::rank(),
+                std::process::id()
+            ));
+            std::fs::create_dir_all(&scratch)
+                .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+            return Ok(RunDir {
+                path: scratch,
+                source: path.to_path_buf(),
+                lock: None,
+                scratch: true,
+            });
+        }
         if path.is_file() {
             return Err(format!("`out` {}: is a file, not a run directory", path.display()).into());
         }
@@ -127,7 +153,9 @@ impl RunDir {
             .map_err(|e| format!("cannot create run directory {}: {e}", path.display()))?;
         Ok(RunDir {
             path: path.to_path_buf(),
+            source: path.to_path_buf(),
             lock: None,
+            scratch: false,
         })
     }
 
@@ -137,8 +165,16 @@ impl RunDir {
         }
         Ok(RunDir {
             path: path.to_path_buf(),
+            source: path.to_path_buf(),
             lock: None,
+            scratch: false,
         })
+    }
+
+    /// A file of the run being continued (the same as [`RunDir::file`]
+    /// except on a distributed job's ranks other than 0).
+    pub fn source_file(&self, name: &str) -> PathBuf {
+        self.source.join(name)
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
@@ -151,7 +187,7 @@ impl RunDir {
     }
 
     pub fn read_json(&self, name: &str) -> Result<Value> {
-        let path = self.file(name);
+        let path = self.source_file(name);
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(serde_json::from_str(&text)
@@ -170,7 +206,7 @@ impl RunDir {
     }
 
     pub fn read_metrics(&self) -> Result<Vec<Value>> {
-        let path = self.file("metrics.jsonl");
+        let path = self.source_file("metrics.jsonl");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

@@ -433,7 +433,7 @@ impl<'a> Trainer<'a> {
     /// has checked it belongs to this run. No checkpoint yet: a fresh start.
     pub fn resume<T: Task>(&mut self, task: &mut T) -> Result<()> {
         let run = self.run.ok_or("`resume` needs a run directory")?;
-        let path = run.file(CHECKPOINT);
+        let path = run.source_file(CHECKPOINT);
         if !path.exists() {
             (self.log)(&format!(
                 "`resume`: no checkpoint in {} yet; starting from scratch",
@@ -464,7 +464,7 @@ impl<'a> Trainer<'a> {
                 self.period = (sum, seen as usize);
             }
         }
-        let threads = kindling_tensor::num_threads();
+        let threads = kindling_tensor::num_threads() * crate::distributed::size();
         let more = steps < self.plan.total_steps;
         if let Some(was) = trainer["threads"]
             .as_u64()
@@ -510,16 +510,32 @@ impl<'a> Trainer<'a> {
         self.opt.set_lr(self.plan.schedule.lr_at(step));
         self.opt.zero_grad();
         let mut loss = 0f32;
+        // In a distributed job this rank takes its equal part of each
+        // micro-batch; shards are numbered across ranks, so each row meets
+        // the dropout stream it would in one process with all the threads.
+        let collective = crate::distributed::get().filter(|c| c.size() > 1);
+        let (rank, ranks) = collective.map_or((0, 1), |c| (c.rank(), c.size()));
+        let shards = self.dp.shards();
         for (m, b) in batches.iter().enumerate() {
-            loss += self.dp.accumulate(
-                task.rows(b),
-                step_rows,
-                &self.params,
-                |shard, start, len| {
-                    let purpose = DROPOUT_STREAM + 1000 * shard as u64 + 1_000_000 * m as u64;
-                    task.loss(b, start, len, &mut stream(seed, purpose, step))
-                },
-            )?;
+            let rows = task.rows(b);
+            if rows % ranks != 0 {
+                return Err(format!(
+                    "a batch of {rows} rows does not divide among {ranks} ranks: make `batch_size` a multiple of {ranks}"
+                )
+                .into());
+            }
+            let part = (rank * rows / ranks, rows / ranks);
+            loss += self.dp.accumulate_part(part, step_rows, &self.params, |shard, start, len| {
+                let shard = rank * shards + shard;
+                let purpose = DROPOUT_STREAM + 1000 * shard as u64 + 1_000_000 * m as u64;
+                task.loss(b, start, len, &mut stream(seed, purpose, step))
+            })?;
+        }
+        if let Some(c) = collective {
+            crate::distributed::all_reduce_gradients(c, &self.params)?;
+            let mut l = [loss];
+            c.all_reduce_sum(&mut l)?;
+            loss = l[0];
         }
         if !loss.is_finite() {
             return Err(format!(
@@ -585,7 +601,11 @@ impl<'a> Trainer<'a> {
                     saved_at = Some(s);
                 }
             }
-            let stopped = self.stop.is_some_and(|f| f.load(Ordering::SeqCst));
+            let mut stopped = self.stop.is_some_and(|f| f.load(Ordering::SeqCst));
+            // Every rank stops at the same step, or one would wait forever.
+            if let Some(c) = crate::distributed::get().filter(|c| c.size() > 1) {
+                stopped = c.all_reduce_max(u64::from(stopped))? == 1;
+            }
             if s == end || stopped {
                 break;
             }
@@ -682,6 +702,10 @@ impl<'a> Trainer<'a> {
         let Some(run) = self.run else {
             return Ok(());
         };
+        // In a distributed job rank 0 alone writes (all ranks hold the same model).
+        if !crate::distributed::is_writer() {
+            return Ok(());
+        }
         let mut extra: Vec<(String, Tensor)> = self
             .opt
             .state()
@@ -698,7 +722,8 @@ impl<'a> Trainer<'a> {
                     "seed": self.plan.seed,
                     "accum_steps": self.plan.accum_steps,
                     "frozen_saved": task.checkpoint_frozen(),
-                    "threads": kindling_tensor::num_threads(),
+                    // Shards in all: threads on every rank.
+                    "threads": kindling_tensor::num_threads() * crate::distributed::size(),
                     // Bits: a JSON float need not read back exactly.
                     "period_loss_sum_bits": self.period.0.to_bits(),
                     "period_examples": self.period.1,
