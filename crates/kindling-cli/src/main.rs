@@ -3,6 +3,7 @@
 //! exactly one JSON object.
 
 mod common;
+mod compress;
 mod data_cmd;
 mod demo;
 mod eval_lm;
@@ -127,6 +128,10 @@ enum Command {
     },
     /// Write a LLaMA as a GGUF file in llama.cpp's q8_0 / q4_0 / q4_1 (or f16, f32)
     Quantize(ship::Quantize),
+    /// Train a small student on a teacher's next-token distributions (knowledge distillation).
+    Distill(compress::Distill),
+    /// Zero the smallest weights of a model's block linear layers (magnitude or 2:4), optionally fine-tune after.
+    Prune(compress::Prune),
 }
 
 /// Commands that took no model word before the grammar became `kindling
@@ -310,6 +315,8 @@ fn main() -> ExitCode {
         Command::Reward(a) => post_train::reward(a),
         Command::Lora { cmd } => post_train::lora(cmd),
         Command::Quantize(a) => ship::quantize(a),
+        Command::Distill(a) => compress::distill(a),
+        Command::Prune(a) => compress::prune(a),
         Command::Memory { cmd } => post_train::memory_cmd(cmd),
     };
     match result {
