@@ -343,6 +343,13 @@ const OPTION_FIELDS: &[&str] = &[
     "shots",
     "n",
     "corpus",
+    "teacher",
+    "student",
+    "alpha",
+    "sparsity",
+    "method",
+    "eval_windows",
+    "warmup_steps",
 ];
 
 /// A library's progress note on stderr, its option names said as flags.

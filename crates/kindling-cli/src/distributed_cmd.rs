@@ -34,7 +34,7 @@ pub fn setup(backend: Option<&str>, training: bool) -> CliResult<Session> {
         bail!("--distributed {backend}: unknown (the one backend is mpi)");
     }
     if !training {
-        bail!("--distributed applies to the training commands (train, finetune, sweep)");
+        bail!("--distributed applies to the training commands (train, finetune, sweep, distill, prune)");
     }
     join_mpi()
 }
@@ -164,8 +164,8 @@ pub fn launch(a: Launch) -> CliResult<()> {
         bail!(NO_MPI);
     }
     let first = a.command.first().map(String::as_str).unwrap_or("");
-    if !["train", "finetune", "sweep"].contains(&first) {
-        bail!("launch runs a training command (train, finetune, sweep), got `{first}`");
+    if !["train", "finetune", "sweep", "distill", "prune"].contains(&first) {
+        bail!("launch runs a training command (train, finetune, sweep, distill, prune), got `{first}`");
     }
     if !a.command.iter().any(|x| x == "--out") {
         bail!("launch needs the command's --out: a restart continues the run there");

@@ -77,7 +77,7 @@ pub fn chat_parts(
 }
 
 /// `model_type` of a Hugging Face folder's `config.json`.
-fn hf_model_type(dir: &Path) -> CliResult<String> {
+pub(crate) fn hf_model_type(dir: &Path) -> CliResult<String> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let v: serde_json::Value =

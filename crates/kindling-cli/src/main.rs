@@ -3,6 +3,7 @@
 //! exactly one JSON object.
 
 mod common;
+mod compress;
 mod data_cmd;
 mod demo;
 mod distributed_cmd;
@@ -135,6 +136,10 @@ enum Command {
     },
     /// Write a LLaMA as a GGUF file in llama.cpp's q8_0 / q4_0 / q4_1 (or f16, f32)
     Quantize(ship::Quantize),
+    /// Train a small student on a teacher's next-token distributions (knowledge distillation).
+    Distill(compress::Distill),
+    /// Zero the smallest weights of a model's block linear layers (magnitude or 2:4), optionally fine-tune after.
+    Prune(compress::Prune),
     /// Run a training command as an MPI job, restarting it from its last checkpoint when a rank dies.
     Launch(distributed_cmd::Launch),
     /// Back-of-the-envelope simulations: `sim goodput` (training time lost to failures at scale).
@@ -278,7 +283,11 @@ fn main() -> ExitCode {
     };
     let training = matches!(
         cli.command,
-        Command::Train { .. } | Command::Finetune { .. } | Command::Sweep { .. }
+        Command::Train { .. }
+            | Command::Finetune { .. }
+            | Command::Sweep { .. }
+            | Command::Distill(_)
+            | Command::Prune(_)
     );
     let _session = match distributed_cmd::setup(cli.distributed.as_deref(), training) {
         Ok(s) => s,
@@ -341,6 +350,8 @@ fn main() -> ExitCode {
         Command::Reward(a) => post_train::reward(a),
         Command::Lora { cmd } => post_train::lora(cmd),
         Command::Quantize(a) => ship::quantize(a),
+        Command::Distill(a) => compress::distill(a),
+        Command::Prune(a) => compress::prune(a),
         Command::Launch(a) => distributed_cmd::launch(a),
         Command::Sim { cmd } => distributed_cmd::sim(cmd),
         #[cfg(feature = "serve")]

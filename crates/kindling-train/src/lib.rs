@@ -2,9 +2,11 @@
 //! and the trainers of Kindling's models.
 
 pub mod classify;
+pub mod compress_run;
 pub mod corpus;
 pub mod data_parallel;
 pub mod distributed;
+pub mod distill;
 pub mod dpo_run;
 pub mod eval_lm;
 pub mod fgsm;
@@ -21,6 +23,7 @@ pub mod plot;
 pub mod ppo_run;
 pub mod preference;
 pub mod progress;
+pub mod prune;
 pub mod reward_run;
 pub mod run_dir;
 pub mod sft_data;

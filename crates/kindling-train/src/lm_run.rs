@@ -312,6 +312,21 @@ impl LmModel {
         }
     }
 
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            LmModel::Llama(m) => m.config.vocab_size,
+            LmModel::Gpt(m) => m.config.vocab_size,
+        }
+    }
+
+    /// Longest sequence the model accepts.
+    pub fn context_len(&self) -> usize {
+        match self {
+            LmModel::Llama(m) => m.config.max_position_embeddings,
+            LmModel::Gpt(m) => m.config.block_size,
+        }
+    }
+
     /// Logits `[B, T, V]`.
     pub fn logits(&self, ids: &Tensor) -> kindling_tensor::Result<Tensor> {
         match self {

@@ -113,6 +113,13 @@ pub trait Task {
     ) -> kindling_tensor::Result<Tensor>;
     /// Scores the model; the record goes to `metrics.jsonl`.
     fn evaluate(&mut self, period: &Period) -> Result<Evaluated>;
+    /// Called after every optimizer update, outside the graph: a task that
+    /// constrains its weights restores the constraint here (pruning
+    /// re-applies its masks, so pruned weights stay exactly zero whatever
+    /// the optimizer's momentum or weight decay did).
+    fn after_update(&self) -> Result<()> {
+        Ok(())
+    }
     /// A task that stores its whole options and counts plain steps says
     /// so here; the four methods below then need no code of their own.
     fn identity(&self) -> Option<RunIdentity> {
@@ -548,6 +555,7 @@ impl<'a> Trainer<'a> {
             clip_grad_norm(&self.params, max_norm)?;
         }
         self.opt.step()?;
+        task.after_update()?;
         Ok((loss, examples))
     }
 
