@@ -86,7 +86,9 @@ fn join_mpi() -> CliResult<Session> {
             c.size()
         );
     }
-    Ok(Session { _mpi: Some(session) })
+    Ok(Session {
+        _mpi: Some(session),
+    })
 }
 
 /// Reports a failed command in a distributed job and ends every rank (so
@@ -101,7 +103,7 @@ pub fn fail(message: &str) {
     } else {
         // An error every rank meets is said by rank 0, whose abort ends
         // this process first; one of this rank's own is said after a pause.
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::thread::sleep(std::time::Duration::from_secs(3));
         let line = format!("error: rank {}: {message}\n", c.rank());
         if let Some(&fd) = SAVED_STDERR.get() {
             // SAFETY: writing a buffer to a descriptor this process owns.
@@ -207,8 +209,42 @@ pub fn launch(a: Launch) -> CliResult<()> {
             n + 1,
             a.max_restarts
         );
+        if let Some(out) = out_dir(&a.command) {
+            wait_for_lock(&out);
+        }
     }
     unreachable!("the loop returns")
+}
+
+/// The command's `--out DIR`.
+fn out_dir(command: &[String]) -> Option<PathBuf> {
+    let at = command.iter().position(|a| a == "--out")?;
+    command.get(at + 1).map(PathBuf::from)
+}
+
+/// Waits until the process holding `out/run.lock` (the failed job's rank 0,
+/// which may still be dying) is gone, killing it after 10 s, so that the
+/// restart can claim the run directory.
+fn wait_for_lock(out: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(out.join("run.lock")) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let t0 = std::time::Instant::now();
+    while alive() {
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            eprintln!("launch: rank 0 of the failed job (pid {pid}) is still running; killing it");
+            // SAFETY: a signal to a process id read from our own lock file.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(20) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 #[derive(Subcommand)]
@@ -276,7 +312,10 @@ pub fn sim(cmd: SimCmd) -> CliResult<()> {
         }
     }
     if !(a.restart_minutes.is_finite() && a.restart_minutes >= 0.0) {
-        bail!("--restart-minutes must be 0 or more, got {}", a.restart_minutes);
+        bail!(
+            "--restart-minutes must be 0 or more, got {}",
+            a.restart_minutes
+        );
     }
     if a.devices == 0 {
         bail!("--devices must be at least 1");
@@ -345,11 +384,27 @@ mod tests {
             .to_vec();
         assert_eq!(
             attempt_args(&cmd, 0),
-            ["train", "gpt", "--out", "r", "--force", "--distributed", "mpi"]
+            [
+                "train",
+                "gpt",
+                "--out",
+                "r",
+                "--force",
+                "--distributed",
+                "mpi"
+            ]
         );
         assert_eq!(
             attempt_args(&cmd, 1),
-            ["train", "gpt", "--out", "r", "--distributed", "mpi", "--resume"]
+            [
+                "train",
+                "gpt",
+                "--out",
+                "r",
+                "--distributed",
+                "mpi",
+                "--resume"
+            ]
         );
     }
 }

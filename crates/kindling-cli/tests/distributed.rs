@@ -18,8 +18,9 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn corpus(dir: &Path) -> PathBuf {
-    let text = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
-        .repeat(60);
+    let text =
+        "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+            .repeat(60);
     let path = dir.join("corpus.txt");
     std::fs::write(&path, text).unwrap();
     path
@@ -28,11 +29,37 @@ fn corpus(dir: &Path) -> PathBuf {
 /// `train gpt` on a tiny model; `iters` steps, evaluated (and checkpointed) every 10.
 fn gpt_args(data: &Path, out: &Path, iters: usize, threads: usize) -> Vec<String> {
     [
-        "train", "gpt", "--data", data.to_str().unwrap(), "--n-layer", "2", "--n-head", "2",
-        "--n-embd", "32", "--block-size", "16", "--batch-size", "8", "--max-iters",
-        &iters.to_string(), "--warmup-iters", "5", "--lr", "3e-3", "--dropout", "0.1",
-        "--eval-interval", "10", "--eval-iters", "4", "--threads", &threads.to_string(),
-        "--json", "--out", out.to_str().unwrap(),
+        "train",
+        "gpt",
+        "--data",
+        data.to_str().unwrap(),
+        "--n-layer",
+        "2",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "32",
+        "--block-size",
+        "16",
+        "--batch-size",
+        "8",
+        "--max-iters",
+        &iters.to_string(),
+        "--warmup-iters",
+        "5",
+        "--lr",
+        "3e-3",
+        "--dropout",
+        "0.1",
+        "--eval-interval",
+        "10",
+        "--eval-iters",
+        "4",
+        "--threads",
+        &threads.to_string(),
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
     ]
     .map(String::from)
     .to_vec()
@@ -82,7 +109,10 @@ fn without_the_feature_distributed_says_how_to_get_it() {
     let out = kindling(&["train", "gpt", "--distributed", "mpi", "--max-iters", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("built without MPI") && err.contains("--features kindling-cli/mpi"), "{err}");
+    assert!(
+        err.contains("built without MPI") && err.contains("--features kindling-cli/mpi"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -97,8 +127,17 @@ fn distributed_is_refused_outside_training_and_for_unknown_backends() {
 fn sim_goodput_works_the_articles_example() {
     // 100,000 devices whose job fails every 10 minutes, 5-minute restarts.
     let v = json_of(&kindling(&[
-        "sim", "goodput", "--devices", "100000", "--mtbf-hours", "16666.67",
-        "--checkpoint-minutes", "1", "--restart-minutes", "5", "--json",
+        "sim",
+        "goodput",
+        "--devices",
+        "100000",
+        "--mtbf-hours",
+        "16666.67",
+        "--checkpoint-minutes",
+        "1",
+        "--restart-minutes",
+        "5",
+        "--json",
     ]));
     assert!((v["job_mtbf_minutes"].as_f64().unwrap() - 10.0).abs() < 1e-3);
     let g = v["goodput"].as_f64().unwrap();
@@ -116,7 +155,10 @@ fn two_ranks_give_one_process_result_bit_for_bit() {
     let data = corpus(&dir);
     // One process, two threads (two shards) against two ranks of one thread.
     let one = json_of(&kindling(
-        &gpt_args(&data, &dir.join("one"), 30, 2).iter().map(String::as_str).collect::<Vec<_>>(),
+        &gpt_args(&data, &dir.join("one"), 30, 2)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
     ));
     let two = last_json(&run_mpi(2, &gpt_args(&data, &dir.join("two"), 30, 1)));
     assert_eq!(one["val_loss"], two["val_loss"], "one {one} two {two}");
@@ -133,7 +175,11 @@ fn two_ranks_give_one_process_result_bit_for_bit() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("does not divide among 2 ranks"), "{err}");
-    assert_eq!(err.matches("does not divide").count(), 1, "one error: {err}");
+    assert_eq!(
+        err.matches("does not divide").count(),
+        1,
+        "one error: {err}"
+    );
     assert!(t0.elapsed() < Duration::from_secs(60));
 }
 
@@ -147,13 +193,17 @@ fn rank_pids(out: &Path) -> Vec<(usize, u32)> {
         };
         let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd);
-        if !cmd.contains(out.to_str().unwrap()) || !cmd.contains("--distributed") || cmd.starts_with("mpirun") {
+        if !cmd.contains(out.to_str().unwrap())
+            || !cmd.contains("--distributed")
+            || cmd.starts_with("mpirun")
+        {
             continue;
         }
         let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let rank = String::from_utf8_lossy(&env)
-            .split('\0')
-            .find_map(|kv| kv.strip_prefix("OMPI_COMM_WORLD_RANK=").map(|r| r.parse().unwrap()));
+        let rank = String::from_utf8_lossy(&env).split('\0').find_map(|kv| {
+            kv.strip_prefix("OMPI_COMM_WORLD_RANK=")
+                .map(|r| r.parse().unwrap())
+        });
         if let Some(r) = rank {
             found.push((r, pid));
         }
@@ -172,7 +222,10 @@ fn launch_survives_a_killed_rank_and_ends_where_an_unbroken_run_ends() {
     let dir = temp_dir("kill");
     let data = corpus(&dir);
     let iters = 400;
-    let unbroken = last_json(&run_mpi(2, &gpt_args(&data, &dir.join("unbroken"), iters, 1)));
+    let unbroken = last_json(&run_mpi(
+        2,
+        &gpt_args(&data, &dir.join("unbroken"), iters, 1),
+    ));
     let out = dir.join("broken");
     let mut args = vec!["launch", "--nproc", "2", "--max-restarts", "2", "--"];
     let train = gpt_args(&data, &out, iters, 1);
@@ -187,7 +240,10 @@ fn launch_survives_a_killed_rank_and_ends_where_an_unbroken_run_ends() {
     // Once a checkpoint exists, kill rank 1 outright.
     let t0 = Instant::now();
     let killed = loop {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no checkpoint appeared");
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
         if out.join("model.safetensors").is_file() {
             if let Some(&(_, pid)) = rank_pids(&out).iter().find(|(r, _)| *r == 1) {
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -199,8 +255,14 @@ fn launch_survives_a_killed_rank_and_ends_where_an_unbroken_run_ends() {
     let done = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&done.stderr);
     assert!(done.status.success(), "{err}");
-    assert!(err.contains("restarting from the last checkpoint"), "rank {killed} was killed: {err}");
+    assert!(
+        err.contains("restarting from the last checkpoint"),
+        "rank {killed} was killed: {err}"
+    );
     assert!(err.contains("finished after 1 restart"), "{err}");
     let broken = last_json(&done);
-    assert_eq!(broken["val_loss"], unbroken["val_loss"], "{broken} vs {unbroken}");
+    assert_eq!(
+        broken["val_loss"], unbroken["val_loss"],
+        "{broken} vs {unbroken}"
+    );
 }

@@ -532,11 +532,13 @@ impl<'a> Trainer<'a> {
                 .into());
             }
             let part = (rank * rows / ranks, rows / ranks);
-            loss += self.dp.accumulate_part(part, step_rows, &self.params, |shard, start, len| {
-                let shard = rank * shards + shard;
-                let purpose = DROPOUT_STREAM + 1000 * shard as u64 + 1_000_000 * m as u64;
-                task.loss(b, start, len, &mut stream(seed, purpose, step))
-            })?;
+            loss +=
+                self.dp
+                    .accumulate_part(part, step_rows, &self.params, |shard, start, len| {
+                        let shard = rank * shards + shard;
+                        let purpose = DROPOUT_STREAM + 1000 * shard as u64 + 1_000_000 * m as u64;
+                        task.loss(b, start, len, &mut stream(seed, purpose, step))
+                    })?;
         }
         if let Some(c) = collective {
             crate::distributed::all_reduce_gradients(c, &self.params)?;
