@@ -247,6 +247,69 @@ fn wait_for_lock(out: &std::path::Path) {
     }
 }
 
+#[derive(Args)]
+pub struct BenchAllreduce {
+    /// Gradient size in millions of f32 values (135 is SmolLM2-135M: 540 MB).
+    #[arg(long, default_value_t = 134.5)]
+    pub millions: f64,
+    /// Timed all-reduces (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    #[command(flatten)]
+    pub json: JsonArg,
+}
+
+/// Times [`all_reduce_gradients`] on parameters of the given size, as a
+/// training step does it (buckets, copies in and out included).
+pub fn bench_allreduce(a: BenchAllreduce) -> CliResult<()> {
+    use kindling_train::distributed;
+    let Some(c) = distributed::get() else {
+        bail!("bench allreduce runs under mpirun with --distributed mpi");
+    };
+    if !(a.millions.is_finite() && a.millions > 0.0) || a.iters == 0 {
+        bail!("--millions must be more than 0 and --iters at least 1");
+    }
+    let n = (a.millions * 1e6) as usize;
+    // Parameters of up to 16M values each, like a model's matrices.
+    let mut params = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(16 << 20);
+        let p = kindling_tensor::Tensor::zeros(&[k]).requires_grad_(true);
+        p.set_grad(Some(kindling_tensor::Tensor::full(&[k], 1.0)));
+        params.push(p);
+        left -= k;
+    }
+    let mut times = Vec::new();
+    for i in 0..=a.iters {
+        let t0 = std::time::Instant::now();
+        distributed::all_reduce_gradients(c, &params)?;
+        if i > 0 {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let bytes = n as f64 * 4.0;
+    // A ring all-reduce moves 2(N-1)/N of the data through each rank.
+    let ranks = c.size() as f64;
+    let bus = 2.0 * (ranks - 1.0) / ranks * bytes / median;
+    eprintln!(
+        "all-reduce of {:.1} M floats ({:.0} MB) over {} ranks: median {:.3} s, {:.2} GB/s algorithm bandwidth, {:.2} GB/s bus bandwidth",
+        a.millions,
+        bytes / 1e6,
+        c.size(),
+        median,
+        bytes / median / 1e9,
+        bus / 1e9
+    );
+    Report::new(a.json.enabled).finish(json!({
+        "floats": n, "ranks": c.size(), "median_secs": median,
+        "algbw_gb_per_s": bytes / median / 1e9, "busbw_gb_per_s": bus / 1e9,
+    }));
+    Ok(())
+}
+
 #[derive(Subcommand)]
 pub enum SimCmd {
     /// The expected share of useful training time when devices fail, with checkpoints at

@@ -216,6 +216,8 @@ enum BenchModel {
     Tokenizer(tokenize_cmd::BenchTokenizer),
     /// Fine-tuning speed of a pretrained model (full or LoRA): tokens/s and peak memory.
     Sft(post_train::BenchSft),
+    /// The gradient all-reduce of a distributed job (run under mpirun with --distributed mpi).
+    Allreduce(distributed_cmd::BenchAllreduce),
 }
 
 /// Training allocates and frees the same large activation buffers every
@@ -288,6 +290,9 @@ fn main() -> ExitCode {
             | Command::Sweep { .. }
             | Command::Distill(_)
             | Command::Prune(_)
+            | Command::Bench {
+                model: BenchModel::Allreduce(_)
+            }
     );
     let _session = match distributed_cmd::setup(cli.distributed.as_deref(), training) {
         Ok(s) => s,
@@ -353,6 +358,9 @@ fn main() -> ExitCode {
         Command::Distill(a) => compress::distill(a),
         Command::Prune(a) => compress::prune(a),
         Command::Launch(a) => distributed_cmd::launch(a),
+        Command::Bench {
+            model: BenchModel::Allreduce(a),
+        } => distributed_cmd::bench_allreduce(a),
         Command::Sim { cmd } => distributed_cmd::sim(cmd),
         #[cfg(feature = "serve")]
         Command::Serve(a) => serve_cmd::run(a),
