@@ -124,6 +124,30 @@ fn distributed_is_refused_outside_training_and_for_unknown_backends() {
 }
 
 #[test]
+fn launch_refuses_a_missing_hostfile_and_a_command_without_out() {
+    let out = kindling(&[
+        "launch",
+        "--hosts",
+        "/no/such/hosts.txt",
+        "--",
+        "train",
+        "gpt",
+        "--out",
+        "x",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--hosts /no/such/hosts.txt: no such file"),
+        "{err}"
+    );
+    if cfg!(feature = "mpi") {
+        let out = kindling(&["launch", "--", "train", "gpt"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("launch needs the command's --out"), "{err}");
+    }
+}
+
+#[test]
 fn sim_goodput_works_the_articles_example() {
     // 100,000 devices whose job fails every 10 minutes, 5-minute restarts.
     let v = json_of(&kindling(&[

@@ -188,7 +188,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;
         drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))
+        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+        // The rename itself is durable only once the directory is synced.
+        #[cfg(unix)]
+        if let Some(dir) = path.parent() {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err(dir, e))?;
+        }
+        Ok(())
     };
     let result = write();
     if result.is_err() {
