@@ -32,12 +32,13 @@ nats_per_token, nll_sum, tokens, scored, windows, max_length, stride,
 seconds; plus tokens_match (llama.cpp's ids == Kindling's) and
 llama_tokens.
 
-Run (CPU, about 1-4 minutes for a 9,000-token text at 512/256 on 2 threads):
+Run (CPU, about 1-2.5 minutes for a 9,000-token text at 512/256 on 1 thread;
+on a busy 2-core machine --threads 1 was 5x faster than 2, same numbers):
 
   /work/main/.venv/bin/python tools/llamacpp_perplexity.py \
       --model /tmp/kindling-llamacpp/kindling-q8_0.gguf \
       --text /tmp/ppl/shakespeare-heldout.txt --max-length 512 --stride 256 \
-      --kindling target/release/kindling --threads 2 --json
+      --kindling target/release/kindling --threads 1 --kv-type f32 --json
 """
 
 import argparse
