@@ -187,12 +187,33 @@ pub fn dpo_loss(
     Ok((loss, margins))
 }
 
+/// The training pair the `i`-th draw of a run takes (epoch by epoch, each a
+/// permutation of the pairs).
+fn pair_drawn(seed: u64, pairs: usize, i: usize) -> usize {
+    trainer::epoch_item(seed, 9, pairs, i)
+}
+
 /// The reference log-probabilities of `pairs` under `model` (no gradient).
 pub fn reference_logps(model: &Llama, pairs: &[EncodedPair]) -> Result<Vec<[f32; 2]>> {
+    reference_logps_of(model, pairs, &|_| true)
+}
+
+/// [`reference_logps`] of the pairs `used` says a run will read; the others
+/// are NaN (never read). A run of S steps of B pairs reads S·B of the
+/// training pairs, often far fewer than the split holds.
+pub fn reference_logps_of(
+    model: &Llama,
+    pairs: &[EncodedPair],
+    used: &dyn Fn(usize) -> bool,
+) -> Result<Vec<[f32; 2]>> {
     let _g = no_grad();
     pairs
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
+            if !used(i) {
+                return Ok([f32::NAN; 2]);
+            }
             let v = answer_logps(model, &DpoRow::new(p, 0)?)?.to_vec_f32()?;
             Ok([v[0], v[1]])
         })
@@ -247,7 +268,7 @@ pub struct DpoTask<'a> {
 
 impl DpoTask<'_> {
     fn pair_index(&self, i: usize) -> usize {
-        trainer::epoch_item(self.opts.seed, 9, self.train.len(), i)
+        pair_drawn(self.opts.seed, self.train.len(), i)
     }
 
     fn val_len(&self) -> usize {
@@ -393,18 +414,55 @@ pub fn train(
     let mode = mode.into();
     let run = RunDir::start(dir, mode)?;
     let ref_path = run.file(REFERENCE_FILE);
-    let (reference_train, reference_val) = if ref_path.exists() && mode == RunMode::Resume {
-        load_reference(&ref_path, train_pairs.len(), val_pairs.len())?
-    } else {
-        log(&format!(
-            "computing the reference model's log-probabilities of {} pairs (once)",
-            train_pairs.len() + val_pairs.len()
-        ));
-        let t = reference_logps(model, train_pairs)?;
-        let v = reference_logps(model, val_pairs)?;
-        save_reference(&ref_path, &t, &v)?;
-        (t, v)
+    // Only the pairs this run will read: the training pairs its steps draw
+    // and the validation pairs its evaluations score.
+    let draws = opts.steps * opts.accum_steps * opts.batch_size;
+    let mut used_train = vec![false; train_pairs.len()];
+    for i in 0..draws {
+        used_train[pair_drawn(opts.seed, train_pairs.len(), i)] = true;
+    }
+    let val_used = match opts.eval_pairs {
+        0 => val_pairs.len(),
+        k => k.min(val_pairs.len()),
     };
+    let source = run.source_file(REFERENCE_FILE);
+    let (mut reference_train, mut reference_val) = if source.exists() && mode == RunMode::Resume {
+        load_reference(&source, train_pairs.len(), val_pairs.len())?
+    } else {
+        let nan = |n| vec![[f32::NAN; 2]; n];
+        (nan(train_pairs.len()), nan(val_pairs.len()))
+    };
+    // Computed once: what a resumed run already has is kept, and only
+    // pairs it newly needs (after `steps` was raised) are run.
+    let missing = |r: &[[f32; 2]], used: &dyn Fn(usize) -> bool| {
+        (0..r.len())
+            .filter(|&i| used(i) && r[i][0].is_nan())
+            .count()
+    };
+    let need_train = missing(&reference_train, &|i| used_train[i]);
+    let need_val = missing(&reference_val, &|i| i < val_used);
+    if need_train + need_val > 0 {
+        log(&format!(
+            "computing the reference model's log-probabilities of the {need_train} training and {need_val} validation pairs this run reads (once)"
+        ));
+        let t = reference_logps_of(model, train_pairs, &|i| {
+            used_train[i] && reference_train[i][0].is_nan()
+        })?;
+        let v = reference_logps_of(model, val_pairs, &|i| {
+            i < val_used && reference_val[i][0].is_nan()
+        })?;
+        for (r, new) in reference_train.iter_mut().zip(t) {
+            if r[0].is_nan() {
+                *r = new;
+            }
+        }
+        for (r, new) in reference_val.iter_mut().zip(v) {
+            if r[0].is_nan() {
+                *r = new;
+            }
+        }
+        save_reference(&ref_path, &reference_train, &reference_val)?;
+    }
     let opt = Box::new(adamw_groups(
         model,
         opts.lr,
@@ -500,7 +558,7 @@ mod tests {
         assert!(out.val_reward_accuracy >= 0.95, "{out:?}");
         assert!(out.val_loss < 0.5, "{out:?}");
         // Stopped halfway and resumed: the cached reference is read back, and the end is the same.
-        let model2 = Llama::new(config, &mut Rng::new(1)).unwrap();
+        let model2 = Llama::new(config.clone(), &mut Rng::new(1)).unwrap();
         assert!(train(
             &model2,
             &train_set,
@@ -527,7 +585,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.val_loss, out.val_loss);
-        for d in [d1, d2] {
+        // A short run computes the reference only for the pairs it draws:
+        // 10 steps of 4 read 40 of the 100 training pairs.
+        let d3 = tmp("c");
+        let short = DpoOptions {
+            steps: 10,
+            ..opts.clone()
+        };
+        let model3 = Llama::new(config, &mut Rng::new(1)).unwrap();
+        train(
+            &model3,
+            &train_set,
+            &val_set,
+            &short,
+            &d3,
+            RunMode::Fresh,
+            trainer::StopWhen::default(),
+            &|_| {},
+        )
+        .unwrap();
+        let (t, v) = load_reference(&d3.join(REFERENCE_FILE), 100, 20).unwrap();
+        assert_eq!(t.iter().filter(|r| r[0].is_finite()).count(), 40);
+        assert_eq!(v.iter().filter(|r| r[0].is_finite()).count(), 20);
+        for d in [d1, d2, d3] {
             let _ = std::fs::remove_dir_all(d);
         }
     }
