@@ -146,6 +146,21 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
         .reshape(&[s[0], s[1], s[2] * rep, s[3]])
 }
 
+/// Appends new keys and values `[B, T, H_kv, D]` to a layer's cache slot
+/// and returns all of them (cached first).
+fn append_kv(
+    slot: &mut Option<(Tensor, Tensor)>,
+    k: Tensor,
+    v: Tensor,
+) -> Result<(Tensor, Tensor)> {
+    let (k, v) = match slot.take() {
+        Some((pk, pv)) => (cat(&[&pk, &k], 1)?, cat(&[&pv, &v], 1)?),
+        None => (k, v),
+    };
+    *slot = Some((k.detach(), v.detach()));
+    Ok((k, v))
+}
+
 /// cos/sin `[T, D/2]` of the rotation angles `pos · θ^(-2i/D)` for positions
 /// `start..start+t`. The inverse frequencies and the products are rounded to
 /// f32 as `LlamaRotaryEmbedding` rounds them, so long prompts (angles in the
@@ -240,12 +255,7 @@ impl Attention {
         let rep = self.n_head / self.n_kv_head;
         let mut rows = Vec::with_capacity(slots.len());
         for (i, (slot, past)) in slots.iter_mut().enumerate() {
-            let (ki, vi) = (k.narrow(1, i, 1)?, v.narrow(1, i, 1)?);
-            let (ki, vi) = match slot.take() {
-                Some((pk, pv)) => (cat(&[&pk, &ki], 1)?, cat(&[&pv, &vi], 1)?),
-                None => (ki, vi),
-            };
-            **slot = Some((ki.detach(), vi.detach()));
+            let (ki, vi) = append_kv(slot, k.narrow(1, i, 1)?, v.narrow(1, i, 1)?)?;
             rows.push(attend_to_cache(
                 &q.narrow(1, i, 1)?,
                 &repeat_kv(&ki, rep)?,
@@ -270,11 +280,7 @@ impl Attention {
         let (k, v, past) = match cache {
             None => (k, v, 0),
             Some((slot, past)) => {
-                let (k, v) = match slot.take() {
-                    Some((pk, pv)) => (cat(&[&pk, &k], 1)?, cat(&[&pv, &v], 1)?),
-                    None => (k, v),
-                };
-                *slot = Some((k.detach(), v.detach()));
+                let (k, v) = append_kv(slot, k, v)?;
                 (k, v, past)
             }
         };
