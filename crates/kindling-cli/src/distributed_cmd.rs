@@ -343,7 +343,8 @@ pub struct Goodput {
 /// exponential times of mean `m` (Daly 2006, eq. 13: a failed interval is
 /// redone from its start): `tau / (m e^{r/m} (e^{(tau+delta)/m} - 1))`.
 pub fn goodput(tau: f64, delta: f64, r: f64, m: f64) -> f64 {
-    tau / (m * (r / m).exp() * (((tau + delta) / m).exp() - 1.0))
+    // exp_m1: e^x − 1 without cancellation when failures are rare (x ≪ 1).
+    tau / (m * (r / m).exp() * ((tau + delta) / m).exp_m1())
 }
 
 /// The interval with the best goodput (golden-section search; the function
