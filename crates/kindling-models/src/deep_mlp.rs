@@ -125,7 +125,8 @@ impl Module for DeepMlp {
         for (l, layer) in self.hidden.iter().enumerate() {
             layer.visit_parameters(&join_name(prefix, &format!("hidden.{l}")), f);
         }
-        self.output.visit_parameters(&join_name(prefix, "output"), f);
+        self.output
+            .visit_parameters(&join_name(prefix, "output"), f);
     }
 
     fn visit_modules_mut(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Module)) {
@@ -195,7 +196,9 @@ mod tests {
         };
         let e = DeepMlp::new(bad, &mut Rng::new(0)).err().unwrap();
         assert!(e.to_string().contains("`activation`"), "{e}");
-        let e = DeepMlp::new(config(0, false), &mut Rng::new(0)).err().unwrap();
+        let e = DeepMlp::new(config(0, false), &mut Rng::new(0))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("`depth`"), "{e}");
     }
 }

@@ -1,6 +1,7 @@
 //! The vanishing-gradient lab (`kindling lab gradients`): a deep
 //! fully-connected network ([`DeepMlp`]) trained on MNIST with plain
-//! mini-batch SGD and cross-entropy on the one training loop, recording how
+//! mini-batch SGD (optionally with L2 weight decay, as Nielsen trains it)
+//! and cross-entropy on the one training loop, recording how
 //! fast each hidden layer learns.
 //!
 //! "Speed of learning" is Nielsen's measure (Neural Networks and Deep
@@ -23,7 +24,7 @@ use crate::trainer::{Bar, Evaluated, Period, Plan, Task, Trainer};
 use crate::Result;
 use kindling_data::{Batches, DigitSet, Normalize, Order};
 use kindling_models::deep_mlp::{DeepMlp, DeepMlpConfig};
-use kindling_nn::optim::{Sgd, SgdConfig};
+use kindling_nn::optim::{ParamGroup, Sgd, SgdConfig};
 use kindling_nn::schedule::LrSchedule;
 use kindling_nn::Module;
 use kindling_tensor::{Rng, Tensor};
@@ -48,6 +49,10 @@ pub struct GradientsOptions {
     pub seed: u64,
     /// Record the gradient norms after every this many steps.
     pub record_every: usize,
+    /// L2 weight decay on the weights (not the biases), PyTorch's meaning:
+    /// Nielsen's λ over the training set size n is `λ / n`. 0: plain SGD.
+    #[serde(default)]
+    pub weight_decay: f32,
 }
 
 impl GradientsOptions {
@@ -78,6 +83,12 @@ impl GradientsOptions {
             return Err(crate::Error::option(
                 "activation",
                 format!("must be sigmoid, tanh or relu, got `{}`", self.activation),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(crate::Error::option(
+                "weight_decay",
+                format!("must be 0 or more, got {}", self.weight_decay),
             ));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -128,6 +139,18 @@ fn grad_norm(p: &Tensor) -> Result<f32> {
         None => 0.0,
     })
 }
+
+/// Per-layer means of `pick` over `records` (first hidden layer to last).
+fn layer_means(records: &[StepNorms], pick: fn(&StepNorms) -> &Vec<f32>) -> Vec<f64> {
+    let depth = records.first().map_or(0, |r| pick(r).len());
+    (0..depth)
+        .map(|l| records.iter().map(|r| pick(r)[l] as f64).sum::<f64>() / records.len() as f64)
+        .collect()
+}
+
+/// How many records, from the first, count as the start of training (the
+/// network about as initialized, as in Nielsen's first measurement).
+pub const INITIAL_STEPS: usize = 100;
 
 impl Task for GradientsTask<'_> {
     type Batch = (Tensor, Tensor);
@@ -181,7 +204,9 @@ impl Task for GradientsTask<'_> {
         for layer in &self.model.hidden {
             let w = layer.dense_weight().ok_or("hidden layers are dense")?;
             weight.push(grad_norm(w)?);
-            bias.push(grad_norm(layer.bias.as_ref().ok_or("hidden layers have biases")?)?);
+            bias.push(grad_norm(
+                layer.bias.as_ref().ok_or("hidden layers have biases")?,
+            )?);
         }
         self.norms
             .lock()
@@ -197,15 +222,31 @@ impl Task for GradientsTask<'_> {
     fn evaluate(&mut self, p: &Period) -> Result<Evaluated> {
         let epoch = p.step.div_ceil(self.steps_per_epoch());
         let val = evaluate(self.model, self.val, 10, NORMALIZE)?;
+        // This epoch's mean norms: how the gap between layers changes as
+        // the network trains.
+        let from = p.step.saturating_sub(self.steps_per_epoch());
+        let epoch_norms: Vec<StepNorms> = self
+            .norms
+            .lock()
+            .map_err(|_| "gradient norm records: lock poisoned")?
+            .iter()
+            .filter(|n| (from..p.step).contains(&n.step))
+            .cloned()
+            .collect();
+        let bias = layer_means(&epoch_norms, |n| &n.bias);
+        let ratio = Outcome::ratio(&bias);
         let record = json!({
             "epoch": epoch,
             "step": p.step,
             "val_loss": val.loss,
             "val_accuracy": val.accuracy,
             "lr": p.lr,
+            "bias_grad_norms_epoch_mean": bias,
+            "weight_grad_norms_epoch_mean": layer_means(&epoch_norms, |n| &n.weight),
+            "ratio_last_to_first": ratio,
         });
         let line = format!(
-            "epoch {epoch}/{}: val loss {:.4}, val accuracy {:.2}%",
+            "epoch {epoch}/{}: val loss {:.4}, val accuracy {:.2}%, speed of learning last/first {ratio:.1}",
             self.epochs,
             val.loss,
             val.accuracy * 100.0
@@ -214,14 +255,16 @@ impl Task for GradientsTask<'_> {
     }
 
     fn describe(&self, steps: usize) -> String {
-        format!(
-            "step {steps} of {}",
-            self.epochs * self.steps_per_epoch()
-        )
+        format!("step {steps} of {}", self.epochs * self.steps_per_epoch())
     }
 }
 
 pub struct Outcome {
+    /// The same means over the first [`INITIAL_STEPS`] records only.
+    pub initial_bias_grad_norms: Vec<f64>,
+    pub initial_weight_grad_norms: Vec<f64>,
+    /// Each epoch's last-over-first ratio of the mean bias gradient norms.
+    pub ratio_by_epoch: Vec<f64>,
     /// Mean over the records of ‖∂C/∂b^l‖, first hidden layer to last.
     pub bias_grad_norms: Vec<f64>,
     /// Mean over the records of ‖∂C/∂W^l‖, first hidden layer to last.
@@ -301,31 +344,51 @@ pub fn run(
         message_every: 50,
         throughput: ("images", 1),
     };
-    let sgd = Sgd::named(
-        model.named_trainable_parameters(),
+    // Nielsen's L2 regularization decays the weights only.
+    let (weights, biases) = model
+        .named_trainable_parameters()
+        .into_iter()
+        .partition(|(name, _)| name.ends_with("weight"));
+    let groups = vec![
+        ParamGroup {
+            params: weights,
+            weight_decay: opts.weight_decay,
+        },
+        ParamGroup {
+            params: biases,
+            weight_decay: 0.0,
+        },
+    ];
+    let sgd = Sgd::with_groups(
+        groups,
         SgdConfig {
             lr: opts.lr,
             ..SgdConfig::default()
         },
     );
     let mut trainer = Trainer::new(plan, &model, Box::new(sgd), Some(run), log)?;
-    trainer.begin(&mut task, crate::run_dir::RunMode::Fresh, &serde_json::to_value(opts)?)?;
+    trainer.begin(
+        &mut task,
+        crate::run_dir::RunMode::Fresh,
+        &serde_json::to_value(opts)?,
+    )?;
     let summary = trainer.run(&mut task, None)?;
     let test = evaluate(&model, data.test, 10, NORMALIZE)?;
     let norms = task
         .norms
         .into_inner()
         .map_err(|_| "gradient norm records: lock poisoned")?;
-    let mean = |pick: fn(&StepNorms) -> &Vec<f32>| -> Vec<f64> {
-        (0..opts.depth)
-            .map(|l| {
-                norms.iter().map(|n| pick(n)[l] as f64).sum::<f64>() / norms.len().max(1) as f64
-            })
-            .collect()
-    };
+    let initial = &norms[..norms.len().min(INITIAL_STEPS)];
     let outcome = Outcome {
-        bias_grad_norms: mean(|n| &n.bias),
-        weight_grad_norms: mean(|n| &n.weight),
+        bias_grad_norms: layer_means(&norms, |n| &n.bias),
+        weight_grad_norms: layer_means(&norms, |n| &n.weight),
+        initial_bias_grad_norms: layer_means(initial, |n| &n.bias),
+        initial_weight_grad_norms: layer_means(initial, |n| &n.weight),
+        ratio_by_epoch: summary
+            .records
+            .iter()
+            .filter_map(|r| r["ratio_last_to_first"].as_f64())
+            .collect(),
         test_accuracy: test.accuracy,
         val_accuracy: summary
             .records
@@ -339,9 +402,9 @@ pub fn run(
     // metrics.jsonl: the per-epoch evaluations and the per-step norms in
     // step order, then the test score.
     let mut records: Vec<Value> = summary.records;
-    records.extend(norms.iter().map(|n| {
-        json!({ "step": n.step, "weight_grad_norms": n.weight, "bias_grad_norms": n.bias })
-    }));
+    records.extend(norms.iter().map(
+        |n| json!({ "step": n.step, "weight_grad_norms": n.weight, "bias_grad_norms": n.bias }),
+    ));
     records.sort_by_key(|r| r["step"].as_u64().unwrap_or(u64::MAX));
     records.push(json!({
         "split": "test",
