@@ -40,8 +40,7 @@ pub struct Gradients {
     /// Learning rate of plain SGD (constant; no momentum).
     #[arg(long, default_value_t = 0.1)]
     pub lr: f32,
-    /// L2 weight decay on the weights, not the biases (Nielsen's λ/n: λ = 5
-    /// on 1,000 images is 0.005) [default: none, plain SGD].
+    /// L2 weight decay on the weights, not the biases: Nielsen's λ/n (0: plain SGD).
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f32,
     /// Seeds the initial weights and the batch order.
