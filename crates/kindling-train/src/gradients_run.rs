@@ -196,7 +196,7 @@ impl Task for GradientsTask<'_> {
     }
 
     fn after_update(&self) -> Result<()> {
-        if self.step % self.record_every != 0 {
+        if !self.step.is_multiple_of(self.record_every) {
             return Ok(());
         }
         let mut weight = Vec::with_capacity(self.model.hidden.len());
