@@ -11,6 +11,7 @@ mod eval_lm;
 mod gpt;
 mod lab;
 mod lab_attack;
+mod lab_gradients;
 mod lenet;
 mod lm;
 mod post_train;
@@ -106,6 +107,11 @@ enum Command {
     Attack {
         #[command(subcommand)]
         attack: lab_attack::Attack,
+    },
+    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut).
+    Lab {
+        #[command(subcommand)]
+        lab: lab_gradients::Lab,
     },
     /// Look inside a trained model: every layer's activations for one image.
     Inspect {
@@ -344,6 +350,7 @@ fn main() -> ExitCode {
         } => tokenize_cmd::bench(a),
         Command::Attack { attack } => lab_attack::attack(attack),
         Command::Inspect { model } => lab_attack::inspect(model),
+        Command::Lab { lab } => lab_gradients::lab(lab),
         Command::Finetune { model } => lab::finetune(model),
         Command::Sweep { model } => lab::sweep(model),
         Command::Train {

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod chat;
+pub mod deep_mlp;
 pub mod generate;
 pub mod gguf_export;
 pub mod gpt;

@@ -13,6 +13,7 @@ pub mod fgsm;
 pub mod finetune;
 pub mod fit;
 pub mod gpt_run;
+pub mod gradients_run;
 pub mod grpo_run;
 pub mod lenet5_run;
 pub mod lm_run;

@@ -13,6 +13,7 @@ pub mod attention;
 pub mod confusion;
 pub mod curves;
 pub mod feature_maps;
+pub mod grad_norms;
 
 pub use curves::{points, save_panels, Panel, Series};
 
