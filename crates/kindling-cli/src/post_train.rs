@@ -1135,19 +1135,24 @@ pub fn consolidate_memory(a: &Consolidate, log: &dyn Fn(&str)) -> CliResult<memo
 }
 
 impl Consolidate {
-    /// `memory consolidate`'s defaults for `memory` and `model`.
+    /// `memory consolidate`'s defaults for `memory` and `model`: parsed from
+    /// the command's own options, so the defaults are said in one place.
     pub fn background(memory: &Path, model: &Path, threads: ThreadsArg) -> Consolidate {
-        Consolidate {
-            memory: memory.to_path_buf(),
-            model: model.to_path_buf(),
-            steps: 120,
-            lora_rank: 16,
-            lr: 1e-3,
-            forgetting: false,
-            replay: 32,
-            threads,
-            json: JsonArg { enabled: false },
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            c: Consolidate,
         }
+        let mut d = <Defaults as clap::Parser>::parse_from([
+            "consolidate".as_ref(),
+            "--memory".as_ref(),
+            memory.as_os_str(),
+            "--model".as_ref(),
+            model.as_os_str(),
+        ])
+        .c;
+        d.threads = threads;
+        d
     }
 }
 
