@@ -11,10 +11,10 @@
 //! the same tokens batched or alone.
 
 use crate::generate::{
-    ids_tensor, CausalLm, Decoding, GenerateOptions, Generation, Next, StopReason,
+    check_prompt, ids_tensor, CausalLm, Decoding, GenerateOptions, Generation, Next, StopReason,
 };
 use crate::kv::KvCache;
-use kindling_tensor::{no_grad, Error, Result, Rng};
+use kindling_tensor::{no_grad, Result, Rng};
 use std::time::Instant;
 
 /// A sequence's handle, unique within its [`BatchGenerator`].
@@ -83,21 +83,8 @@ impl<'m> BatchGenerator<'m> {
     ) -> Result<(SeqId, Update)> {
         options.validate()?;
         let _g = no_grad();
-        let (vocab, ctx) = (self.model.vocab_size(), self.model.context_len());
-        if prompt.is_empty() {
-            return Err(Error::msg("the prompt is empty"));
-        }
-        if let Some(bad) = prompt.iter().find(|&&i| i as usize >= vocab) {
-            return Err(Error::msg(format!(
-                "prompt token id {bad} is outside the model's vocabulary of {vocab}"
-            )));
-        }
-        if prompt.len() > ctx {
-            return Err(Error::msg(format!(
-                "the prompt has {} tokens, longer than the model's context of {ctx}",
-                prompt.len()
-            )));
-        }
+        check_prompt(self.model, prompt)?;
+        let ctx = self.model.context_len();
         let id = self.next_id;
         self.next_id += 1;
         let t0 = Instant::now();

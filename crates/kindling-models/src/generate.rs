@@ -179,6 +179,27 @@ pub struct Generator<'m> {
     pub options: GenerateOptions,
 }
 
+/// A prompt a model can run: not empty, every id in the vocabulary, no
+/// longer than the context.
+pub(crate) fn check_prompt(model: &dyn CausalLm, prompt: &[u32]) -> Result<()> {
+    let (vocab, ctx) = (model.vocab_size(), model.context_len());
+    if prompt.is_empty() {
+        return Err(Error::msg("the prompt is empty"));
+    }
+    if let Some(bad) = prompt.iter().find(|&&i| i as usize >= vocab) {
+        return Err(Error::msg(format!(
+            "prompt token id {bad} is outside the model's vocabulary of {vocab}"
+        )));
+    }
+    if prompt.len() > ctx {
+        return Err(Error::msg(format!(
+            "the prompt has {} tokens, longer than the model's context of {ctx}",
+            prompt.len()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn ids_tensor(ids: &[u32]) -> Result<Tensor> {
     Tensor::from_vec_i64(ids.iter().map(|&i| i as i64).collect(), &[1, ids.len()])
 }
@@ -317,28 +338,13 @@ impl<'m> Generator<'m> {
     /// Runs `prompt` (reusing the cache when it extends what was fed) and
     /// returns the logits after its last token.
     fn prefill(&mut self, prompt: &[u32]) -> Result<(Vec<f32>, usize)> {
-        if prompt.is_empty() {
-            return Err(Error::msg("the prompt is empty"));
-        }
-        let vocab = self.model.vocab_size();
-        if let Some(bad) = prompt.iter().find(|&&i| i as usize >= vocab) {
-            return Err(Error::msg(format!(
-                "prompt token id {bad} is outside the model's vocabulary of {vocab}"
-            )));
-        }
         let ctx = self.model.context_len();
         let prompt = if self.options.slide && prompt.len() > ctx {
             &prompt[prompt.len() - ctx..]
         } else {
             prompt
         };
-        if prompt.len() > ctx {
-            return Err(Error::msg(format!(
-                "the prompt has {} tokens, longer than the model's context of {}",
-                prompt.len(),
-                self.model.context_len()
-            )));
-        }
+        check_prompt(self.model, prompt)?;
         // Keep the cache only if it holds a strict prefix of the prompt.
         if !(self.fed.len() < prompt.len() && prompt.starts_with(&self.fed)) {
             self.reset();
