@@ -16,6 +16,7 @@ mod lenet;
 mod lm;
 mod post_train;
 mod report;
+mod score_cmd;
 #[cfg(feature = "serve")]
 mod serve_cmd;
 mod ship;
@@ -91,6 +92,8 @@ enum Command {
         #[command(subcommand)]
         model: BenchModel,
     },
+    /// Corpus BLEU, chrF and chrF++ of a hypothesis file against reference files, as sacreBLEU computes them.
+    Score(score_cmd::Score),
     /// Cut a text into tokens with a byte-level BPE and show where it cuts.
     Tokenize(tokenize_cmd::Tokenize),
     /// Tokenizers: train a byte-level BPE.
@@ -343,6 +346,7 @@ fn main() -> ExitCode {
             model: BenchModel::Lm(a),
         } => lm::bench(a),
         Command::Data { cmd } => data_cmd::run(cmd),
+        Command::Score(a) => score_cmd::score(a),
         Command::Tokenize(a) => tokenize_cmd::tokenize(a),
         Command::Tokenizer { cmd } => tokenize_cmd::run(cmd),
         Command::Bench {

@@ -19,6 +19,7 @@ pub mod lenet5_run;
 pub mod lm_run;
 pub mod memory;
 pub mod memory_check;
+pub mod metrics;
 pub mod optimizer;
 pub mod plot;
 pub mod ppo_run;
