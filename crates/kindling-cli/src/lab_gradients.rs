@@ -14,6 +14,9 @@ pub enum Lab {
     /// How fast each hidden layer of a deep network learns (the norm of its
     /// gradient): sigmoid, tanh or ReLU, with or without residual shortcuts.
     Gradients(Gradients),
+    /// A scaling law that predicts: fit L(N, D) = E + A/N^α + B/D^β to a family
+    /// of small language models, predict a larger run, then train it.
+    Scaling(crate::lab_scaling::Scaling),
 }
 
 #[derive(Args)]
@@ -65,6 +68,7 @@ pub struct Gradients {
 pub fn lab(cmd: Lab) -> CliResult<()> {
     match cmd {
         Lab::Gradients(a) => gradients(a),
+        Lab::Scaling(a) => crate::lab_scaling::scaling(a),
     }
 }
 

@@ -12,6 +12,7 @@ mod gpt;
 mod lab;
 mod lab_attack;
 mod lab_gradients;
+mod lab_scaling;
 mod lenet;
 mod lm;
 mod post_train;

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod prune;
 pub mod reward_run;
 pub mod run_dir;
+pub mod scaling;
 pub mod sft_data;
 pub mod sft_run;
 pub mod sweep;

@@ -99,7 +99,10 @@ impl Panel<'_> {
     /// `to_unit` maps a point to [0, 1]² of the plot area (y up).
     fn legend_corner(&self, to_unit: impl Fn((f32, f32)) -> (f32, f32)) -> SeriesLabelPosition {
         // The legend box, as a fraction of the plot area.
-        let (w, h) = (0.4, 0.08 + 0.07 * self.series.len() as f32);
+        let (w, h) = (
+            0.4,
+            0.08 + 0.07 * self.series.iter().filter(|s| !s.label.is_empty()).count() as f32,
+        );
         let corners = [
             (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0, 1.0 - h, 1.0),
             (SeriesLabelPosition::UpperLeft, 0.0, w, 1.0 - h, 1.0),
@@ -185,19 +188,23 @@ where
             .iter()
             .copied()
             .filter(|&(x, y)| x.is_finite() && y.is_finite() && (!panel.log_y || y > 0.0));
+        // A series without a label (a fitted curve beside its data) stays out of the legend.
         if s.as_markers() {
             let radius = if s.dots { 3 } else { 4 };
-            chart
-                .draw_series(points.map(|p| Circle::new(p, radius, color.filled())))?
-                .label(s.label)
-                .legend(move |(x, y)| Circle::new((x + 10, y), radius, color.filled()));
+            let drawn =
+                chart.draw_series(points.map(|p| Circle::new(p, radius, color.filled())))?;
+            if !s.label.is_empty() {
+                drawn
+                    .label(s.label)
+                    .legend(move |(x, y)| Circle::new((x + 10, y), radius, color.filled()));
+            }
         } else {
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-                .label(s.label)
-                .legend(move |(x, y)| {
+            let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+            if !s.label.is_empty() {
+                drawn.label(s.label).legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
                 });
+            }
         }
     }
     chart
