@@ -14,6 +14,12 @@ pub enum Lab {
     /// How fast each hidden layer of a deep network learns (the norm of its
     /// gradient): sigmoid, tanh or ReLU, with or without residual shortcuts.
     Gradients(Gradients),
+    /// Word vectors by skip-gram with negative sampling (Mikolov et al. 2013),
+    /// scored on the analogy questions, WordSim-353 and SimLex-999.
+    Word2vec(crate::lab_word2vec::Word2vec),
+    /// "a is to b as c is to ?" on saved word vectors (b − a + c), or
+    /// `--evaluate` them on the standard tests.
+    Analogy(crate::lab_word2vec::Analogy),
 }
 
 #[derive(Args)]
@@ -65,6 +71,8 @@ pub struct Gradients {
 pub fn lab(cmd: Lab) -> CliResult<()> {
     match cmd {
         Lab::Gradients(a) => gradients(a),
+        Lab::Word2vec(a) => crate::lab_word2vec::word2vec(a),
+        Lab::Analogy(a) => crate::lab_word2vec::analogy(a),
     }
 }
 

@@ -31,6 +31,7 @@ pub mod sft_data;
 pub mod sft_run;
 pub mod sweep;
 pub mod trainer;
+pub mod word2vec;
 
 pub mod error;
 
