@@ -28,7 +28,7 @@ fi
 K="$ROOT/target/release/kindling"
 [[ -n "${CARGO_TARGET_DIR:-}" ]] && K="$CARGO_TARGET_DIR/release/kindling"
 mkdir -p "$OUT"
-WV="$("$K" data list --json | python3 -c 'import json,sys
+WV="$("$K" data list --json 2>/dev/null | python3 -c 'import json,sys
 d=json.loads(sys.stdin.read().splitlines()[-1])
 print([x for x in d["datasets"] if x["name"]=="word-vectors"][0]["dir"])')"
 TESTS=(--questions "$WV/questions-words.txt" --wordsim "$WV/wordsim353.tsv" --simlex "$WV/simlex999.txt")
