@@ -11,8 +11,9 @@ use std::process::{Command, Output};
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> Scratch {
-        let d = std::env::temp_dir().join(format!("kindling-w2v-test-{}", std::process::id()));
+    /// A directory of its own per test (the tests run in parallel).
+    fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("kindling-w2v-{name}-{}", std::process::id()));
         std::fs::remove_dir_all(&d).ok();
         std::fs::create_dir_all(d.join("data")).unwrap();
         Scratch(d)
@@ -78,7 +79,7 @@ fn word2vec_trains_saves_loads_and_scores_a_small_corpus() {
     let Some(shared) = shared_data() else {
         return;
     };
-    let s = Scratch::new();
+    let s = Scratch::new("train");
     let fetched = s.kindling(&[
         "data",
         "fetch",
@@ -239,7 +240,7 @@ fn word2vec_trains_saves_loads_and_scores_a_small_corpus() {
 
 #[test]
 fn bad_inputs_give_one_line_errors() {
-    let s = Scratch::new();
+    let s = Scratch::new("errors");
     // Test files that exist, so the corpus is what fails.
     let q = s.path("q.txt");
     std::fs::write(&q, ": s\na b c d\n").unwrap();
