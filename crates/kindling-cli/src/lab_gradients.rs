@@ -17,6 +17,12 @@ pub enum Lab {
     /// A scaling law that predicts: fit L(N, D) = E + A/N^α + B/D^β to a family
     /// of small language models, predict a larger run, then train it.
     Scaling(crate::lab_scaling::Scaling),
+    /// Word vectors by skip-gram with negative sampling (Mikolov et al. 2013),
+    /// scored on the analogy questions, WordSim-353 and SimLex-999.
+    Word2vec(crate::lab_word2vec::Word2vec),
+    /// "a is to b as c is to ?" on saved word vectors (b − a + c), or
+    /// `--evaluate` them on the standard tests.
+    Analogy(crate::lab_word2vec::Analogy),
 }
 
 #[derive(Args)]
@@ -69,6 +75,8 @@ pub fn lab(cmd: Lab) -> CliResult<()> {
     match cmd {
         Lab::Gradients(a) => gradients(a),
         Lab::Scaling(a) => crate::lab_scaling::scaling(a),
+        Lab::Word2vec(a) => crate::lab_word2vec::word2vec(a),
+        Lab::Analogy(a) => crate::lab_word2vec::analogy(a),
     }
 }
 

@@ -13,6 +13,7 @@ mod lab;
 mod lab_attack;
 mod lab_gradients;
 mod lab_scaling;
+mod lab_word2vec;
 mod lenet;
 mod lm;
 mod post_train;
@@ -112,7 +113,8 @@ enum Command {
         #[command(subcommand)]
         attack: lab_attack::Attack,
     },
-    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut).
+    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut),
+    /// `lab word2vec` and `lab analogy` (word vectors).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

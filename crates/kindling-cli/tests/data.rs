@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "mnist",
     "shakespeare",
     "tang-poems",
@@ -16,6 +16,7 @@ const NAMES: [&str; 10] = [
     "alpaca",
     "alpaca-zh",
     "hh-rlhf",
+    "word-vectors",
 ];
 
 /// A temporary data root, removed on drop.

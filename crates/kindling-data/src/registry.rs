@@ -357,7 +357,44 @@ pub const HH_RLHF: Dataset = Dataset {
     ],
 };
 
-pub static DATASETS: [Dataset; 10] = [
+/// The standard tests of word vectors and a small English corpus, from
+/// gensim 4.4.0's wheel (`gensim/test/test_data/`, byte for byte; the
+/// shared data's `word-vectors/`). The Wikipedia excerpt beside them is
+/// not listed: Kindling has no bzip2 reader.
+pub const WORD_VECTORS: Dataset = Dataset {
+    name: "word-vectors",
+    description: "word2vec's analogy questions (19,544), WordSim-353, SimLex-999 and the Lee news corpus (300 documents), for word vectors",
+    license: "gensim test data (the package is LGPL-2.1; the files state no licence of their own)",
+    // Copied from the PyPI wheel (see SOURCE.md): no stable URL per file.
+    files: &[
+        DatasetFile {
+            file_name: "questions-words.txt",
+            sha256: "8c29b3332afc46f3fb8be04cb5297bf96f39aa7131272dff57869b4485b22a36",
+            size_bytes: 603_955,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "wordsim353.tsv",
+            sha256: "f92a022fc2537793a15bc3a8c162ebcd74990e033a228bb6388cb71e4c0b1e1d",
+            size_bytes: 7_186,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "simlex999.txt",
+            sha256: "d5e0501971478a511430ee880bd0121e94ac701ba86d90544d83e6d2ba3db05d",
+            size_bytes: 18_126,
+            url: None,
+        },
+        DatasetFile {
+            file_name: "lee_background.cor",
+            sha256: "5d78d6dafd953bbf65797bef09a9ffb9ec430583381be705f8fd460000f370fb",
+            size_bytes: 360_082,
+            url: None,
+        },
+    ],
+};
+
+pub static DATASETS: [Dataset; 11] = [
     MNIST,
     SHAKESPEARE,
     TANG_POEMS,
@@ -368,6 +405,7 @@ pub static DATASETS: [Dataset; 10] = [
     ALPACA,
     ALPACA_ZH,
     HH_RLHF,
+    WORD_VECTORS,
 ];
 
 /// The folder a mirror keeps a dataset in, when it is not the dataset's name.

@@ -33,6 +33,7 @@ pub mod sft_data;
 pub mod sft_run;
 pub mod sweep;
 pub mod trainer;
+pub mod word2vec;
 
 pub mod error;
 
