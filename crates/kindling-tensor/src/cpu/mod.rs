@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod batch_norm;
 mod backend;
 pub mod conv;
 pub mod copy;
