@@ -14,6 +14,8 @@ pub enum Lab {
     /// How fast each hidden layer of a deep network learns (the norm of its
     /// gradient): sigmoid, tanh or ReLU, with or without residual shortcuts.
     Gradients(Gradients),
+    /// The degradation problem: plain and residual CIFAR ResNets (6n+2 layers) on Fashion-MNIST, training error per epoch.
+    Resnet(crate::lab_resnet::Resnet),
 }
 
 #[derive(Args)]
@@ -65,6 +67,7 @@ pub struct Gradients {
 pub fn lab(cmd: Lab) -> CliResult<()> {
     match cmd {
         Lab::Gradients(a) => gradients(a),
+        Lab::Resnet(a) => crate::lab_resnet::resnet(a),
     }
 }
 
