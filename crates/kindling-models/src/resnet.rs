@@ -217,7 +217,7 @@ impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.config.in_channels;
         let x = match x.shape() {
-            [b, ch, _, _] if *ch == c => x.clone(),
+            [_, ch, _, _] if *ch == c => x.clone(),
             // [B, H, W] or [B, 1, H, W] images of one channel.
             [b, h, w] if c == 1 => x.reshape(&[*b, 1, *h, *w])?,
             s => {
