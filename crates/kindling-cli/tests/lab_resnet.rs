@@ -4,6 +4,7 @@
 //! part is skipped with a note when it is absent), and the one-line errors
 //! for bad flags, which need no data.
 
+#[allow(dead_code)] // this file runs the binary with its own data root
 mod common;
 use common::json_of;
 

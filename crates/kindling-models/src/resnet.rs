@@ -45,7 +45,7 @@ pub struct ResNetConfig {
 impl ResNetConfig {
     /// n, the blocks per stage: `depth` must be 6n + 2 with n ≥ 1.
     pub fn blocks_per_stage(&self) -> Result<usize> {
-        if self.depth < 8 || (self.depth - 2) % 6 != 0 {
+        if self.depth < 8 || !(self.depth - 2).is_multiple_of(6) {
             return Err(Error::msg(format!(
                 "`depth` must be 6n + 2 (8, 14, 20, 32, 44, 56, 110, ...), got {}",
                 self.depth

@@ -4,8 +4,8 @@
 
 pub mod activation;
 pub mod attention;
-pub mod batch_norm;
 mod backend;
+pub mod batch_norm;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;
