@@ -23,6 +23,8 @@ pub enum Lab {
     /// "a is to b as c is to ?" on saved word vectors (b − a + c), or
     /// `--evaluate` them on the standard tests.
     Analogy(crate::lab_word2vec::Analogy),
+    /// The degradation problem: plain and residual CIFAR ResNets (6n+2 layers) on Fashion-MNIST, training error per epoch.
+    Resnet(crate::lab_resnet::Resnet),
 }
 
 #[derive(Args)]
@@ -77,6 +79,7 @@ pub fn lab(cmd: Lab) -> CliResult<()> {
         Lab::Scaling(a) => crate::lab_scaling::scaling(a),
         Lab::Word2vec(a) => crate::lab_word2vec::word2vec(a),
         Lab::Analogy(a) => crate::lab_word2vec::analogy(a),
+        Lab::Resnet(a) => crate::lab_resnet::resnet(a),
     }
 }
 

@@ -14,6 +14,7 @@ mod lab_attack;
 mod lab_gradients;
 mod lab_scaling;
 mod lab_word2vec;
+mod lab_resnet;
 mod lenet;
 mod lm;
 mod post_train;
@@ -113,8 +114,9 @@ enum Command {
         #[command(subcommand)]
         attack: lab_attack::Attack,
     },
-    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut),
-    /// `lab word2vec` and `lab analogy` (word vectors).
+    /// Lessons as experiments: `lab word2vec` and `lab analogy` (word vectors), `lab gradients`
+    /// (vanishing gradients and the residual shortcut), `lab resnet` (the degradation problem),
+    /// `lab scaling` (a scaling law that predicts).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

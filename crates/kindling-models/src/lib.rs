@@ -15,5 +15,6 @@ pub mod lora_files;
 pub mod mlp;
 pub mod perceptron;
 pub mod polyfit;
+pub mod resnet;
 pub mod reward;
 pub mod sampling;

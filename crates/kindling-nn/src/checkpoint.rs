@@ -8,8 +8,8 @@ use std::path::Path;
 
 pub const CONFIG_KEY: &str = "kindling.config";
 
-/// Saves the parameters of `module` (plus `extra` tensors, e.g. optimizer
-/// state) with `config` as JSON metadata.
+/// Saves the parameters and buffers of `module` (plus `extra` tensors,
+/// e.g. optimizer state) with `config` as JSON metadata.
 pub fn save(
     path: &Path,
     module: &dyn Module,
@@ -17,6 +17,7 @@ pub fn save(
     extra: &[(String, Tensor)],
 ) -> Result<()> {
     let mut tensors = module.named_parameters();
+    tensors.extend(module.named_buffers());
     tensors.extend(extra.iter().cloned());
     let mut meta = HashMap::new();
     meta.insert(CONFIG_KEY.to_string(), config.to_string());
@@ -94,25 +95,34 @@ impl Checkpoint {
         path: &Path,
         select: &dyn Fn(&Tensor) -> bool,
     ) -> Result<()> {
+        // Buffers (running statistics) are always saved, so always loaded.
+        for (name, b) in module.named_buffers() {
+            b.assign(&self.stored(&name, &b, path)?)?;
+        }
         module.map_params(&mut |name, p| {
             if !select(p) {
                 return Ok(None);
             }
-            let t = self.tensors.get(name).ok_or_else(|| {
-                Error::msg(format!(
-                    "{}: checkpoint has no tensor `{name}`",
-                    path.display()
-                ))
-            })?;
-            if t.shape() != p.shape() {
-                return Err(Error::msg(format!(
-                    "{}: tensor `{name}` has shape {:?}, the model expects {:?}",
-                    path.display(),
-                    t.shape(),
-                    p.shape()
-                )));
-            }
-            Ok(Some(t.clone()))
+            Ok(Some(self.stored(name, p, path)?))
         })
+    }
+
+    /// The stored tensor `name`, checked to have `like`'s shape.
+    fn stored(&self, name: &str, like: &Tensor, path: &Path) -> Result<Tensor> {
+        let t = self.tensors.get(name).ok_or_else(|| {
+            Error::msg(format!(
+                "{}: checkpoint has no tensor `{name}`",
+                path.display()
+            ))
+        })?;
+        if t.shape() != like.shape() {
+            return Err(Error::msg(format!(
+                "{}: tensor `{name}` has shape {:?}, the model expects {:?}",
+                path.display(),
+                t.shape(),
+                like.shape()
+            )));
+        }
+        Ok(t.clone())
     }
 }

@@ -19,6 +19,13 @@ pub trait Module: Send + Sync {
     /// Calls `f` with every parameter and its full name under `prefix`.
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(String, &Tensor));
 
+    /// Calls `f` with every buffer and its full name under `prefix`: state
+    /// that is part of the model but not trained by gradient (batch norm's
+    /// running statistics). Checkpoints save and restore buffers with the
+    /// parameters; optimizers never see them. None by default; a composite
+    /// whose children have buffers visits them here.
+    fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(String, &Tensor)) {}
+
     /// Calls `f` with every submodule below this one (not itself), parents
     /// before their children, each with its full name under `prefix`. A
     /// leaf layer has none (the default); a composite calls
@@ -33,6 +40,12 @@ pub trait Module: Send + Sync {
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         self.visit_parameters("", &mut |name, t| out.push((name, t.clone())));
+        out
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.visit_buffers("", &mut |name, t| out.push((name, t.clone())));
         out
     }
 

@@ -318,6 +318,30 @@ pub(crate) trait Backend: Send + Sync {
         mean: &Tensor,
         rstd: &Tensor,
     ) -> Result<(Storage, Storage, Storage)>;
+    /// Per-channel mean and biased variance of a contiguous `[N, C, ..]`
+    /// (`channels` = C): batch normalization's statistics.
+    fn batch_norm_stats(&self, x: &Tensor, channels: usize) -> Result<(Storage, Storage)>;
+    /// `(x - mean) * invstd * w + b` per channel of a contiguous `[N, C, ..]`;
+    /// `w`, `b`, `mean`, `invstd` are `[C]`.
+    fn batch_norm_apply(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+    ) -> Result<Storage>;
+    /// `(dx, dw, db)`; `batch_stats`: the mean and invstd were the batch's
+    /// own (training), so the gradient flows through them too.
+    fn batch_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+        batch_stats: bool,
+    ) -> Result<(Storage, Storage, Storage)>;
     /// `(y, rstd)`; `x` contiguous `[.., n]`, `w` `[n]`.
     fn rms_norm(&self, x: &Tensor, w: &Tensor, eps: f32) -> Result<(Storage, Storage)>;
     /// `(dx, dw)`.

@@ -286,6 +286,41 @@ fn layer_norm_matches_finite_differences() {
 }
 
 #[test]
+fn batch_norm_matches_finite_differences() {
+    let mut rng = Rng::new(15);
+    // A feature map [N, C, H, W] and a plain [N, C]; training mode (the
+    // batch's statistics, through which the gradient flows) and evaluation
+    // mode (given statistics, constants).
+    for shape in [vec![3, 2, 2, 3], vec![5, 3]] {
+        let c = shape[1];
+        let (x, w, b) = (
+            randn(&shape, &mut rng),
+            randn(&[c], &mut rng),
+            randn(&[c], &mut rng),
+        );
+        gradcheck(&[x.clone(), w.clone(), b.clone()], |x| {
+            Ok(x[0].batch_norm_train(&x[1], &x[2], 1e-5)?.0)
+        })
+        .unwrap_or_else(|e| panic!("train {shape:?}: {e}"));
+        let (mean, var) = (randn(&[c], &mut rng), positive(&[c], &mut rng));
+        gradcheck(&[x, w, b], |x| {
+            x[0].batch_norm_eval(&x[1], &x[2], &mean, &var, 1e-5)
+        })
+        .unwrap_or_else(|e| panic!("eval {shape:?}: {e}"));
+    }
+    // A transposed (non-contiguous) input.
+    let x = randn(&[3, 4, 2], &mut rng);
+    let (w, b) = (randn(&[2], &mut rng), randn(&[2], &mut rng));
+    gradcheck(&[x, w, b], |x| {
+        Ok(x[0]
+            .transpose(1, 2)?
+            .batch_norm_train(&x[1], &x[2], 1e-5)?
+            .0)
+    })
+    .unwrap();
+}
+
+#[test]
 fn views_pass_gradients_through() {
     let mut rng = Rng::new(13);
     let x = randn(&[2, 3, 4], &mut rng);

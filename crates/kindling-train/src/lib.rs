@@ -26,6 +26,7 @@ pub mod ppo_run;
 pub mod preference;
 pub mod progress;
 pub mod prune;
+pub mod resnet_run;
 pub mod reward_run;
 pub mod run_dir;
 pub mod scaling;

@@ -746,6 +746,8 @@ impl<'a> Trainer<'a> {
         } else {
             task.model().named_trainable_parameters()
         };
+        // Buffers (batch norm's running statistics) are state a resume needs.
+        tensors.extend(task.model().named_buffers());
         tensors.extend(extra);
         checkpoint::save_tensors(&run.file(CHECKPOINT), &tensors, &meta)?;
         let panels = task.curves(&self.records);

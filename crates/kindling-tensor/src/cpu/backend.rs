@@ -1,7 +1,8 @@
 //! `CpuBackend`: the `Backend` trait over `CpuStorage`, each method a thin
 //! wrapper that borrows the inputs' slices and calls a kernel of `cpu/`.
 
-use super::{activation, attention, conv, copy, elementwise as ew, index, layer_norm, loss};
+use super::{activation, attention, batch_norm, conv, copy, elementwise as ew, index};
+use super::{layer_norm, loss};
 use super::{matmul, optim, pool, reduce, rms_norm, rope, simd, softmax};
 use crate::backend::{
     AttentionGeometry, Backend, BinaryOp, ConvGeometry, Gemm, Mat, PoolGeometry, UnaryOp,
@@ -312,6 +313,47 @@ impl Backend for CpuBackend {
         let (sd, sx) = (dy.storage(), x.storage());
         let (dyv, xv) = (slice(&sd, dy, "layer_norm")?, slice(&sx, x, "layer_norm")?);
         let (dx, dw, db) = layer_norm::backward(dyv, xv, &wv, &mv, &rv, last_dim(x));
+        Ok((f32s(dx), f32s(dw), f32s(db)))
+    }
+
+    fn batch_norm_stats(&self, x: &Tensor, channels: usize) -> Result<(Storage, Storage)> {
+        let s = x.storage();
+        let xv = slice(&s, x, "batch_norm")?;
+        let plane = xv.len() / (x.shape().first().copied().unwrap_or(1) * channels).max(1);
+        let (mean, var) = batch_norm::stats(xv, channels, plane);
+        Ok((f32s(mean), f32s(var)))
+    }
+
+    fn batch_norm_apply(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+    ) -> Result<Storage> {
+        let (wv, bv) = (w.to_vec_f32()?, b.to_vec_f32()?);
+        let (mv, rv) = (mean.to_vec_f32()?, invstd.to_vec_f32()?);
+        let s = x.storage();
+        let xv = slice(&s, x, "batch_norm")?;
+        let plane = xv.len() / (x.shape().first().copied().unwrap_or(1) * wv.len()).max(1);
+        Ok(f32s(batch_norm::apply(xv, &wv, &bv, &mv, &rv, plane)))
+    }
+
+    fn batch_norm_backward(
+        &self,
+        dy: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+        mean: &Tensor,
+        invstd: &Tensor,
+        batch_stats: bool,
+    ) -> Result<(Storage, Storage, Storage)> {
+        let (wv, mv, rv) = (w.to_vec_f32()?, mean.to_vec_f32()?, invstd.to_vec_f32()?);
+        let (sd, sx) = (dy.storage(), x.storage());
+        let (dyv, xv) = (slice(&sd, dy, "batch_norm")?, slice(&sx, x, "batch_norm")?);
+        let plane = xv.len() / (x.shape().first().copied().unwrap_or(1) * wv.len()).max(1);
+        let (dx, dw, db) = batch_norm::backward(dyv, xv, &wv, &mv, &rv, plane, batch_stats);
         Ok((f32s(dx), f32s(dw), f32s(db)))
     }
 

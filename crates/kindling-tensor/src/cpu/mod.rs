@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod attention;
 mod backend;
+pub mod batch_norm;
 pub mod conv;
 pub mod copy;
 pub mod elementwise;

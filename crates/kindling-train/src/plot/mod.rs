@@ -12,6 +12,7 @@ pub mod adversarial;
 pub mod attention;
 pub mod confusion;
 pub mod curves;
+pub mod degradation;
 pub mod feature_maps;
 pub mod grad_norms;
 pub mod word_pairs;
