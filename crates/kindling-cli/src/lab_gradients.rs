@@ -14,6 +14,9 @@ pub enum Lab {
     /// How fast each hidden layer of a deep network learns (the norm of its
     /// gradient): sigmoid, tanh or ReLU, with or without residual shortcuts.
     Gradients(Gradients),
+    /// Accuracy against sequence length of a recurrent encoder–decoder,
+    /// plain and with Bahdanau attention, copying or reversing sequences.
+    Seq2seq(crate::lab_seq2seq::Seq2seq),
 }
 
 #[derive(Args)]
@@ -65,6 +68,7 @@ pub struct Gradients {
 pub fn lab(cmd: Lab) -> CliResult<()> {
     match cmd {
         Lab::Gradients(a) => gradients(a),
+        Lab::Seq2seq(a) => crate::lab_seq2seq::seq2seq(a),
     }
 }
 

@@ -12,6 +12,7 @@ mod gpt;
 mod lab;
 mod lab_attack;
 mod lab_gradients;
+mod lab_seq2seq;
 mod lenet;
 mod lm;
 mod post_train;
@@ -108,7 +109,7 @@ enum Command {
         #[command(subcommand)]
         attack: lab_attack::Attack,
     },
-    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut).
+    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut), `lab seq2seq` (why attention).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

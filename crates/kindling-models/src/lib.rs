@@ -17,3 +17,4 @@ pub mod perceptron;
 pub mod polyfit;
 pub mod reward;
 pub mod sampling;
+pub mod seq2seq;

@@ -27,6 +27,7 @@ pub mod progress;
 pub mod prune;
 pub mod reward_run;
 pub mod run_dir;
+pub mod seq2seq_run;
 pub mod sft_data;
 pub mod sft_run;
 pub mod sweep;
