@@ -25,6 +25,9 @@ pub enum Lab {
     Analogy(crate::lab_word2vec::Analogy),
     /// The degradation problem: plain and residual CIFAR ResNets (6n+2 layers) on Fashion-MNIST, training error per epoch.
     Resnet(crate::lab_resnet::Resnet),
+    /// Accuracy against sequence length of a recurrent encoder–decoder,
+    /// plain and with Bahdanau attention, copying or reversing sequences.
+    Seq2seq(crate::lab_seq2seq::Seq2seq),
 }
 
 #[derive(Args)]
@@ -80,6 +83,7 @@ pub fn lab(cmd: Lab) -> CliResult<()> {
         Lab::Word2vec(a) => crate::lab_word2vec::word2vec(a),
         Lab::Analogy(a) => crate::lab_word2vec::analogy(a),
         Lab::Resnet(a) => crate::lab_resnet::resnet(a),
+        Lab::Seq2seq(a) => crate::lab_seq2seq::seq2seq(a),
     }
 }
 

@@ -15,6 +15,7 @@ mod lab_gradients;
 mod lab_scaling;
 mod lab_word2vec;
 mod lab_resnet;
+mod lab_seq2seq;
 mod lenet;
 mod lm;
 mod post_train;
@@ -116,7 +117,7 @@ enum Command {
     },
     /// Lessons as experiments: `lab word2vec` and `lab analogy` (word vectors), `lab gradients`
     /// (vanishing gradients and the residual shortcut), `lab resnet` (the degradation problem),
-    /// `lab scaling` (a scaling law that predicts).
+    /// `lab seq2seq` (recurrent networks and why attention), `lab scaling` (a scaling law that predicts).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

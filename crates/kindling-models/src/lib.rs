@@ -18,3 +18,4 @@ pub mod polyfit;
 pub mod resnet;
 pub mod reward;
 pub mod sampling;
+pub mod seq2seq;

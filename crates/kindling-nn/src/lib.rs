@@ -15,6 +15,7 @@ pub mod lora;
 pub mod module;
 pub mod optim;
 pub mod rms_norm;
+pub mod rnn;
 pub mod schedule;
 pub mod sequential;
 
@@ -26,6 +27,7 @@ pub use layer_norm::LayerNorm;
 pub use linear::{Linear, LinearWeight};
 pub use module::Module;
 pub use rms_norm::RmsNorm;
+pub use rnn::{Cell, CellKind, Recurrent, State};
 pub use sequential::Sequential;
 
 pub use kindling_tensor::{Error, Result, Tensor};

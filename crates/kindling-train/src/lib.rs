@@ -30,6 +30,7 @@ pub mod resnet_run;
 pub mod reward_run;
 pub mod run_dir;
 pub mod scaling;
+pub mod seq2seq_run;
 pub mod sft_data;
 pub mod sft_run;
 pub mod sweep;

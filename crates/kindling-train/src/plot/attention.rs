@@ -58,22 +58,44 @@ fn layout(t: usize, heads: usize) -> (usize, usize, i32, (u32, u32)) {
 /// Draws `matrices` (title, `t`×`t` row-major probabilities), one per head,
 /// with `tokens` (as decoded, whitespace included) along the axes.
 pub fn draw(path: &Path, tokens: &[String], matrices: &[(String, Vec<f32>)]) -> PlotResult<()> {
-    let t = tokens.len();
+    draw_with_axes(path, tokens, tokens, matrices)
+}
+
+/// As [`draw`], for attention from one sequence to another of the same
+/// length (an encoder–decoder's output steps attending to source
+/// positions): `rows` label the queries down the left, `columns` the keys
+/// along the bottom.
+pub fn draw_with_axes(
+    path: &Path,
+    rows: &[String],
+    columns: &[String],
+    matrices: &[(String, Vec<f32>)],
+) -> PlotResult<()> {
+    let t = columns.len();
+    if rows.len() != t {
+        return Err(format!("{} row labels for {t} columns", rows.len()).into());
+    }
     for (title, m) in matrices {
         if m.len() != t * t {
             return Err(format!("{title}: {} weights for {t} tokens", m.len()).into());
         }
     }
     let (.., size) = layout(t, matrices.len());
-    draw_png(path, size, |root| paint(root, tokens, matrices))
+    draw_png(path, size, |root| paint(root, rows, columns, matrices))
 }
 
-fn paint(root: &Canvas, tokens: &[String], matrices: &[(String, Vec<f32>)]) -> PlotResult<()> {
-    let t = tokens.len();
+fn paint(
+    root: &Canvas,
+    rows: &[String],
+    columns: &[String],
+    matrices: &[(String, Vec<f32>)],
+) -> PlotResult<()> {
+    let t = columns.len();
     let (cols, _, side, _) = layout(t, matrices.len());
     let cell = cell_px(t);
     let head_h = CAPTION_PX + cell * t as i32 + LABEL_PX + GAP_PX;
-    let labels: Vec<String> = tokens.iter().map(|s| visible_token(s)).collect();
+    let row_labels: Vec<String> = rows.iter().map(|s| visible_token(s)).collect();
+    let labels: Vec<String> = columns.iter().map(|s| visible_token(s)).collect();
     let font_px = (cell as f64 * 0.7).clamp(9.0, 16.0);
     let label_style =
         |text: &str, pos: Pos| TextStyle::from((family_for(text), font_px).into_font()).pos(pos);
@@ -100,13 +122,13 @@ fn paint(root: &Canvas, tokens: &[String], matrices: &[(String, Vec<f32>)]) -> P
             [(x0, y0), (x0 + grid, y0 + grid)],
             RGBColor(150, 150, 150),
         ))?;
-        for (i, label) in labels.iter().enumerate() {
+        for (i, (label, row_label)) in labels.iter().zip(&row_labels).enumerate() {
             let mid = i as i32 * cell + cell / 2;
             // Queries down the left, keys along the bottom.
             root.draw(&Text::new(
-                label.clone(),
+                row_label.clone(),
                 (x0 - 4, y0 + mid),
-                label_style(label, Pos::new(HPos::Right, VPos::Center)),
+                label_style(row_label, Pos::new(HPos::Right, VPos::Center)),
             ))?;
             root.draw(&Text::new(
                 label.clone(),
@@ -171,7 +193,7 @@ mod tests {
             .collect();
         let matrices = vec![("head 0".to_string(), causal)];
         let (cols, _, side, size) = layout(t, 1);
-        let px = render(size, |root| paint(root, &tokens, &matrices)).unwrap();
+        let px = render(size, |root| paint(root, &tokens, &tokens, &matrices)).unwrap();
         // The top of the bar (weight 1) is the darkest colour of the scale.
         let (x, y) = (cols as i32 * side + 8 + 8, CAPTION_PX + 18 + 1);
         let i = (y as usize * size.0 as usize + x as usize) * 3;

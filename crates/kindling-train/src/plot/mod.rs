@@ -16,6 +16,7 @@ pub mod degradation;
 pub mod feature_maps;
 pub mod grad_norms;
 pub mod word_pairs;
+pub mod seq2seq;
 
 pub use curves::{points, save_panels, Panel, Series};
 
