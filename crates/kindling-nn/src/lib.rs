@@ -3,6 +3,7 @@
 //! clipping and safetensors checkpoints.
 
 pub mod activation;
+pub mod attention;
 pub mod checkpoint;
 pub mod clip;
 pub mod conv2d;
@@ -18,6 +19,7 @@ pub mod schedule;
 pub mod sequential;
 
 pub use activation::{Activation, ActivationKind};
+pub use attention::MultiHeadAttention;
 pub use conv2d::Conv2d;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
