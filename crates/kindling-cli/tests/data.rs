@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 11] = [
     "mnist",
     "shakespeare",
     "tang-poems",
+    "classical-modern",
     "usps",
     "fashion-mnist",
     "tokenizers",
