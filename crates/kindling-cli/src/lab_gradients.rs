@@ -14,6 +14,9 @@ pub enum Lab {
     /// How fast each hidden layer of a deep network learns (the norm of its
     /// gradient): sigmoid, tanh or ReLU, with or without residual shortcuts.
     Gradients(Gradients),
+    /// BERT: masked-language modelling on Chinese text, then the contextual
+    /// vectors of 道 in its senses (way, road, say) against its static embedding.
+    Bert(crate::lab_bert::Bert),
 }
 
 #[derive(Args)]
@@ -65,6 +68,7 @@ pub struct Gradients {
 pub fn lab(cmd: Lab) -> CliResult<()> {
     match cmd {
         Lab::Gradients(a) => gradients(a),
+        Lab::Bert(a) => crate::lab_bert::bert(a),
     }
 }
 

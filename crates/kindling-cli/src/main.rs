@@ -11,6 +11,7 @@ mod eval_lm;
 mod gpt;
 mod lab;
 mod lab_attack;
+mod lab_bert;
 mod lab_gradients;
 mod lenet;
 mod lm;
@@ -108,7 +109,7 @@ enum Command {
         #[command(subcommand)]
         attack: lab_attack::Attack,
     },
-    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut).
+    /// Lessons as experiments: `lab gradients` (vanishing gradients and the residual shortcut), `lab bert` (masked words and what 道 means).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

@@ -1,6 +1,7 @@
 //! The models of Kindling's story, from the first neuron on.
 
 pub mod batch;
+pub mod bert;
 pub mod chat;
 pub mod deep_mlp;
 pub mod generate;
@@ -17,3 +18,4 @@ pub mod perceptron;
 pub mod polyfit;
 pub mod reward;
 pub mod sampling;
+pub mod transformer;

@@ -14,6 +14,7 @@ pub mod confusion;
 pub mod curves;
 pub mod feature_maps;
 pub mod grad_norms;
+pub mod similarity;
 
 pub use curves::{points, save_panels, Panel, Series};
 
