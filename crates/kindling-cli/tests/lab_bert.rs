@@ -74,7 +74,7 @@ const TINY: &[&str] = &[
     "--warmup-steps",
     "20",
     "--eval-every",
-    "100",
+    "500",
     "--heldout-percent",
     "20",
     "--min-count",
@@ -110,7 +110,9 @@ fn tiny_bert_fills_in_masked_characters_and_draws_the_similarity_of_dao() {
     let data = cycle_corpus(&dir);
     let out = dir.join("run");
     let mut args = TINY.to_vec();
-    args.extend(["--steps", "300"]);
+    // 1,500 steps: the held-out accuracy was 2%, 13%, 71%, 96% at steps
+    // 0, 500, 1000, 1500 (release build, seed 0).
+    args.extend(["--steps", "1500"]);
     let v = json_of(&bert(&out, &data, &args));
     let acc = v["masked_token_accuracy"].as_f64().unwrap();
     let unigram = v["unigram_accuracy"].as_f64().unwrap();
