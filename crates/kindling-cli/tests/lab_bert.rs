@@ -185,7 +185,10 @@ fn bad_input_gives_one_line_errors() {
     let mut args = TINY.to_vec();
     args.extend(["--steps", "2"]);
     let line = error_line(&bert(&dir.join("e"), &no_dao, &args));
-    assert!(line.contains("道") && line.contains("vocabulary"), "{line}");
+    assert!(
+        line.contains("道") && line.contains("vocabulary") && line.contains("--min-count"),
+        "{line}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
