@@ -169,7 +169,7 @@ fn bad_input_gives_one_line_errors() {
         &["--n-embd", "30", "--n-head", "4"],
     ));
     assert!(
-        line.contains("--n-embd 30") || line.contains("--n-embd"),
+        line.contains("--n-embd 30 must be divisible by --n-head 4"),
         "{line}"
     );
     let line = error_line(&bert(&dir.join("d"), &data, &["--mask-prob", "0"]));
