@@ -350,6 +350,10 @@ const OPTION_FIELDS: &[&str] = &[
     "method",
     "eval_windows",
     "warmup_steps",
+    "min_count",
+    "mask_prob",
+    "heldout_percent",
+    "eval_sentences",
 ];
 
 /// A library's progress note on stderr, its option names said as flags.

@@ -28,6 +28,9 @@ pub enum Lab {
     /// Accuracy against sequence length of a recurrent encoder–decoder,
     /// plain and with Bahdanau attention, copying or reversing sequences.
     Seq2seq(crate::lab_seq2seq::Seq2seq),
+    /// BERT: masked-language modelling on Chinese text, then the contextual
+    /// vectors of 道 in its senses (way, road, say) against its static embedding.
+    Bert(crate::lab_bert::Bert),
 }
 
 #[derive(Args)]
@@ -84,6 +87,7 @@ pub fn lab(cmd: Lab) -> CliResult<()> {
         Lab::Analogy(a) => crate::lab_word2vec::analogy(a),
         Lab::Resnet(a) => crate::lab_resnet::resnet(a),
         Lab::Seq2seq(a) => crate::lab_seq2seq::seq2seq(a),
+        Lab::Bert(a) => crate::lab_bert::bert(a),
     }
 }
 

@@ -11,6 +11,7 @@ mod eval_lm;
 mod gpt;
 mod lab;
 mod lab_attack;
+mod lab_bert;
 mod lab_gradients;
 mod lab_scaling;
 mod lab_word2vec;
@@ -117,7 +118,8 @@ enum Command {
     },
     /// Lessons as experiments: `lab word2vec` and `lab analogy` (word vectors), `lab gradients`
     /// (vanishing gradients and the residual shortcut), `lab resnet` (the degradation problem),
-    /// `lab seq2seq` (recurrent networks and why attention), `lab scaling` (a scaling law that predicts).
+    /// `lab seq2seq` (recurrent networks and why attention), `lab bert` (masked words and what 道
+    /// means), `lab scaling` (a scaling law that predicts).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

@@ -9,6 +9,7 @@ const NAMES: [&str; 11] = [
     "mnist",
     "shakespeare",
     "tang-poems",
+    "classical-modern",
     "usps",
     "fashion-mnist",
     "tokenizers",

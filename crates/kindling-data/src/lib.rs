@@ -20,6 +20,8 @@
 //! ```
 
 pub mod char_tokenizer;
+pub mod char_vocab;
+pub mod classical_modern;
 pub mod data_dir;
 pub mod digit_image;
 pub mod digit_set;

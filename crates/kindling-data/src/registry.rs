@@ -113,6 +113,19 @@ pub const TANG_POEMS: Dataset = Dataset {
     }],
 };
 
+pub const CLASSICAL_MODERN: Dataset = Dataset {
+    name: "classical-modern",
+    description: "文言文 <-> 现代文: 109,283 classical/modern Chinese sentence pairs from 97 books (NiuTrans Classical-Modern subset), simplified, gzip'd JSON lines",
+    license: "MIT (NiuTrans, 2022) for the repository; the modern translations were scraped from websites (see SOURCE.md)",
+    files: &[DatasetFile {
+        file_name: "classical-modern-subset.jsonl.gz",
+        sha256: "12e471952466c45b84c1eaae8ca86cb28d215b503773a4d860844b661c6271b6",
+        size_bytes: 8_931_513,
+        // A deterministic subset built for Kindling (see SOURCE.md).
+        url: None,
+    }],
+};
+
 pub const USPS: Dataset = Dataset {
     name: "usps",
     description:
@@ -394,10 +407,11 @@ pub const WORD_VECTORS: Dataset = Dataset {
     ],
 };
 
-pub static DATASETS: [Dataset; 11] = [
+pub static DATASETS: [Dataset; 12] = [
     MNIST,
     SHAKESPEARE,
     TANG_POEMS,
+    CLASSICAL_MODERN,
     USPS,
     FASHION_MNIST,
     TOKENIZERS,

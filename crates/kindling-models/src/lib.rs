@@ -1,6 +1,7 @@
 //! The models of Kindling's story, from the first neuron on.
 
 pub mod batch;
+pub mod bert;
 pub mod chat;
 pub mod deep_mlp;
 pub mod generate;
@@ -19,3 +20,4 @@ pub mod resnet;
 pub mod reward;
 pub mod sampling;
 pub mod seq2seq;
+pub mod transformer;

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod attention;
 pub mod checkpoint;
 pub mod clip;
 pub mod conv2d;
@@ -21,6 +22,7 @@ pub mod sequential;
 
 pub use activation::{Activation, ActivationKind};
 pub use batch_norm::BatchNorm2d;
+pub use attention::MultiHeadAttention;
 pub use conv2d::Conv2d;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;

@@ -48,6 +48,55 @@ pub fn load(name: &str) -> Result<String> {
     Ok(text)
 }
 
+/// Sentences for a sentence-level model (BERT): the names in `names`
+/// (comma-separated) each give theirs — `classical-modern` both sides of
+/// every pair, `tang-poems` every title and line of every poem — and a path
+/// gives the lines of a UTF-8 text file. Whitespace is removed (the
+/// classical-modern corpus has spaces where quotation marks were) and empty
+/// lines are dropped.
+pub fn sentences(names: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let before = out.len();
+        match name {
+            "classical-modern" => {
+                let dir = kindling_data::registry::dataset_dir("classical-modern")?;
+                let pairs = kindling_data::classical_modern::load(
+                    &dir.join(kindling_data::classical_modern::FILE_NAME),
+                )?;
+                for p in pairs {
+                    out.push(p.classical);
+                    out.push(p.modern);
+                }
+            }
+            "shakespeare" | "tang-poems" => out.extend(load(name)?.lines().map(String::from)),
+            path if Path::new(path).is_file() => {
+                out.extend(read_utf8(Path::new(path))?.lines().map(String::from))
+            }
+            path if path.contains('/') || path.contains('.') => {
+                return Err(format!("`data` {path}: file not found").into())
+            }
+            other => {
+                return Err(format!(
+                    "`data` `{other}`: unknown corpus (known: classical-modern, tang-poems; or the path of a UTF-8 text file, one sentence per line)"
+                )
+                .into())
+            }
+        }
+        for s in &mut out[before..] {
+            s.retain(|c| !c.is_whitespace());
+        }
+        out.retain(|s| !s.is_empty());
+        if out.len() == before {
+            return Err(format!("`data` {name}: the corpus is empty").into());
+        }
+    }
+    if out.is_empty() {
+        return Err("`data`: no corpus given".into());
+    }
+    Ok(out)
+}
+
 /// A UTF-8 text file, or an error naming the file (and the first bad byte).
 pub fn read_utf8(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

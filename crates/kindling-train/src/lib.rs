@@ -1,6 +1,7 @@
 //! Training: run directories, progress bars, metrics, evaluation, pictures,
 //! and the trainers of Kindling's models.
 
+pub mod bert_run;
 pub mod classify;
 pub mod compress_run;
 pub mod corpus;

@@ -17,6 +17,7 @@ pub mod feature_maps;
 pub mod grad_norms;
 pub mod word_pairs;
 pub mod seq2seq;
+pub mod similarity;
 
 pub use curves::{points, save_panels, Panel, Series};
 
