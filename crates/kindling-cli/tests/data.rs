@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const NAMES: [&str; 11] = [
+const NAMES: [&str; 12] = [
     "mnist",
     "shakespeare",
     "tang-poems",
