@@ -36,8 +36,10 @@ pub struct Bert {
     /// Peak learning rate of AdamW (linear warmup, cosine decay to --min-lr).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
+    /// Learning rate at the end of the cosine decay.
     #[arg(long, default_value_t = 1e-4)]
     pub min_lr: f32,
+    /// Steps of linear warmup to --lr.
     #[arg(long, default_value_t = 200)]
     pub warmup_steps: usize,
     /// AdamW's decoupled weight decay, on matrices only.
@@ -61,7 +63,7 @@ pub struct Bert {
     /// Characters seen fewer times in training become [UNK].
     #[arg(long, default_value_t = 2)]
     pub min_count: usize,
-    /// Use only the first N sentences of the corpus.
+    /// Use only the first N sentences of the corpus [default: all].
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
     #[command(flatten)]

@@ -40,6 +40,7 @@ pub struct Scaling {
     /// Batches in each run's final validation estimate.
     #[arg(long, default_value_t = 50)]
     pub eval_iters: usize,
+    /// Seeds every run's weights and batches.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[command(flatten)]

@@ -23,7 +23,7 @@ pub struct Word2vec {
     /// (chosen dialogues) and shakespeare].
     #[arg(long, value_name = "FILE")]
     pub corpus: Option<PathBuf>,
-    /// Write the tokenized corpus (one sentence a line) to FILE, for gensim.
+    /// Write the tokenized corpus (one sentence a line) to FILE, for gensim [default: not written].
     #[arg(long, value_name = "FILE")]
     pub dump_corpus: Option<PathBuf>,
     /// Vector size.
@@ -47,6 +47,7 @@ pub struct Word2vec {
     /// Initial learning rate, falling linearly to --min-alpha.
     #[arg(long, default_value_t = 0.025)]
     pub alpha: f32,
+    /// Learning rate at the end of training.
     #[arg(long, default_value_t = 0.0001)]
     pub min_alpha: f32,
     /// Seeds the initial vectors and every random draw (runs with --threads 1 repeat exactly).
@@ -114,11 +115,13 @@ pub struct Analogy {
     /// Word vectors in word2vec text format (`vectors.txt` of a `lab word2vec` run, or gensim's).
     #[arg(long, value_name = "FILE")]
     pub vectors: PathBuf,
-    /// a in "a is to b as c is to ?" (the answer is nearest b − a + c).
+    /// a in "a is to b as c is to ?" (the answer is nearest b − a + c; this or --evaluate is required).
     #[arg(long, required_unless_present = "evaluate")]
     pub a: Option<String>,
+    /// b in "a is to b as c is to ?" (this or --evaluate is required).
     #[arg(long, required_unless_present = "evaluate")]
     pub b: Option<String>,
+    /// c in "a is to b as c is to ?" (this or --evaluate is required).
     #[arg(long, required_unless_present = "evaluate")]
     pub c: Option<String>,
     /// Answers to list.

@@ -62,18 +62,24 @@ impl CharTokenizer {
     }
 
     pub fn from_vocab_string(s: &str) -> Result<Self, String> {
-        let chars: Vec<char> = s.chars().collect();
-        let mut sorted = chars.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if chars.is_empty() || sorted != chars {
-            return Err(
-                "vocabulary must be a non-empty string of distinct characters in code-point order"
-                    .into(),
-            );
-        }
-        Ok(Self::from_chars(chars))
+        Ok(Self::from_chars(distinct_sorted_chars(s)?))
     }
+}
+
+/// The characters of a stored vocabulary string, which must be distinct and
+/// in code-point order (as `to_vocab_string` writes them).
+pub(crate) fn distinct_sorted_chars(s: &str) -> Result<Vec<char>, String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut sorted = chars.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if chars.is_empty() || sorted != chars {
+        return Err(
+            "vocabulary must be a non-empty string of distinct characters in code-point order"
+                .into(),
+        );
+    }
+    Ok(chars)
 }
 
 #[cfg(test)]

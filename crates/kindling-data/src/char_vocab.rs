@@ -99,17 +99,9 @@ impl CharVocab {
     }
 
     pub fn from_chars_string(s: &str) -> Result<Self, String> {
-        let chars: Vec<char> = s.chars().collect();
-        let mut sorted = chars.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if chars.is_empty() || sorted != chars {
-            return Err(
-                "vocabulary must be a non-empty string of distinct characters in code-point order"
-                    .into(),
-            );
-        }
-        Ok(Self::from_chars(chars))
+        Ok(Self::from_chars(
+            crate::char_tokenizer::distinct_sorted_chars(s)?,
+        ))
     }
 }
 

@@ -3,8 +3,8 @@
 //! clipping and safetensors checkpoints.
 
 pub mod activation;
-pub mod batch_norm;
 pub mod attention;
+pub mod batch_norm;
 pub mod checkpoint;
 pub mod clip;
 pub mod conv2d;
@@ -21,8 +21,8 @@ pub mod schedule;
 pub mod sequential;
 
 pub use activation::{Activation, ActivationKind};
-pub use batch_norm::BatchNorm2d;
 pub use attention::MultiHeadAttention;
+pub use batch_norm::BatchNorm2d;
 pub use conv2d::Conv2d;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;

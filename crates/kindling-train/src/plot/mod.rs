@@ -15,9 +15,9 @@ pub mod curves;
 pub mod degradation;
 pub mod feature_maps;
 pub mod grad_norms;
-pub mod word_pairs;
 pub mod seq2seq;
 pub mod similarity;
+pub mod word_pairs;
 
 pub use curves::{points, save_panels, Panel, Series};
 
