@@ -319,7 +319,7 @@ fn load_vectors(path: &Path) -> CliResult<WordVectors> {
     if !path.is_file() {
         bail!("--vectors {}: file not found", path.display());
     }
-    Ok(WordVectors::load_text(path).context("--vectors")?)
+    WordVectors::load_text(path).context("--vectors")
 }
 
 pub fn analogy(args: Analogy) -> CliResult<()> {

@@ -178,7 +178,7 @@ fn bad_input_gives_one_line_errors() {
     let no_dao = dir.join("no-dao.txt");
     std::fs::write(
         &no_dao,
-        "一二三四五六\n".repeat(1).to_string()
+        "一二三四五六\n".to_string()
             + &(0..200).map(|i| format!("甲乙丙{i}\n")).collect::<String>(),
     )
     .unwrap();

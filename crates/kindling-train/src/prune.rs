@@ -99,7 +99,7 @@ pub fn magnitude_keep(w: &[f32], sparsity: f32) -> Vec<bool> {
 /// In each group of 4 consecutive weights of a row, keeps the 2 largest
 /// `|w|` (the earlier one wins a tie). Rows must be a multiple of 4 long.
 pub fn two_four_keep(w: &[f32], cols: usize) -> Result<Vec<bool>> {
-    if cols % 4 != 0 || w.len() % cols.max(1) != 0 {
+    if !cols.is_multiple_of(4) || !w.len().is_multiple_of(cols.max(1)) {
         return Err(Error::option(
             "method",
             format!("2:4 needs rows whose length is a multiple of 4, got {cols}"),

@@ -174,7 +174,7 @@ pub fn is_held_out(c: &Conversation, every: u64) -> bool {
         .find(|m| m.role == "user")
         .map(|m| m.content.as_str())
         .unwrap_or("");
-    fnv1a(key) % every == 0
+    fnv1a(key).is_multiple_of(every)
 }
 
 /// FNV-1a, 64 bits: the fixed hash the held-out rules split data by (the

@@ -8,12 +8,7 @@ use super::reduce::sum_slice;
 use rayon::prelude::*;
 
 /// The planes (`[n, c]` runs of `s` values) of channel `c`.
-fn planes<'a>(
-    x: &'a [f32],
-    c: usize,
-    channels: usize,
-    s: usize,
-) -> impl Iterator<Item = &'a [f32]> {
+fn planes(x: &[f32], c: usize, channels: usize, s: usize) -> impl Iterator<Item = &[f32]> {
     x.chunks_exact(s).skip(c).step_by(channels)
 }
 

@@ -182,7 +182,7 @@ impl Chrf {
                     })
                     .collect();
                 let f = self.f_score(&stats);
-                if best.as_ref().map_or(true, |(bf, _)| f > *bf) {
+                if best.as_ref().is_none_or(|(bf, _)| f > *bf) {
                     best = Some((f, stats));
                 }
             }

@@ -35,7 +35,7 @@ pub struct Bar {
 const PANEL: (u32, u32) = (560, 560);
 
 fn panel_colour(g: usize) -> RGBColor {
-    if g % 2 == 0 {
+    if g.is_multiple_of(2) {
         RGBColor(200, 70, 40)
     } else {
         sequential(0.8)
