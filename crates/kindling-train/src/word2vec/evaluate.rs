@@ -48,11 +48,16 @@ pub struct SectionScore {
 impl SectionScore {
     /// Correct / answered, 0 when none was answered (gensim's convention).
     pub fn accuracy(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.total as f64
-        }
+        share(self.correct, self.total)
+    }
+}
+
+/// Correct over answered, 0 when none was answered (gensim's convention).
+fn share(correct: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        correct as f64 / total as f64
     }
 }
 
@@ -66,11 +71,7 @@ pub struct AnalogyScore {
 
 impl AnalogyScore {
     pub fn accuracy(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.correct as f64 / self.total as f64
-        }
+        share(self.correct, self.total)
     }
 }
 
