@@ -60,6 +60,17 @@ impl KvCache {
         self.len += t;
     }
 
+    /// Keeps rows `rows` of every layer's keys and values, in that order
+    /// (a row may repeat): beam search's reordering of its hypotheses.
+    pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let index = Tensor::from_vec_i64(rows.iter().map(|&r| r as i64).collect(), &[rows.len()])?;
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(0, &index)?;
+            *v = v.index_select(0, &index)?;
+        }
+        Ok(())
+    }
+
     /// Forgets everything (a new conversation).
     pub fn clear(&mut self) {
         self.layers.iter_mut().for_each(|l| *l = None);

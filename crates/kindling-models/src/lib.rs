@@ -19,5 +19,7 @@ pub mod polyfit;
 pub mod resnet;
 pub mod reward;
 pub mod sampling;
+pub mod search;
 pub mod seq2seq;
 pub mod transformer;
+pub mod translator;

@@ -9,7 +9,7 @@
 
 use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{LayerNorm, Linear, Module, MultiHeadAttention};
-use kindling_tensor::{Result, Rng, Tensor};
+use kindling_tensor::{cat, Result, Rng, Tensor};
 
 /// N(0, `std`) weights and zero biases, GPT-2's initialization.
 pub(crate) fn linear(inp: usize, out: usize, std: f32, rng: &mut Rng) -> Linear {
@@ -142,6 +142,44 @@ impl DecoderLayer {
         let (a, probs) = self
             .cross_attn
             .attend(&self.ln_2.forward(&x)?, memory, cross_mask)?;
+        let x = x.add(&a)?;
+        let x = x.add(&self.mlp.forward(&self.ln_3.forward(&x)?)?)?;
+        Ok((x, probs))
+    }
+}
+
+impl DecoderLayer {
+    /// One new position per row, `x [B, 1, C]`, during generation:
+    /// its self-attention keys and values are appended to `cache` (`[B, H,
+    /// t, D]`, the earlier positions'), `cross` holds the encoder output's
+    /// keys and values ([`MultiHeadAttention::project_kv`], computed once).
+    /// The same numbers as [`Self::forward_masked`] at that position.
+    pub fn forward_step(
+        &self,
+        x: &Tensor,
+        cache: &mut Option<(Tensor, Tensor)>,
+        cross: &(Tensor, Tensor),
+        cross_mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        if x.rank() != 3 || x.shape()[1] != 1 {
+            return Err(kindling_tensor::Error::shape(
+                "decoder step",
+                format!("one position per row, [B, 1, C], got {:?}", x.shape()),
+            ));
+        }
+        let h = self.ln_1.forward(x)?;
+        let (k, v) = self.self_attn.project_kv(&h)?;
+        let (k, v) = match cache.take() {
+            Some((pk, pv)) => (cat(&[&pk, &k], 2)?, cat(&[&pv, &v], 2)?),
+            None => (k, v),
+        };
+        // The newest position may see every cached one: no mask.
+        let a = self.self_attn.attend_kv(&h, &k, &v, None)?.0;
+        *cache = Some((k.detach(), v.detach()));
+        let x = x.add(&a)?;
+        let (a, probs) =
+            self.cross_attn
+                .attend_kv(&self.ln_2.forward(&x)?, &cross.0, &cross.1, cross_mask)?;
         let x = x.add(&a)?;
         let x = x.add(&self.mlp.forward(&self.ln_3.forward(&x)?)?)?;
         Ok((x, probs))

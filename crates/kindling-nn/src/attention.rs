@@ -131,14 +131,57 @@ impl MultiHeadAttention {
                 ),
             ));
         }
-        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let s = context.shape()[1];
+        let (k, v) = self.project_kv(context)?;
+        self.attend_kv(x, &k, &v, mask)
+    }
+
+    /// The keys and values of `context [B, S, C]`, split into heads
+    /// `[B, H, S, D]`: what a decoder computes once from the encoder's
+    /// output, or appends to its cache one position at a time.
+    pub fn project_kv(&self, context: &Tensor) -> Result<(Tensor, Tensor)> {
+        if context.rank() != 3 {
+            return Err(Error::shape(
+                "attention",
+                format!("context must be [B, S, C], got {:?}", context.shape()),
+            ));
+        }
+        let (b, s, c) = (context.shape()[0], context.shape()[1], context.shape()[2]);
         let (h, d) = (self.n_head, c / self.n_head);
-        let heads = |y: Tensor, len: usize| y.reshape(&[b, len, h, d])?.transpose(1, 2);
-        let q = heads(self.q_proj.forward(x)?, t)?;
-        let k = heads(self.k_proj.forward(context)?, s)?;
-        let v = heads(self.v_proj.forward(context)?, s)?;
-        let (y, probs) = scaled_dot_product_attention(&q, &k, &v, mask)?;
+        let heads = |y: Tensor| y.reshape(&[b, s, h, d])?.transpose(1, 2);
+        Ok((
+            heads(self.k_proj.forward(context)?)?,
+            heads(self.v_proj.forward(context)?)?,
+        ))
+    }
+
+    /// Queries from `x [B, T, C]` against keys and values already in heads
+    /// (`[B, H, S, D]`, from [`Self::project_kv`]). Returns `[B, T, C]` and
+    /// the weights `[B, H, T, S]`.
+    pub fn attend_kv(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor)> {
+        if x.rank() != 3 || k.rank() != 4 || k.shape()[0] != x.shape()[0] {
+            return Err(Error::shape(
+                "attention",
+                format!(
+                    "queries [B, T, C] and keys [B, H, S, D] needed, got {:?} and {:?}",
+                    x.shape(),
+                    k.shape()
+                ),
+            ));
+        }
+        let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let (h, d) = (self.n_head, c / self.n_head);
+        let q = self
+            .q_proj
+            .forward(x)?
+            .reshape(&[b, t, h, d])?
+            .transpose(1, 2)?;
+        let (y, probs) = scaled_dot_product_attention(&q, k, v, mask)?;
         let y = y.transpose(1, 2)?.reshape(&[b, t, c])?;
         Ok((self.out_proj.forward(&y)?, probs))
     }
