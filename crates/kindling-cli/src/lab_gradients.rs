@@ -31,6 +31,10 @@ pub enum Lab {
     /// BERT: masked-language modelling on Chinese text, then the contextual
     /// vectors of 道 in its senses (way, road, say) against its static embedding.
     Bert(crate::lab_bert::Bert),
+    /// Classical ↔ modern Chinese two ways: an encoder–decoder Transformer and a
+    /// decoder-only model given "source [SEP] target"; BLEU and chrF as sacreBLEU
+    /// computes them, greedy and beam search, cross-attention maps.
+    Translate(crate::lab_translate::Translate),
 }
 
 #[derive(Args)]
@@ -88,6 +92,7 @@ pub fn lab(cmd: Lab) -> CliResult<()> {
         Lab::Resnet(a) => crate::lab_resnet::resnet(a),
         Lab::Seq2seq(a) => crate::lab_seq2seq::seq2seq(a),
         Lab::Bert(a) => crate::lab_bert::bert(a),
+        Lab::Translate(a) => crate::lab_translate::translate(a),
     }
 }
 

@@ -16,6 +16,7 @@ mod lab_gradients;
 mod lab_resnet;
 mod lab_scaling;
 mod lab_seq2seq;
+mod lab_translate;
 mod lab_word2vec;
 mod lenet;
 mod lm;
@@ -119,7 +120,7 @@ enum Command {
     /// Lessons as experiments: `lab word2vec` and `lab analogy` (word vectors), `lab gradients`
     /// (vanishing gradients and the residual shortcut), `lab resnet` (the degradation problem),
     /// `lab seq2seq` (recurrent networks and why attention), `lab bert` (masked words and what 道
-    /// means), `lab scaling` (a scaling law that predicts).
+    /// means), `lab translate` (translation two ways), `lab scaling` (a scaling law that predicts).
     Lab {
         #[command(subcommand)]
         lab: lab_gradients::Lab,

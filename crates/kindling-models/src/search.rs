@@ -94,6 +94,8 @@ pub struct SearchOptions {
     pub eos: u32,
     /// α in `score / len^α` (beam search only).
     pub length_penalty: f32,
+    /// Tokens never generated (padding, a start token, ...).
+    pub banned: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -106,8 +108,9 @@ pub struct Hypothesis {
     pub finished: bool,
 }
 
-/// `log_softmax` of each row of `logits [rows, V]`, in f64.
-fn log_probs(logits: &Tensor) -> Result<Vec<Vec<f64>>> {
+/// `log_softmax` of each row of `logits [rows, V]`, in f64, with the
+/// `banned` tokens at −∞ (renormalized without them).
+fn log_probs(logits: &Tensor, banned: &[u32]) -> Result<Vec<Vec<f64>>> {
     let v = *logits.shape().last().unwrap_or(&0);
     if logits.rank() != 2 || v == 0 {
         return Err(Error::shape(
@@ -119,9 +122,15 @@ fn log_probs(logits: &Tensor) -> Result<Vec<Vec<f64>>> {
         .to_vec_f32()?
         .chunks(v)
         .map(|row| {
-            let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-            let z = row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln() + m;
-            row.iter().map(|&x| x as f64 - z).collect()
+            let mut row: Vec<f64> = row.iter().map(|&x| x as f64).collect();
+            for &b in banned {
+                if let Some(x) = row.get_mut(b as usize) {
+                    *x = f64::NEG_INFINITY;
+                }
+            }
+            let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let z = row.iter().map(|&x| (x - m).exp()).sum::<f64>().ln() + m;
+            row.iter().map(|&x| x - z).collect()
         })
         .collect())
 }
@@ -139,7 +148,7 @@ pub fn greedy(
     let mut log_prob = 0.0;
     let mut last = start;
     for _ in 0..opts.max_len {
-        let lp = log_probs(&model.feed(&[last])?)?.remove(0);
+        let lp = log_probs(&model.feed(&[last])?, &opts.banned)?.remove(0);
         each_step(model);
         let (best, &p) = lp
             .iter()
@@ -192,7 +201,7 @@ pub fn beam_search(
     let mut last = vec![start];
     let mut done: Vec<Hypothesis> = Vec::new();
     for _ in 0..opts.max_len {
-        let lp = log_probs(&model.feed(&last)?)?;
+        let lp = log_probs(&model.feed(&last)?, &opts.banned)?;
         // Every (row, token) extension, best first; ties to the lower row, token.
         let mut cand: Vec<(f64, usize, u32)> = lp
             .iter()
@@ -203,7 +212,12 @@ pub fn beam_search(
                     .enumerate()
                     .map(move |(t, &p)| (base + p, r, t as u32))
             })
+            .filter(|c| c.0 > f64::NEG_INFINITY)
             .collect();
+        if cand.is_empty() {
+            live.clear();
+            break;
+        }
         let keep = (2 * k).min(cand.len());
         cand.select_nth_unstable_by(keep - 1, |a, b| {
             b.0.total_cmp(&a.0).then((a.1, a.2).cmp(&(b.1, b.2)))
@@ -298,6 +312,7 @@ mod tests {
             max_len: 5,
             eos: 0,
             length_penalty: 0.0,
+            banned: Vec::new(),
         }
     }
 
@@ -329,6 +344,51 @@ mod tests {
         assert!((b.log_prob - (0.4f64.ln() + 0.9f64.ln())).abs() < 1e-6);
         // The second step fed both hypotheses' last tokens.
         assert_eq!(t.fed[1], vec![1, 2]);
+        // With token 1 banned, greedy takes 2.
+        let mut t = table();
+        let o = SearchOptions {
+            banned: vec![1],
+            ..opts(1)
+        };
+        assert_eq!(beam_search(&mut t, 3, &o).unwrap().tokens, vec![2]);
+    }
+
+    #[test]
+    fn gpt_steps_with_reordered_rows_give_the_full_forward_numbers() {
+        use crate::gpt::GptConfig;
+        let config = GptConfig {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 8,
+            block_size: 8,
+            vocab_size: 11,
+            dropout: 0.0,
+            tie_weights: true,
+            bias: true,
+            activation: Default::default(),
+        };
+        let m = Gpt::new(config, &mut kindling_tensor::Rng::new(2)).unwrap();
+        let _g = no_grad();
+        let (a, b) = ([5i64, 6, 3, 7, 8], [5i64, 6, 3, 9, 10]);
+        let full = |ids: &[i64]| {
+            m.forward_ids(&Tensor::from_vec_i64(ids.to_vec(), &[1, 5]).unwrap(), None)
+                .unwrap()
+                .to_vec_f32()
+                .unwrap()
+        };
+        let (fa, fb) = (full(&a), full(&b));
+        let mut s = GptSteps::new(&m, &[5, 6]).unwrap();
+        s.feed(&[3]).unwrap();
+        // Two hypotheses from one, then swapped: rows follow their tokens.
+        s.select(&[0, 0]).unwrap();
+        s.feed(&[7, 9]).unwrap();
+        s.select(&[1, 0]).unwrap();
+        let got = s.feed(&[10, 8]).unwrap().to_vec_f32().unwrap();
+        for (row, want) in [(0, &fb), (1, &fa)] {
+            for (x, y) in got[row * 11..(row + 1) * 11].iter().zip(&want[4 * 11..]) {
+                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+            }
+        }
     }
 
     #[test]

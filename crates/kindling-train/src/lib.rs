@@ -36,6 +36,7 @@ pub mod sft_data;
 pub mod sft_run;
 pub mod sweep;
 pub mod trainer;
+pub mod translate_run;
 pub mod word2vec;
 
 pub mod error;

@@ -43,11 +43,15 @@ fn cell_px(t: usize) -> i32 {
     (480 / t.max(1) as i32).clamp(8, 28)
 }
 
-fn layout(t: usize, heads: usize) -> (usize, usize, i32, (u32, u32)) {
+/// For `heads` grids of `tr` query rows × `tc` key columns: the grid
+/// columns and rows, one grid's width with its margins, and the picture's
+/// size.
+fn layout(tr: usize, tc: usize, heads: usize) -> (usize, usize, i32, (u32, u32)) {
     let cols = (heads as f64).sqrt().ceil().max(1.0) as usize;
     let rows = heads.div_ceil(cols).max(1);
-    let side = LABEL_PX + cell_px(t) * t as i32 + GAP_PX;
-    let head_h = CAPTION_PX + cell_px(t) * t as i32 + LABEL_PX + GAP_PX;
+    let cell = cell_px(tr.max(tc));
+    let side = LABEL_PX + cell * tc as i32 + GAP_PX;
+    let head_h = CAPTION_PX + cell * tr as i32 + LABEL_PX + GAP_PX;
     let size = (
         (side * cols as i32 + BAR_PX) as u32,
         (head_h * rows as i32 + 10) as u32,
@@ -61,26 +65,28 @@ pub fn draw(path: &Path, tokens: &[String], matrices: &[(String, Vec<f32>)]) -> 
     draw_with_axes(path, tokens, tokens, matrices)
 }
 
-/// As [`draw`], for attention from one sequence to another of the same
-/// length (an encoder–decoder's output steps attending to source
-/// positions): `rows` label the queries down the left, `columns` the keys
-/// along the bottom.
+/// As [`draw`], for attention from one sequence to another (an
+/// encoder–decoder's output steps attending to source positions): `rows`
+/// label the queries down the left, `columns` the keys along the bottom;
+/// each matrix is `rows.len()` × `columns.len()`, row-major.
 pub fn draw_with_axes(
     path: &Path,
     rows: &[String],
     columns: &[String],
     matrices: &[(String, Vec<f32>)],
 ) -> PlotResult<()> {
-    let t = columns.len();
-    if rows.len() != t {
-        return Err(format!("{} row labels for {t} columns", rows.len()).into());
-    }
+    let (tr, tc) = (rows.len(), columns.len());
     for (title, m) in matrices {
-        if m.len() != t * t {
-            return Err(format!("{title}: {} weights for {t} tokens", m.len()).into());
+        if m.len() != tr * tc {
+            let what = if tr == tc {
+                format!("{tc} tokens")
+            } else {
+                format!("{tr} × {tc} tokens")
+            };
+            return Err(format!("{title}: {} weights for {what}", m.len()).into());
         }
     }
-    let (.., size) = layout(t, matrices.len());
+    let (.., size) = layout(tr, tc, matrices.len());
     draw_png(path, size, |root| paint(root, rows, columns, matrices))
 }
 
@@ -90,10 +96,10 @@ fn paint(
     columns: &[String],
     matrices: &[(String, Vec<f32>)],
 ) -> PlotResult<()> {
-    let t = columns.len();
-    let (cols, _, side, _) = layout(t, matrices.len());
-    let cell = cell_px(t);
-    let head_h = CAPTION_PX + cell * t as i32 + LABEL_PX + GAP_PX;
+    let (tr, tc) = (rows.len(), columns.len());
+    let (cols, _, side, _) = layout(tr, tc, matrices.len());
+    let cell = cell_px(tr.max(tc));
+    let head_h = CAPTION_PX + cell * tr as i32 + LABEL_PX + GAP_PX;
     let row_labels: Vec<String> = rows.iter().map(|s| visible_token(s)).collect();
     let labels: Vec<String> = columns.iter().map(|s| visible_token(s)).collect();
     let font_px = (cell as f64 * 0.7).clamp(9.0, 16.0);
@@ -107,9 +113,9 @@ fn paint(
             (x0, y0 - 8),
             TextStyle::from((SANS, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom)),
         ))?;
-        for i in 0..t {
-            for j in 0..t {
-                let p = m[i * t + j];
+        for i in 0..tr {
+            for j in 0..tc {
+                let p = m[i * tc + j];
                 let (x, y) = (x0 + j as i32 * cell, y0 + i as i32 * cell);
                 root.draw(&Rectangle::new(
                     [(x, y), (x + cell, y + cell)],
@@ -117,22 +123,25 @@ fn paint(
                 ))?;
             }
         }
-        let grid = cell * t as i32;
+        let (grid_w, grid_h) = (cell * tc as i32, cell * tr as i32);
         root.draw(&Rectangle::new(
-            [(x0, y0), (x0 + grid, y0 + grid)],
+            [(x0, y0), (x0 + grid_w, y0 + grid_h)],
             RGBColor(150, 150, 150),
         ))?;
-        for (i, (label, row_label)) in labels.iter().zip(&row_labels).enumerate() {
+        // Queries down the left, keys along the bottom.
+        for (i, row_label) in row_labels.iter().enumerate() {
             let mid = i as i32 * cell + cell / 2;
-            // Queries down the left, keys along the bottom.
             root.draw(&Text::new(
                 row_label.clone(),
                 (x0 - 4, y0 + mid),
                 label_style(row_label, Pos::new(HPos::Right, VPos::Center)),
             ))?;
+        }
+        for (j, label) in labels.iter().enumerate() {
+            let mid = j as i32 * cell + cell / 2;
             root.draw(&Text::new(
                 label.clone(),
-                (x0 + mid, y0 + grid + 4),
+                (x0 + mid, y0 + grid_h + 4),
                 label_style(label, Pos::new(HPos::Center, VPos::Top)),
             ))?;
         }
@@ -141,7 +150,7 @@ fn paint(
         .iter()
         .map(|&p| (p.sqrt(), super::axis_number(p as f64)))
         .collect();
-    let bar_h = (cell * t as i32).clamp(60, 300);
+    let bar_h = (cell * tr as i32).clamp(60, 300);
     draw_colour_bar(
         root,
         (cols as i32 * side + 8, CAPTION_PX + 18),
@@ -192,7 +201,7 @@ mod tests {
             })
             .collect();
         let matrices = vec![("head 0".to_string(), causal)];
-        let (cols, _, side, size) = layout(t, 1);
+        let (cols, _, side, size) = layout(t, t, 1);
         let px = render(size, |root| paint(root, &tokens, &tokens, &matrices)).unwrap();
         // The top of the bar (weight 1) is the darkest colour of the scale.
         let (x, y) = (cols as i32 * side + 8 + 8, CAPTION_PX + 18 + 1);
