@@ -5,17 +5,12 @@
 //! the real classical-modern corpus fetched into a temporary data root.
 
 mod common;
-use common::{json_of, kindling};
+use common::{
+    error_line, fetch_into, json_of, kindling, kindling_with_data, scratch_dir, shared_data,
+};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("kindling-lab-bert-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&d).ok();
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::process::Output;
 
 /// Windows of two ten-character cycles (every window is distinct), and
 /// sentences with 道 in them, one per line.
@@ -81,15 +76,6 @@ const TINY: &[&str] = &[
     "1",
 ];
 
-/// The one-line error of a failed run.
-fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "should fail");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
-}
-
 fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
     v.as_array()
         .unwrap()
@@ -106,7 +92,7 @@ fn matrix(v: &serde_json::Value) -> Vec<Vec<f64>> {
 
 #[test]
 fn tiny_bert_fills_in_masked_characters_and_draws_the_similarity_of_dao() {
-    let dir = temp_dir("cycles");
+    let dir = scratch_dir("lab-bert", "cycles");
     let data = cycle_corpus(&dir);
     let out = dir.join("run");
     let mut args = TINY.to_vec();
@@ -152,7 +138,7 @@ fn tiny_bert_fills_in_masked_characters_and_draws_the_similarity_of_dao() {
 
 #[test]
 fn bad_input_gives_one_line_errors() {
-    let dir = temp_dir("errors");
+    let dir = scratch_dir("lab-bert", "errors");
     let data = cycle_corpus(&dir);
     let line = error_line(&bert(&dir.join("a"), Path::new("no-such-corpus"), &[]));
     assert!(
@@ -192,43 +178,14 @@ fn bad_input_gives_one_line_errors() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if dir.join("classical-modern").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "{} not found: skipping the classical-modern run",
-            dir.display()
-        );
-        None
-    }
-}
-
 #[test]
 fn a_few_steps_on_the_classical_modern_corpus() {
-    let Some(shared) = shared_data() else { return };
-    let dir = temp_dir("real");
-    let root = dir.join("data");
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(args)
-            .env("KINDLING_DATA_DIR", &root)
-            .output()
-            .expect("binary runs")
+    let Some(shared) = shared_data("classical-modern") else {
+        return;
     };
-    let fetched = run(&[
-        "data",
-        "fetch",
-        "classical-modern",
-        "--from",
-        shared.to_str().unwrap(),
-    ]);
-    assert!(
-        fetched.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fetched.stderr)
-    );
+    let dir = scratch_dir("lab-bert", "real");
+    let root = dir.join("data");
+    fetch_into(&root, "classical-modern", &shared);
     let out = dir.join("run");
     let mut args = vec![
         "lab",
@@ -248,7 +205,7 @@ fn a_few_steps_on_the_classical_modern_corpus() {
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(&TINY[..10]);
-    let v = json_of(&run(&args));
+    let v = json_of(&kindling_with_data(&root, &args));
     assert!(v["train_sentences"].as_u64().unwrap() > 3000, "{v}");
     assert!(v["vocab_size"].as_u64().unwrap() > 500, "{v}");
     let acc = v["masked_token_accuracy"].as_f64().unwrap();

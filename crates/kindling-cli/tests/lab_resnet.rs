@@ -4,12 +4,11 @@
 //! part is skipped with a note when it is absent), and the one-line errors
 //! for bad flags, which need no data.
 
-#[allow(dead_code)] // this file runs the binary with its own data root
 mod common;
-use common::json_of;
+use common::{error_line, json_of, kindling_with_data, shared_data};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// A temporary data root and output place, removed on drop.
 struct Scratch(PathBuf);
@@ -24,11 +23,7 @@ impl Scratch {
     }
 
     fn kindling(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(args)
-            .env("KINDLING_DATA_DIR", self.0.join("data"))
-            .output()
-            .expect("binary runs")
+        kindling_with_data(&self.0.join("data"), args)
     }
 
     fn resnet(&self, out: &Path, extra: &[&str]) -> Output {
@@ -52,28 +47,6 @@ impl Drop for Scratch {
     }
 }
 
-fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if dir.join("fashion-mnist").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "{} has no fashion-mnist: skipping the training run",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// The one error line of a failed run.
-fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "should fail");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
-}
-
 const TINY: [&str; 8] = [
     "--depth",
     "8",
@@ -92,7 +65,7 @@ fn tiny_plain_and_residual_resnet8_write_results_and_the_figure() {
     let out = s.0.join("out");
     let line = error_line(&s.resnet(&out, &TINY));
     assert!(line.contains("kindling data fetch fashion-mnist"), "{line}");
-    let Some(shared) = shared_data() else {
+    let Some(shared) = shared_data("fashion-mnist") else {
         return;
     };
     let fetched = s.kindling(&[

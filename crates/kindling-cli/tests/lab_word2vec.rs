@@ -5,8 +5,11 @@
 //! errors. The word-vectors data set is fetched from the shared data beside
 //! the repository; without it the test says so and stops.
 
+mod common;
+use common::{error_line, json_of, kindling_with_data, shared_data};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 struct Scratch(PathBuf);
 
@@ -24,11 +27,7 @@ impl Scratch {
     }
 
     fn kindling(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kindling"))
-            .args(args)
-            .env("KINDLING_DATA_DIR", self.0.join("data"))
-            .output()
-            .expect("binary runs")
+        kindling_with_data(&self.0.join("data"), args)
     }
 }
 
@@ -36,35 +35,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         std::fs::remove_dir_all(&self.0).ok();
     }
-}
-
-fn shared_data() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if dir.join("word-vectors").is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("{} not found: skipping the word2vec test", dir.display());
-        None
-    }
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
-    serde_json::from_str(stdout.lines().last().expect("stdout")).expect("JSON last line")
-}
-
-/// The one-line error of a failed run.
-fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "should fail");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
 }
 
 /// Lowercase runs of 2-15 letters: the tokens the command should count.
@@ -76,7 +46,7 @@ fn count_tokens(text: &str) -> usize {
 
 #[test]
 fn word2vec_trains_saves_loads_and_scores_a_small_corpus() {
-    let Some(shared) = shared_data() else {
+    let Some(shared) = shared_data("word-vectors") else {
         return;
     };
     let s = Scratch::new("train");

@@ -4,6 +4,7 @@ use std::process::{Command, Output};
 
 /// Runs `kindling` with `args` against the repository's own data, whatever
 /// the caller's environment says.
+#[allow(dead_code)] // not every test file uses the repository's data
 pub fn kindling(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kindling"))
         .args(args)
