@@ -214,6 +214,30 @@ pub fn translate(args: Translate) -> CliResult<()> {
             r.beam.chrf.score
         ));
     }
+    for r in &o.results {
+        report.line(format!(
+            "{} {}: BLEU 95% bootstrap interval greedy [{:.2}, {:.2}], beam [{:.2}, {:.2}]",
+            r.direction.name(),
+            r.model.name(),
+            r.greedy.bleu_ci95[0],
+            r.greedy.bleu_ci95[1],
+            r.beam.bleu_ci95[0],
+            r.beam.bleu_ci95[1]
+        ));
+    }
+    for c in &o.comparisons {
+        report.line(format!(
+            "{}: {} − {} = {:+.2} BLEU, 95% interval [{:+.2}, {:+.2}], higher in {:.1}% of {} paired resamples",
+            c.direction.name(),
+            c.b,
+            c.a,
+            c.difference,
+            c.ci95[0],
+            c.ci95[1],
+            c.b_wins * 100.0,
+            translate_run::BOOTSTRAP_SAMPLES
+        ));
+    }
     report.line(format!(
         "BLEU: sacreBLEU's corpus BLEU with --tokenize zh, one reference; chrF: character 6-grams, β = 2; beam {} with length penalty {}",
         opts.beam, opts.length_penalty
@@ -226,10 +250,8 @@ pub fn translate(args: Translate) -> CliResult<()> {
             &a.output,
             &a.source,
             &[(
-                format!(
-                    "encoder–decoder {}, last decoder layer (mean of heads): output (rows) × source (columns)",
-                    a.direction.name()
-                ),
+                // Rows: the characters written; columns: the source.
+                format!("{}, last layer", a.direction.name()),
                 a.weights.clone(),
             )],
         )
@@ -239,7 +261,7 @@ pub fn translate(args: Translate) -> CliResult<()> {
             a.source.concat(),
             a.output
                 .iter()
-                .filter(|t| t.as_str() != "[SEP]")
+                .filter(|t| t.as_str() != translate_run::END_LABEL)
                 .cloned()
                 .collect::<String>(),
             png.display()
@@ -249,6 +271,8 @@ pub fn translate(args: Translate) -> CliResult<()> {
     report.line(format!("all in {:.1} s", o.seconds));
     let result = json!({
         "results": o.results,
+        "comparisons": o.comparisons,
+        "bootstrap_samples": translate_run::BOOTSTRAP_SAMPLES,
         "train_pairs": o.train_pairs,
         "heldout_pairs": o.heldout_pairs,
         "scored_pairs": o.scored_pairs,

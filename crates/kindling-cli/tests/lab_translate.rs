@@ -113,8 +113,19 @@ fn both_models_learn_a_character_cipher() {
             let bleu = r[how]["bleu"]["score"].as_f64().unwrap();
             let chrf = r[how]["chrf"]["score"].as_f64().unwrap();
             assert!(bleu >= floor && chrf > 0.0, "{how}: {r}");
+            let ci = &r[how]["bleu_ci95"];
+            let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+            assert!(lo <= hi && hi <= 100.0 + 1e-9 && lo >= 0.0, "{how}: {r}");
         }
         assert_eq!(r["direction"], "classical-modern");
+    }
+    // Beam against greedy for each model, and the two models with each
+    // decoding, by paired bootstrap.
+    let comparisons = v["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 4, "{v}");
+    for c in comparisons {
+        let w = c["b_wins"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&w), "{c}");
     }
     // The encoder–decoder's cross-attention is drawn for one sentence.
     let png = out.join("cross-attention-classical-modern.png");

@@ -609,10 +609,15 @@ impl Task for TranslateTask<'_> {
 #[derive(Clone, Debug, Serialize)]
 pub struct Scored {
     pub bleu: BleuScore,
+    /// 95% interval of BLEU over bootstrap resamples of the scored pairs.
+    pub bleu_ci95: [f64; 2],
     pub chrf: ChrfScore,
     /// Hypotheses cut at `max_len` without ending.
     pub unfinished: usize,
     pub seconds: f64,
+    /// Each pair's BLEU statistics, for the paired comparisons.
+    #[serde(skip)]
+    pub stats: Vec<Vec<f64>>,
 }
 
 /// One trained model's results.
@@ -629,28 +634,59 @@ pub struct ModelResult {
     pub steps: usize,
 }
 
-/// sacreBLEU's BLEU with `--tokenize zh` and its default chrF.
-pub fn score_corpus(hyps: &[String], refs: &[String]) -> Result<(BleuScore, ChrfScore)> {
-    let bleu = Bleu {
+/// The BLEU of this lab: sacreBLEU's, with `--tokenize zh`.
+pub fn bleu() -> Bleu {
+    Bleu {
         tokenize: Tokenize::Zh,
         ..Bleu::default()
-    };
+    }
+}
+
+/// Bootstrap resamples for the intervals, and their seed.
+pub const BOOTSTRAP_SAMPLES: usize = 1000;
+const BOOTSTRAP_SEED: u64 = 12345;
+
+/// The 2.5th and 97.5th percentiles.
+fn ci95(xs: &[f64]) -> [f64; 2] {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return [f64::NAN; 2];
+    }
+    let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    [at(0.025), at(0.975)]
+}
+
+/// sacreBLEU's BLEU with `--tokenize zh` and its default chrF, and each
+/// pair's BLEU statistics.
+pub fn score_corpus(
+    hyps: &[String],
+    refs: &[String],
+) -> Result<(BleuScore, ChrfScore, Vec<Vec<f64>>)> {
+    let bleu = bleu();
     let refs = vec![refs.to_vec()];
+    let stats = bleu
+        .segment_stats(hyps, &refs)
+        .map_err(|e| Error::Msg(e.to_string()))?;
     Ok((
         bleu.corpus_score(hyps, &refs)
             .map_err(|e| Error::Msg(e.to_string()))?,
         Chrf::default()
             .corpus_score(hyps, &refs)
             .map_err(|e| Error::Msg(e.to_string()))?,
+        stats,
     ))
 }
+
+/// How the closing `[SEP]` is labelled in the cross-attention picture.
+pub const END_LABEL: &str = "end";
 
 /// Cross-attention of the encoder–decoder for one sentence, greedy.
 pub struct CrossAttention {
     pub direction: Direction,
     pub source: Vec<String>,
     pub output: Vec<String>,
-    /// `[output tokens (with the closing [SEP]), source]`, row-major: the
+    /// `[output tokens (with the closing [SEP], labelled [`END_LABEL`]), source]`, row-major: the
     /// last decoder layer's weights averaged over heads.
     pub weights: Vec<f32>,
 }
@@ -685,7 +721,7 @@ fn cross_attention(
     let chars = |ids: &[u32]| ids.iter().map(|&i| token_text(vocab, i)).collect();
     let mut output: Vec<String> = chars(&h.tokens);
     if h.finished {
-        output.push("[SEP]".into());
+        output.push(END_LABEL.into());
     }
     Ok(CrossAttention {
         direction,
@@ -699,8 +735,72 @@ fn token_text(vocab: &CharVocab, id: u32) -> String {
     vocab.token(id).unwrap_or_else(|| "?".into())
 }
 
+/// Two systems on the same pairs, by paired bootstrap: `b − a` in BLEU.
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    pub direction: Direction,
+    pub a: String,
+    pub b: String,
+    /// BLEU of b minus BLEU of a on all the scored pairs.
+    pub difference: f64,
+    /// 95% interval of the difference over the resamples.
+    pub ci95: [f64; 2],
+    /// Share of resamples where b scores higher.
+    pub b_wins: f64,
+}
+
+fn compare(direction: Direction, a: (String, &Scored), b: (String, &Scored)) -> Comparison {
+    let runs = bleu().paired_bootstrap(
+        &[a.1.stats.clone(), b.1.stats.clone()],
+        BOOTSTRAP_SAMPLES,
+        BOOTSTRAP_SEED,
+    );
+    let diffs: Vec<f64> = runs[1].iter().zip(&runs[0]).map(|(y, x)| y - x).collect();
+    Comparison {
+        direction,
+        a: a.0,
+        b: b.0,
+        difference: b.1.bleu.score - a.1.bleu.score,
+        ci95: ci95(&diffs),
+        b_wins: diffs.iter().filter(|&&d| d > 0.0).count() as f64 / diffs.len().max(1) as f64,
+    }
+}
+
+/// For each model, beam against greedy; for each direction with both
+/// models, decoder-only against encoder–decoder with each decoding.
+pub fn comparisons(results: &[ModelResult], beam: usize) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for r in results {
+        out.push(compare(
+            r.direction,
+            (format!("{} greedy", r.model.name()), &r.greedy),
+            (format!("{} beam {beam}", r.model.name()), &r.beam),
+        ));
+    }
+    for r in results.iter().filter(|r| r.model == Arch::EncoderDecoder) {
+        let Some(d) = results
+            .iter()
+            .find(|d| d.model == Arch::DecoderOnly && d.direction == r.direction)
+        else {
+            continue;
+        };
+        for (how, x, y) in [
+            ("greedy".to_string(), &r.greedy, &d.greedy),
+            (format!("beam {beam}"), &r.beam, &d.beam),
+        ] {
+            out.push(compare(
+                r.direction,
+                (format!("encoder-decoder {how}"), x),
+                (format!("decoder-only {how}"), y),
+            ));
+        }
+    }
+    out
+}
+
 pub struct Outcome {
     pub results: Vec<ModelResult>,
+    pub comparisons: Vec<Comparison>,
     pub attention: Vec<CrossAttention>,
     pub vocab_size: usize,
     pub train_pairs: usize,
@@ -840,7 +940,12 @@ pub fn run(
                     bar.inc(1);
                 }
                 bar.finish_and_clear();
-                let (bleu, chrf) = score_corpus(&hyps, &refs)?;
+                let (bleu, chrf, stats) = score_corpus(&hyps, &refs)?;
+                let resampled = self::bleu().paired_bootstrap(
+                    &[stats.clone()],
+                    BOOTSTRAP_SAMPLES,
+                    BOOTSTRAP_SEED,
+                );
                 log(&format!(
                     "{name} {}: BLEU {:.2}, chrF {:.2} on {} held-out pairs ({} unfinished), {:.1} s",
                     if beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },
@@ -852,7 +957,9 @@ pub fn run(
                 ));
                 scores.push(Scored {
                     bleu,
+                    bleu_ci95: ci95(&resampled[0]),
                     chrf,
+                    stats,
                     unfinished,
                     seconds: t0.elapsed().as_secs_f64(),
                 });
@@ -901,6 +1008,7 @@ pub fn run(
         }
     }
     Ok(Outcome {
+        comparisons: comparisons(&results, opts.beam),
         results,
         attention,
         vocab_size: data.vocab.size(),
@@ -951,7 +1059,7 @@ mod tests {
     #[test]
     fn identical_output_scores_100_and_directions_parse() {
         let refs = vec!["学而时习之".to_string(), "不亦说乎".to_string()];
-        let (b, c) = score_corpus(&refs, &refs).unwrap();
+        let (b, c, _) = score_corpus(&refs, &refs).unwrap();
         assert!((b.score - 100.0).abs() < 1e-9);
         assert!((c.score - 100.0).abs() < 1e-9);
         assert_eq!(

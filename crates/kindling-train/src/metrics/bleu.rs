@@ -169,6 +169,65 @@ impl Bleu {
         ))
     }
 
+    /// Each segment's sufficient statistics (`[hyp_len, ref_len,
+    /// correct.., total..]`), which add up to the corpus score
+    /// ([`Self::score_of`]): what resampling needs.
+    pub fn segment_stats<S: AsRef<str>, R: AsRef<str>>(
+        &self,
+        hyps: &[S],
+        refs: &[Vec<R>],
+    ) -> Result<Vec<Vec<f64>>, MetricError> {
+        check_streams(hyps.len(), refs.iter().map(|r| r.len()))?;
+        Ok(hyps
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let rs: Vec<&str> = refs.iter().map(|r| r[i].as_ref()).collect();
+                self.segment(h.as_ref(), &rs)
+            })
+            .collect())
+    }
+
+    /// The corpus score of summed segment statistics.
+    pub fn score_of(&self, total: &[f64]) -> BleuScore {
+        let m = self.max_order;
+        self.compute(
+            total[2..2 + m].to_vec(),
+            total[2 + m..2 + 2 * m].to_vec(),
+            total[0] as usize,
+            total[1] as usize,
+        )
+    }
+
+    /// Paired bootstrap resampling (Koehn 2004, as `sacrebleu --paired-bs`
+    /// does it): `samples` times, draw as many segments as there are with
+    /// replacement, the same draw for every system, and score each system
+    /// on it. Returns, per system, its scores over the resamples.
+    pub fn paired_bootstrap(
+        &self,
+        systems: &[Vec<Vec<f64>>],
+        samples: usize,
+        seed: u64,
+    ) -> Vec<Vec<f64>> {
+        let n = systems.first().map_or(0, Vec::len);
+        let width = 2 + 2 * self.max_order;
+        let mut rng = kindling_tensor::Rng::new(seed);
+        let mut out = vec![Vec::with_capacity(samples); systems.len()];
+        for _ in 0..samples {
+            let draw: Vec<usize> = (0..n).map(|_| rng.below(n.max(1))).collect();
+            for (s, stats) in systems.iter().enumerate() {
+                let mut total = vec![0.0; width];
+                for &i in &draw {
+                    for (t, x) in total.iter_mut().zip(&stats[i]) {
+                        *t += x;
+                    }
+                }
+                out[s].push(self.score_of(&total).score);
+            }
+        }
+        out
+    }
+
     /// sacreBLEU's `compute_bleu`, step for step.
     fn compute(
         &self,
@@ -247,6 +306,42 @@ mod tests {
         let s = Bleu::default().corpus_score(&h, &[h.to_vec()]).unwrap();
         assert!((s.score - 100.0).abs() < 1e-9, "{}", s.format());
         assert_eq!(s.bp, 1.0);
+    }
+
+    #[test]
+    fn summed_segment_statistics_give_the_corpus_score_and_resampling_is_paired() {
+        let bleu = Bleu::default();
+        let hyps = ["a b c d", "the cat sat", "x y z w v", "one two three four"];
+        let worse = ["a b", "the dog sat", "x q z w v", "one two"];
+        let refs = vec![vec![
+            "a b c d e",
+            "the cat sat down",
+            "x y z w",
+            "one two three four",
+        ]];
+        let stats = bleu.segment_stats(&hyps, &refs).unwrap();
+        let mut total = vec![0.0; 10];
+        for s in &stats {
+            for (t, x) in total.iter_mut().zip(s) {
+                *t += x;
+            }
+        }
+        assert_eq!(
+            bleu.score_of(&total),
+            bleu.corpus_score(&hyps, &refs).unwrap()
+        );
+        let other = bleu.segment_stats(&worse, &refs).unwrap();
+        let runs = bleu.paired_bootstrap(&[stats.clone(), stats.clone(), other.clone()], 50, 7);
+        // The same system scores the same on every shared draw...
+        assert_eq!(runs[0], runs[1]);
+        // ... the draws differ from one another, and repeat with the seed.
+        assert!(runs[0].iter().any(|&x| x != runs[0][0]));
+        assert_eq!(
+            runs,
+            bleu.paired_bootstrap(&[stats.clone(), stats, other], 50, 7)
+        );
+        // Each worse segment is a sub-sequence of the better one's.
+        assert!(runs[0].iter().zip(&runs[2]).all(|(a, b)| a >= b));
     }
 
     #[test]
