@@ -214,6 +214,17 @@ pub fn translate(args: Translate) -> CliResult<()> {
             r.beam.chrf.score
         ));
     }
+    for c in &o.copy_baselines {
+        report.line(format!(
+            "{:<17} {:<17} {:>10} {:>9} {:>12.2} {:>11.2}",
+            c.direction.name(),
+            "copy the source",
+            "-",
+            "-",
+            c.bleu.score,
+            c.chrf.score
+        ));
+    }
     for r in &o.results {
         report.line(format!(
             "{} {}: BLEU 95% bootstrap interval greedy [{:.2}, {:.2}], beam [{:.2}, {:.2}]",
@@ -272,6 +283,7 @@ pub fn translate(args: Translate) -> CliResult<()> {
     let result = json!({
         "results": o.results,
         "comparisons": o.comparisons,
+        "copy_baselines": o.copy_baselines,
         "bootstrap_samples": translate_run::BOOTSTRAP_SAMPLES,
         "train_pairs": o.train_pairs,
         "heldout_pairs": o.heldout_pairs,

@@ -119,6 +119,10 @@ fn both_models_learn_a_character_cipher() {
         }
         assert_eq!(r["direction"], "classical-modern");
     }
+    // Copying the source shares no character with the cipher's target.
+    let copy = &v["copy_baselines"][0];
+    assert_eq!(copy["direction"], "classical-modern");
+    assert_eq!(copy["chrf"]["score"].as_f64().unwrap(), 0.0, "{copy}");
     // Beam against greedy for each model, and the two models with each
     // decoding, by paired bootstrap.
     let comparisons = v["comparisons"].as_array().unwrap();

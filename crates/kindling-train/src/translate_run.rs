@@ -798,8 +798,19 @@ pub fn comparisons(results: &[ModelResult], beam: usize) -> Vec<Comparison> {
     out
 }
 
+/// The "translation" that copies the source unchanged: classical and
+/// modern Chinese share most characters, so it scores well above zero,
+/// and what a model adds is measured from it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CopyBaseline {
+    pub direction: Direction,
+    pub bleu: BleuScore,
+    pub chrf: ChrfScore,
+}
+
 pub struct Outcome {
     pub results: Vec<ModelResult>,
+    pub copy_baselines: Vec<CopyBaseline>,
     pub comparisons: Vec<Comparison>,
     pub attention: Vec<CrossAttention>,
     pub vocab_size: usize,
@@ -845,7 +856,29 @@ pub fn run(
     ));
     let mut results = Vec::new();
     let mut attention = Vec::new();
+    let mut copy_baselines = Vec::new();
     for &direction in &opts.directions {
+        let (sources, refs): (Vec<String>, Vec<String>) = data
+            .heldout
+            .iter()
+            .take(opts.eval_pairs)
+            .map(|(p, _, _)| {
+                let (s, t) = direction.sides(p);
+                (s.to_string(), t.to_string())
+            })
+            .unzip();
+        let (bleu, chrf, _) = score_corpus(&sources, &refs)?;
+        log(&format!(
+            "{}: copying the source scores BLEU {:.2}, chrF {:.2}",
+            direction.name(),
+            bleu.score,
+            chrf.score
+        ));
+        copy_baselines.push(CopyBaseline {
+            direction,
+            bleu,
+            chrf,
+        });
         for &arch in &opts.models {
             let name = format!("{}-{}", arch.name(), direction.name());
             let path = run.file(&name);
@@ -1010,6 +1043,7 @@ pub fn run(
     Ok(Outcome {
         comparisons: comparisons(&results, opts.beam),
         results,
+        copy_baselines,
         attention,
         vocab_size: data.vocab.size(),
         train_pairs: data.train.len(),
