@@ -295,6 +295,7 @@ pub fn translate(args: Translate) -> CliResult<()> {
         "beam": opts.beam,
         "length_penalty": opts.length_penalty,
         "pictures": pictures,
+        "cross_attention": o.attention,
         "seconds": o.seconds,
         "out": args.run.out,
     });

@@ -682,6 +682,7 @@ pub fn score_corpus(
 pub const END_LABEL: &str = "end";
 
 /// Cross-attention of the encoder–decoder for one sentence, greedy.
+#[derive(Clone, Debug, Serialize)]
 pub struct CrossAttention {
     pub direction: Direction,
     pub source: Vec<String>,
