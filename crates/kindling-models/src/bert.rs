@@ -7,7 +7,7 @@
 //! embeddings and no next-sentence head: the model sees one sentence at a
 //! time, `[CLS] text [SEP]`.
 
-use crate::transformer::{init_std, linear, EncoderLayer};
+use crate::transformer::{check_sizes, init_std, linear, EncoderLayer};
 use kindling_nn::attention::key_padding_mask;
 use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{Embedding, LayerNorm, Linear, Module};
@@ -26,24 +26,17 @@ pub struct BertConfig {
 
 impl BertConfig {
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("vocab_size", self.vocab_size),
-            ("n_layer", self.n_layer),
-            ("n_head", self.n_head),
-            ("n_embd", self.n_embd),
-            ("max_len", self.max_len),
-        ] {
-            if v == 0 {
-                return Err(Error::msg(format!("`{name}` must be at least 1")));
-            }
-        }
-        if !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(Error::msg(format!(
-                "`n_embd` {} must be divisible by `n_head` {}",
-                self.n_embd, self.n_head
-            )));
-        }
-        Ok(())
+        check_sizes(
+            &[
+                ("vocab_size", self.vocab_size),
+                ("n_layer", self.n_layer),
+                ("n_head", self.n_head),
+                ("n_embd", self.n_embd),
+                ("max_len", self.max_len),
+            ],
+            self.n_embd,
+            self.n_head,
+        )
     }
 }
 

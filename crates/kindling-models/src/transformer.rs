@@ -81,6 +81,22 @@ impl EncoderLayer {
     }
 }
 
+/// A Transformer config's sizes: each at least 1 (named in the error),
+/// and the width divisible by the heads.
+pub(crate) fn check_sizes(sizes: &[(&str, usize)], n_embd: usize, n_head: usize) -> Result<()> {
+    if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+        return Err(kindling_tensor::Error::msg(format!(
+            "`{name}` must be at least 1"
+        )));
+    }
+    if n_head == 0 || !n_embd.is_multiple_of(n_head) {
+        return Err(kindling_tensor::Error::msg(format!(
+            "`n_embd` {n_embd} must be divisible by `n_head` {n_head}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn init_std(layers: usize) -> (f32, f32) {
     (0.02, 0.02 / (2.0 * layers.max(1) as f32).sqrt())
 }

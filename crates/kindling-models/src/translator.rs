@@ -12,7 +12,7 @@
 //! a key/value cache ([`Translator::start`], [`Translator::step`]), which
 //! gives the same numbers.
 
-use crate::transformer::{init_std, DecoderLayer, EncoderLayer};
+use crate::transformer::{check_sizes, init_std, DecoderLayer, EncoderLayer};
 use kindling_nn::attention::{causal_mask, key_padding_mask};
 use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{Embedding, LayerNorm, Linear, Module};
@@ -34,25 +34,18 @@ pub struct TranslatorConfig {
 
 impl TranslatorConfig {
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("vocab_size", self.vocab_size),
-            ("n_enc_layer", self.n_enc_layer),
-            ("n_dec_layer", self.n_dec_layer),
-            ("n_head", self.n_head),
-            ("n_embd", self.n_embd),
-            ("max_len", self.max_len),
-        ] {
-            if v == 0 {
-                return Err(Error::msg(format!("`{name}` must be at least 1")));
-            }
-        }
-        if !self.n_embd.is_multiple_of(self.n_head) {
-            return Err(Error::msg(format!(
-                "`n_embd` {} must be divisible by `n_head` {}",
-                self.n_embd, self.n_head
-            )));
-        }
-        Ok(())
+        check_sizes(
+            &[
+                ("vocab_size", self.vocab_size),
+                ("n_enc_layer", self.n_enc_layer),
+                ("n_dec_layer", self.n_dec_layer),
+                ("n_head", self.n_head),
+                ("n_embd", self.n_embd),
+                ("max_len", self.max_len),
+            ],
+            self.n_embd,
+            self.n_head,
+        )
     }
 }
 

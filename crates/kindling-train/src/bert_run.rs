@@ -66,7 +66,7 @@ pub struct BertOptions {
 
 impl BertOptions {
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        crate::error::at_least_one(&[
             ("n_layer", self.n_layer),
             ("n_head", self.n_head),
             ("n_embd", self.n_embd),
@@ -75,11 +75,7 @@ impl BertOptions {
             ("eval_every", self.eval_every),
             ("eval_sentences", self.eval_sentences),
             ("min_count", self.min_count),
-        ] {
-            if v == 0 {
-                return Err(Error::option(name, "must be at least 1"));
-            }
-        }
+        ])?;
         if self.max_len < 3 {
             return Err(Error::option(
                 "max_len",

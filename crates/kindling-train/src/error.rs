@@ -50,6 +50,15 @@ impl Error {
     }
 }
 
+/// An [`Error::Option`] for the first of `fields` (option name, value)
+/// that is 0: every size and count an options struct checks this way.
+pub fn at_least_one(fields: &[(&'static str, usize)]) -> Result<()> {
+    match fields.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(Error::option(name, "must be at least 1")),
+        None => Ok(()),
+    }
+}
+
 impl From<String> for Error {
     fn from(s: String) -> Self {
         Error::Msg(s)

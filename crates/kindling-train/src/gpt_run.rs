@@ -6,7 +6,7 @@
 use crate::plot::{Panel, Series};
 use crate::run_dir::RunDir;
 use crate::trainer::{self, Bar, Evaluated, Period, Plan, Task, Trainer};
-use crate::{Error, Result};
+use crate::Result;
 use kindling_data::char_tokenizer::CharTokenizer;
 use kindling_data::token_data::{get_batch, TokenData};
 use kindling_models::gpt::{Gpt, GptConfig};
@@ -128,11 +128,7 @@ impl GptTrainOptions {
             ("eval_iters", self.eval_iters),
             ("accum_steps", self.accum_steps),
         ];
-        for (flag, v) in positive {
-            if v == 0 {
-                return Err(Error::option(flag, "must be at least 1"));
-            }
-        }
+        crate::error::at_least_one(&positive)?;
         crate::optimizer::check_settings(
             self.lr,
             Some(self.min_lr),

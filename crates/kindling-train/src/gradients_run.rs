@@ -68,17 +68,13 @@ impl GradientsOptions {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        crate::error::at_least_one(&[
             ("depth", self.depth),
             ("width", self.width),
             ("epochs", self.epochs),
             ("batch_size", self.batch_size),
             ("record_every", self.record_every),
-        ] {
-            if v == 0 {
-                return Err(crate::Error::option(name, "must be at least 1"));
-            }
-        }
+        ])?;
         if !matches!(self.activation.as_str(), "sigmoid" | "tanh" | "relu") {
             return Err(crate::Error::option(
                 "activation",

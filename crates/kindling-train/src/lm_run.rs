@@ -137,7 +137,7 @@ impl LmTrainOptions {
                 format!("`{}`: must be llama or gpt2", self.arch),
             ));
         }
-        for (flag, v) in [
+        crate::error::at_least_one(&[
             ("n_layer", self.n_layer),
             ("n_head", self.n_head),
             ("n_embd", self.n_embd),
@@ -146,11 +146,7 @@ impl LmTrainOptions {
             ("eval_interval", self.eval_interval),
             ("eval_iters", self.eval_iters),
             ("accum_steps", self.accum_steps),
-        ] {
-            if v == 0 {
-                return Err(Error::option(flag, "must be at least 1"));
-            }
-        }
+        ])?;
         crate::optimizer::check_settings(
             self.lr,
             Some(self.min_lr),

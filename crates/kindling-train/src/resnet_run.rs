@@ -96,11 +96,7 @@ impl ResnetOptions {
                 ),
             )
         })?;
-        for (name, v) in [("epochs", self.epochs), ("batch_size", self.batch_size)] {
-            if v == 0 {
-                return Err(crate::Error::option(name, "must be at least 1"));
-            }
-        }
+        crate::error::at_least_one(&[("epochs", self.epochs), ("batch_size", self.batch_size)])?;
         for (name, v) in [
             ("lr", self.lr),
             ("momentum", self.momentum),

@@ -134,7 +134,7 @@ pub struct TranslateOptions {
 
 impl TranslateOptions {
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
+        crate::error::at_least_one(&[
             ("n_layer", self.n_layer),
             ("n_head", self.n_head),
             ("n_embd", self.n_embd),
@@ -146,11 +146,7 @@ impl TranslateOptions {
             ("eval_pairs", self.eval_pairs),
             ("beam", self.beam),
             ("min_count", self.min_count),
-        ] {
-            if v == 0 {
-                return Err(Error::option(name, "must be at least 1"));
-            }
-        }
+        ])?;
         if self.models.is_empty() {
             return Err(Error::option("models", "name at least one model"));
         }
