@@ -14,7 +14,7 @@ use crate::generate::{
     check_prompt, ids_tensor, CausalLm, Decoding, GenerateOptions, Generation, Next, StopReason,
 };
 use crate::kv::KvCache;
-use kindling_tensor::{no_grad, Result, Rng};
+use kindling_tensor::{no_grad, on_kernel_threads, Result, Rng};
 use std::time::Instant;
 
 /// A sequence's handle, unique within its [`BatchGenerator`].
@@ -89,10 +89,8 @@ impl<'m> BatchGenerator<'m> {
         self.next_id += 1;
         let t0 = Instant::now();
         let mut cache = self.model.new_cache();
-        let logits = self
-            .model
-            .forward_last(&ids_tensor(prompt)?, &mut cache)?
-            .to_vec_f32()?;
+        let (model, ids) = (self.model, ids_tensor(prompt)?);
+        let logits = on_kernel_threads(|| model.forward_last(&ids, &mut cache))?.to_vec_f32()?;
         let mut seq = Sequence {
             id,
             cache,
@@ -133,7 +131,8 @@ impl<'m> BatchGenerator<'m> {
         let logits = {
             let mut caches: Vec<&mut KvCache> =
                 self.seqs.iter_mut().map(|s| &mut s.cache).collect();
-            self.model.decode_batch(&tokens, &mut caches)?
+            let model = self.model;
+            on_kernel_threads(|| model.decode_batch(&tokens, &mut caches))?
         };
         let vocab = self.model.vocab_size();
         let ctx = self.model.context_len();

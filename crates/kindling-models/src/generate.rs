@@ -11,7 +11,7 @@ use crate::gpt::Gpt;
 use crate::kv::KvCache;
 use crate::llama::Llama;
 use crate::sampling::Sampling;
-use kindling_tensor::{cat, no_grad, Error, Result, Rng, Tensor};
+use kindling_tensor::{cat, no_grad, on_kernel_threads, Error, Result, Rng, Tensor};
 
 /// What a generator needs of a model.
 pub trait CausalLm: Send + Sync {
@@ -350,9 +350,9 @@ impl<'m> Generator<'m> {
             self.reset();
         }
         let new = &prompt[self.fed.len()..];
-        let logits = self
-            .model
-            .forward_last(&ids_tensor(new)?, &mut self.cache)?;
+        let (model, cache) = (self.model, &mut self.cache);
+        let ids = ids_tensor(new)?;
+        let logits = on_kernel_threads(|| model.forward_last(&ids, cache))?;
         self.fed.extend_from_slice(new);
         Ok((logits.to_vec_f32()?, new.len()))
     }
@@ -388,17 +388,18 @@ impl<'m> Generator<'m> {
             let ctx = self.model.context_len();
             let l = if self.fed.len() < ctx {
                 self.fed.push(next);
-                self.model
-                    .forward_last(&ids_tensor(&[next])?, &mut self.cache)?
+                let (model, cache) = (self.model, &mut self.cache);
+                let ids = ids_tensor(&[next])?;
+                on_kernel_threads(|| model.forward_last(&ids, cache))?
             } else if self.options.slide {
                 // The last half of the context (ending with `next`) again.
                 let keep = (ctx / 2).max(1);
                 let mut window = self.fed[self.fed.len() + 1 - keep..].to_vec();
                 window.push(next);
                 self.reset();
-                let l = self
-                    .model
-                    .forward_last(&ids_tensor(&window)?, &mut self.cache)?;
+                let (model, cache) = (self.model, &mut self.cache);
+                let ids = ids_tensor(&window)?;
+                let l = on_kernel_threads(|| model.forward_last(&ids, cache))?;
                 self.fed = window;
                 l
             } else {
