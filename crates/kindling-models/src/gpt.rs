@@ -5,10 +5,10 @@
 //! follow nanoGPT/GPT-2 (`wte`, `h.0.attn.c_attn`, ...); Hugging Face's
 //! GPT-2 is this model with `activation: gelu_tanh` (see `gpt2_files`).
 
-use crate::kv::{attend_to_cache, KvCache};
+use crate::kv::KvCache;
 use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{Embedding, LayerNorm, Linear, Module};
-use kindling_tensor::{cat, no_grad, Error, Result, Rng, Tensor};
+use kindling_tensor::{no_grad, Error, Result, Rng, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// The MLP's GELU. nanoGPT (and Kindling's checkpoints) use the exact one;
@@ -118,7 +118,8 @@ impl Module for Mlp {
 
 /// A layer's slot in the KV cache and the number of positions before the
 /// new ones.
-type CacheSlot<'a> = Option<(&'a mut Option<(Tensor, Tensor)>, usize)>;
+/// A layer's place in a KV cache: the cache and the layer's index.
+type CacheSlot<'a> = Option<(&'a mut KvCache, usize)>;
 
 pub struct Block {
     pub ln_1: LayerNorm,
@@ -160,23 +161,20 @@ impl Attention {
     /// appended to the cache; the new queries attend to every cached
     /// position before their own.
     fn forward_cached(&self, x: &Tensor, slot: CacheSlot) -> Result<Tensor> {
-        let Some((slot, past)) = slot else {
+        let Some((cache, layer)) = slot else {
             return Ok(self.forward(x, false)?.0);
         };
         let (b, t, c) = (x.shape()[0], x.shape()[1], x.shape()[2]);
         let (h, d) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(x)?;
         let head = |i: usize| qkv.narrow(-1, i * c, c)?.reshape(&[b, t, h, d]);
-        let (k, v) = match slot.take() {
-            Some((pk, pv)) => (cat(&[&pk, &head(1)?], 1)?, cat(&[&pv, &head(2)?], 1)?),
-            None => (head(1)?, head(2)?),
-        };
-        *slot = Some((k.detach(), v.detach()));
+        let past = cache.len();
+        let (k, v) = cache.append(layer, &head(1)?, &head(2)?)?;
         let y = if past == 0 {
             // Prefill: the fused causal kernel on the packed projection.
             qkv.causal_self_attention(h)?.0
         } else {
-            attend_to_cache(&head(0)?, &k, &v, past)?
+            head(0)?.attend_kv(&k, &v, past)?
         };
         self.c_proj.forward(&y)
     }
@@ -318,7 +316,7 @@ impl Gpt {
             .forward_ids(idx)?
             .add(&self.wpe.forward_ids(&pos)?)?;
         for (l, block) in self.h.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| (c.layer(l), start));
+            let slot = cache.as_deref_mut().map(|c| (c, l));
             x = block.forward_cached(&x, slot)?;
         }
         if let Some(c) = cache {

@@ -8,7 +8,7 @@
 //! so a `model.safetensors` loads and saves without renaming; GGUF's names
 //! (`blk.0.attn_q.weight`) map through [`gguf_name`].
 
-use crate::kv::{attend_to_cache, KvCache};
+use crate::kv::KvCache;
 use kindling_nn::module::{join_name, visit_child};
 use kindling_nn::{Embedding, Linear, Module, RmsNorm};
 use kindling_tensor::{cat, Error, Result, Rng, Tensor};
@@ -146,21 +146,6 @@ fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
         .reshape(&[s[0], s[1], s[2] * rep, s[3]])
 }
 
-/// Appends new keys and values `[B, T, H_kv, D]` to a layer's cache slot
-/// and returns all of them (cached first).
-fn append_kv(
-    slot: &mut Option<(Tensor, Tensor)>,
-    k: Tensor,
-    v: Tensor,
-) -> Result<(Tensor, Tensor)> {
-    let (k, v) = match slot.take() {
-        Some((pk, pv)) => (cat(&[&pk, &k], 1)?, cat(&[&pv, &v], 1)?),
-        None => (k, v),
-    };
-    *slot = Some((k.detach(), v.detach()));
-    Ok((k, v))
-}
-
 /// cos/sin `[T, D/2]` of the rotation angles `pos · θ^(-2i/D)` for positions
 /// `start..start+t`. The inverse frequencies and the products are rounded to
 /// f32 as `LlamaRotaryEmbedding` rounds them, so long prompts (angles in the
@@ -242,26 +227,22 @@ impl Attention {
     }
 
     /// One new token of each of several independent sequences, `x [1, N, C]`
-    /// (row i continuing the cache `slots[i]` holding `past` positions; `rope`
-    /// has row i at that position): the projections run on all N rows at
-    /// once, the attention per sequence against its own cache.
+    /// (row i continuing `caches[i]`, whose slot `layer` is this layer's;
+    /// `rope` has row i at that cache's position): the projections run on
+    /// all N rows at once, the attention per sequence against its own cache.
     fn forward_decode(
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        slots: &mut [(&mut Option<(Tensor, Tensor)>, usize)],
+        caches: &mut [&mut KvCache],
+        layer: usize,
     ) -> Result<Tensor> {
         let (q, k, v) = self.project(x, rope)?;
-        let rep = self.n_head / self.n_kv_head;
-        let mut rows = Vec::with_capacity(slots.len());
-        for (i, (slot, past)) in slots.iter_mut().enumerate() {
-            let (ki, vi) = append_kv(slot, k.narrow(1, i, 1)?, v.narrow(1, i, 1)?)?;
-            rows.push(attend_to_cache(
-                &q.narrow(1, i, 1)?,
-                &repeat_kv(&ki, rep)?,
-                &repeat_kv(&vi, rep)?,
-                *past,
-            )?);
+        let mut rows = Vec::with_capacity(caches.len());
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let past = cache.len();
+            let (ki, vi) = cache.append(layer, &k.narrow(1, i, 1)?, &v.narrow(1, i, 1)?)?;
+            rows.push(q.narrow(1, i, 1)?.attend_kv(&ki, &vi, past)?);
         }
         self.o_proj
             .forward(&cat(&rows.iter().collect::<Vec<_>>(), 1)?)
@@ -271,7 +252,7 @@ impl Attention {
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+        cache: Option<(&mut KvCache, usize)>,
         segments: Option<&[usize]>,
     ) -> Result<Tensor> {
         let (b, t) = (x.shape()[0], x.shape()[1]);
@@ -279,9 +260,16 @@ impl Attention {
         let (q, k, v) = self.project(x, rope)?;
         let (k, v, past) = match cache {
             None => (k, v, 0),
-            Some((slot, past)) => {
-                let (k, v) = append_kv(slot, k, v)?;
-                (k, v, past)
+            Some((cache, layer)) => {
+                let past = cache.len();
+                let (all_k, all_v) = cache.append(layer, &k, &v)?;
+                // From position 0 the new keys are all of them (and are
+                // contiguous, unlike the buffer's view).
+                if past == 0 {
+                    (k, v, 0)
+                } else {
+                    (all_k, all_v, past)
+                }
             }
         };
         let rep = h / kvh;
@@ -311,8 +299,8 @@ impl Attention {
                 _ => qkv.causal_self_attention(h)?.0,
             }
         } else {
-            // New queries against cached keys.
-            attend_to_cache(&q, &repeat_kv(&k, rep)?, &repeat_kv(&v, rep)?, past)?
+            // New queries against cached keys, read in place.
+            q.attend_kv(&k, &v, past)?
         };
         self.o_proj.forward(&y)
     }
@@ -331,7 +319,7 @@ impl Block {
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        cache: Option<(&mut Option<(Tensor, Tensor)>, usize)>,
+        cache: Option<(&mut KvCache, usize)>,
         segments: Option<&[usize]>,
     ) -> Result<Tensor> {
         let x = x.add(&self.self_attn.forward(
@@ -353,12 +341,14 @@ impl Block {
         &self,
         x: &Tensor,
         rope: &(Tensor, Tensor),
-        slots: &mut [(&mut Option<(Tensor, Tensor)>, usize)],
+        caches: &mut [&mut KvCache],
+        layer: usize,
     ) -> Result<Tensor> {
         let x = x.add(&self.self_attn.forward_decode(
             &self.input_layernorm.forward(x)?,
             rope,
-            slots,
+            caches,
+            layer,
         )?)?;
         x.add(
             &self
@@ -597,7 +587,7 @@ impl Llama {
         let rope = rope_tables(start, t, self.config.head_dim(), self.config.rope_theta)?;
         let mut x = self.embed_tokens.forward_ids(ids)?;
         for (l, block) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| (c.layer(l), start));
+            let slot = cache.as_deref_mut().map(|c| (c, l));
             x = block.forward(&x, &rope, slot, None)?;
         }
         if let Some(c) = cache {
@@ -699,14 +689,7 @@ impl Llama {
         let ids = Tensor::from_vec_i64(tokens.iter().map(|&t| t as i64).collect(), &[1, n])?;
         let mut x = self.embed_tokens.forward_ids(&ids)?;
         for (l, block) in self.layers.iter().enumerate() {
-            let mut slots: Vec<_> = caches
-                .iter_mut()
-                .map(|c| {
-                    let past = c.len();
-                    (c.layer(l), past)
-                })
-                .collect();
-            x = block.forward_decode(&x, &rope, &mut slots)?;
+            x = block.forward_decode(&x, &rope, caches, l)?;
         }
         for c in caches.iter_mut() {
             c.advance(1);

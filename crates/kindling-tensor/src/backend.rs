@@ -112,6 +112,19 @@ impl AttentionGeometry {
     }
 }
 
+/// New queries `[batch, t, heads, d]` at positions `past..past+t` against
+/// keys and values `[batch, past+t, kv_heads, d]` (a KV cache's; query head
+/// h reads key/value head h / (heads / kv_heads), grouped-query attention).
+#[derive(Clone, Copy, Debug)]
+pub struct CachedAttentionGeometry {
+    pub batch: usize,
+    pub t: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub d: usize,
+    pub past: usize,
+}
+
 /// conv2d of `[batch, in_channels, height, width]` (NCHW) with square
 /// stride and zero padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,6 +379,18 @@ pub(crate) trait Backend: Send + Sync {
         probs: &Tensor,
         g: &AttentionGeometry,
     ) -> Result<Storage>;
+    /// `y [B, T, H·D]` of `q` (contiguous) over the views `k` and `v`,
+    /// whose `[kv_heads, d]` rows are contiguous and whose batch and
+    /// position strides are the layout's (a KV cache's buffer read in
+    /// place). No backward: the op falls back to composite ops when a
+    /// gradient is needed.
+    fn attention_cached(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        g: &CachedAttentionGeometry,
+    ) -> Result<Storage>;
     /// `(out, saved)`: `saved` is whatever backward needs besides x and w
     /// (the patch matrix, on the CPU).
     fn conv2d(
@@ -466,6 +491,9 @@ pub(crate) trait Backend: Send + Sync {
     fn sum_squares(&self, x: &Tensor) -> Result<f64>;
     /// `x *= s` in place.
     fn scale_in_place(&self, x: &Tensor, s: f32) -> Result<()>;
+    /// Writes `src`'s elements (row-major) into the view `dst` in place,
+    /// through its layout; the two share no storage.
+    fn assign(&self, dst: &Tensor, src: &Tensor) -> Result<()>;
 }
 
 impl Device {

@@ -135,3 +135,99 @@ fn packed_qkv_attention_matches_finite_differences_and_the_split_heads_op() {
     let err = qkv.causal_self_attention(4).unwrap_err().to_string();
     assert!(err.contains("causal_self_attention"), "{err}");
 }
+
+/// Keys and values `[B, Tk, H_kv, D]` as a KV cache holds them: a view of
+/// the first `tk` positions of a larger buffer (a strided view).
+fn cached_view(b: usize, tk: usize, kvh: usize, d: usize, rng: &mut Rng) -> Tensor {
+    Tensor::randn(&[b, tk + 7, kvh, d], 0.0, 1.0, rng)
+        .narrow(1, 0, tk)
+        .unwrap()
+}
+
+#[test]
+fn attention_over_a_kv_cache_equals_the_composed_ops_and_their_gradient() {
+    let mut rng = Rng::new(8);
+    // (batch, new positions, past, heads, kv heads, head size): one decoding
+    // step, a prompt continuing a cache (the mask matters), grouped-query.
+    for (b, t, past, h, kvh, d) in [
+        (1, 1, 9, 9, 3, 64),
+        (2, 4, 5, 4, 2, 8),
+        (1, 3, 0, 2, 2, 5),
+        (1, 40, 200, 6, 3, 16),
+    ] {
+        let q = Tensor::randn(&[b, t, h, d], 0.0, 1.0, &mut rng);
+        let (k, v) = (
+            cached_view(b, past + t, kvh, d, &mut rng),
+            cached_view(b, past + t, kvh, d, &mut rng),
+        );
+        let fused = {
+            let _g = kindling_tensor::no_grad();
+            q.attend_kv(&k, &v, past).unwrap()
+        };
+        // With a gradient to record, the op runs as composite ops.
+        let qg = q.detach().requires_grad_(true);
+        let composed = qg.attend_kv(&k, &v, past).unwrap();
+        assert_eq!(fused.shape(), &[b, t, h * d]);
+        let (a, c) = (fused.to_vec_f32().unwrap(), composed.to_vec_f32().unwrap());
+        let worst = a
+            .iter()
+            .zip(&c)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-5,
+            "{b} {t} {past} {h} {kvh} {d}: differ by {worst}"
+        );
+    }
+    // The composite path's gradient, by finite differences (GQA, past > 0).
+    let inputs = vec![
+        Tensor::randn(&[1, 2, 4, 3], 0.0, 1.0, &mut rng),
+        Tensor::randn(&[1, 5, 2, 3], 0.0, 1.0, &mut rng),
+        Tensor::randn(&[1, 5, 2, 3], 0.0, 1.0, &mut rng),
+    ];
+    gradcheck(&inputs, |t| t[0].attend_kv(&t[1], &t[2], 3)).unwrap();
+    let e = inputs[0]
+        .attend_kv(&inputs[1], &inputs[2], 2)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("attend_kv"), "{e}");
+}
+
+#[test]
+fn assign_writes_into_a_view_in_place() {
+    let buffer = Tensor::zeros(&[2, 4, 3]);
+    let src = Tensor::from_vec((1..=12).map(|x| x as f32).collect(), &[2, 2, 3]).unwrap();
+    // A strided source: the same values through a transposed layout.
+    let src_t = src
+        .transpose(1, 2)
+        .unwrap()
+        .contiguous()
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+    assert!(!src_t.layout().is_contiguous());
+    buffer.narrow(1, 1, 2).unwrap().assign_(&src_t).unwrap();
+    let got = buffer.to_vec_f32().unwrap();
+    let want: Vec<f32> = [
+        [0., 0., 0.],
+        [1., 2., 3.],
+        [4., 5., 6.],
+        [0., 0., 0.],
+        [0., 0., 0.],
+        [7., 8., 9.],
+        [10., 11., 12.],
+        [0., 0., 0.],
+    ]
+    .concat();
+    assert_eq!(got, want);
+    assert!(buffer
+        .narrow(1, 0, 2)
+        .unwrap()
+        .assign_(&src.narrow(1, 0, 1).unwrap())
+        .is_err());
+    assert!(buffer
+        .narrow(1, 0, 2)
+        .unwrap()
+        .assign_(&buffer.narrow(1, 2, 2).unwrap())
+        .is_err());
+}

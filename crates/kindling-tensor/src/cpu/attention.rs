@@ -12,7 +12,7 @@
 use super::matmul::{gemm_output, gemm_serial_into};
 use super::simd;
 use super::softmax::softmax_in_place;
-use crate::backend::AttentionGeometry;
+use crate::backend::{AttentionGeometry, CachedAttentionGeometry};
 use crate::backend::{Gemm, Mat};
 use rayon::prelude::*;
 
@@ -82,6 +82,87 @@ pub fn forward(qkv: &[f32], g: &AttentionGeometry) -> (Vec<f32>, Vec<f32>) {
             .for_each(one);
     }
     (y, probs)
+}
+
+/// Keys or values `[B, Tk, kv_heads, d]` read in place: element
+/// `[b, j, h, e]` is `data[b·batch_stride + j·pos_stride + h·d + e]`.
+pub struct KvView<'a> {
+    pub data: &'a [f32],
+    pub batch_stride: usize,
+    pub pos_stride: usize,
+}
+
+/// Attention of new queries over a KV cache, `y [B, T, H·D]`: query i of
+/// `q [B, T, H, D]` sees keys 0..=past+i, head h those of kv head
+/// h / (H / kv_heads). A decoding step is one query row: one dot product
+/// and one scaled add of `d` values per cached position and head, no GEMM
+/// set-up, no mask, no copy of the cache. Rows in parallel when there is
+/// enough work (a prompt continuing a conversation).
+pub fn cached(q: &[f32], k: &KvView, v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
+    let (t, hd) = (g.t, g.heads * g.d);
+    assert_eq!(q.len(), g.batch * t * hd, "attention_cached: q size");
+    let mut y = vec![0f32; g.batch * t * hd];
+    let row = |(r, out): (usize, &mut [f32])| {
+        simd::dispatch(CachedRow {
+            q: &q[r * hd..(r + 1) * hd],
+            k,
+            v,
+            b: r / t,
+            keys: g.past + r % t + 1,
+            g,
+            out,
+        })
+    };
+    if g.batch * t > 1 && g.batch * t * (g.past + t) * hd >= super::PARALLEL_MIN_ELEMS {
+        y.par_chunks_mut(hd).enumerate().for_each(row);
+    } else {
+        y.chunks_mut(hd).enumerate().for_each(row);
+    }
+    y
+}
+
+/// One query row (all heads) of `cached`, written into `out [H·D]` (zeros).
+struct CachedRow<'a> {
+    q: &'a [f32],
+    k: &'a KvView<'a>,
+    v: &'a KvView<'a>,
+    b: usize,
+    keys: usize,
+    g: &'a CachedAttentionGeometry,
+    out: &'a mut [f32],
+}
+
+impl simd::Kernel for CachedRow<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let CachedRow {
+            q,
+            k,
+            v,
+            b,
+            keys,
+            g,
+            out,
+        } = self;
+        let (d, rep) = (g.d, g.heads / g.kv_heads);
+        let at = |kv: &KvView, j: usize, h: usize| b * kv.batch_stride + j * kv.pos_stride + h * d;
+        let mut s = vec![0f32; keys];
+        for (hi, (qh, o)) in q.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+            let kvh = hi / rep;
+            for (j, sj) in s.iter_mut().enumerate() {
+                let a = at(k, j, kvh);
+                *sj = dot8(qh, &k.data[a..a + d]);
+            }
+            softmax_in_place(&mut s, 1.0 / (d as f32).sqrt());
+            for (j, &p) in s.iter().enumerate() {
+                let a = at(v, j, kvh);
+                for (o, &x) in o.iter_mut().zip(&v.data[a..a + d]) {
+                    *o += p * x;
+                }
+            }
+        }
+    }
 }
 
 /// Returns `dqkv [B, T, 3C]` from upstream `dy [B, T, C]`.

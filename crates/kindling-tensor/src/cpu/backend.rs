@@ -5,7 +5,8 @@ use super::{activation, attention, batch_norm, conv, copy, elementwise as ew, in
 use super::{layer_norm, loss};
 use super::{matmul, optim, pool, reduce, rms_norm, rope, simd, softmax};
 use crate::backend::{
-    AttentionGeometry, Backend, BinaryOp, ConvGeometry, Gemm, Mat, PoolGeometry, UnaryOp,
+    AttentionGeometry, Backend, BinaryOp, CachedAttentionGeometry, ConvGeometry, Gemm, Mat,
+    PoolGeometry, UnaryOp,
 };
 use crate::layout::Layout;
 use crate::ops::optim_update::{AdamStep, SgdStep};
@@ -28,6 +29,28 @@ fn slice<'a>(s: &'a Storage, t: &Tensor, op: &'static str) -> Result<&'a [f32]> 
         .contiguous_range()
         .ok_or_else(|| Error::msg(format!("{op}: kernel input must be contiguous")))?;
     Ok(&s.cpu().f32(op)?[r])
+}
+
+/// A cached key or value tensor `[B, Tk, H_kv, d]` read in place (its
+/// `[H_kv, d]` rows contiguous, any batch and position strides).
+fn kv_view<'a>(
+    s: &'a Storage,
+    t: &Tensor,
+    d: usize,
+    op: &'static str,
+) -> Result<attention::KvView<'a>> {
+    let l = t.layout();
+    let st = l.strides();
+    if l.rank() != 4 || st[3] != 1 || st[2] != d {
+        return Err(Error::msg(format!(
+            "{op}: keys and values need contiguous [kv_heads, d] rows, got strides {st:?}"
+        )));
+    }
+    Ok(attention::KvView {
+        data: &s.cpu().f32(op)?[l.offset()..],
+        batch_stride: st[0],
+        pos_stride: st[1],
+    })
 }
 
 /// The contiguous f32 elements of `t` in its (write-locked) storage.
@@ -409,6 +432,19 @@ impl Backend for CpuBackend {
         Ok(f32s(attention::backward(dyv, xv, pv, g)))
     }
 
+    fn attention_cached(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        g: &CachedAttentionGeometry,
+    ) -> Result<Storage> {
+        let op = "attention_cached";
+        let (sq, sk, sv) = (q.storage(), k.storage(), v.storage());
+        let (kv, vv) = (kv_view(&sk, k, g.d, op)?, kv_view(&sv, v, g.d, op)?);
+        Ok(f32s(attention::cached(slice(&sq, q, op)?, &kv, &vv, g)))
+    }
+
     fn conv2d(
         &self,
         x: &Tensor,
@@ -595,6 +631,37 @@ impl Backend for CpuBackend {
                 x.layout(),
             )))),
         }
+    }
+
+    fn assign(&self, dst: &Tensor, src: &Tensor) -> Result<()> {
+        if dst.shares_storage_with(src) {
+            return Err(Error::msg(
+                "assign_: the source is a view of the destination",
+            ));
+        }
+        let ss = src.storage();
+        let from = match src.layout().contiguous_range() {
+            Some(r) => std::borrow::Cow::Borrowed(&ss.cpu().f32("assign_")?[r]),
+            None => std::borrow::Cow::Owned(copy::gather_strided(
+                ss.cpu().f32("assign_")?,
+                src.layout(),
+            )),
+        };
+        let mut sd = dst.storage_mut();
+        let to = sd.cpu_mut().f32_mut("assign_")?;
+        let mut at = 0;
+        crate::layout::for_each_row(dst.layout(), |start, stride, len| {
+            let run = &from[at..at + len];
+            if stride == 1 {
+                to[start..start + len].copy_from_slice(run);
+            } else {
+                for (i, &x) in run.iter().enumerate() {
+                    to[start + i * stride] = x;
+                }
+            }
+            at += len;
+        });
+        Ok(())
     }
 
     fn scale_in_place(&self, x: &Tensor, k: f32) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Fused causal self-attention: softmax(q k^T / sqrt(d) + causal mask) v.
 
-use crate::backend::AttentionGeometry;
+use crate::backend::{AttentionGeometry, CachedAttentionGeometry};
 use crate::{cat, Error, Result, Tensor};
 
 impl Tensor {
@@ -72,4 +72,91 @@ impl Tensor {
         let (y, probs) = qkv.causal_self_attention(h)?;
         Ok((y.reshape(&[b, t, h, d])?.transpose(1, 2)?, probs))
     }
+
+    /// New queries `self [B, T, H, D]` at positions `past..past+T` against
+    /// keys and values `[B, past+T, H_kv, D]` (cached ones first; H a
+    /// multiple of H_kv, query head h reading key/value head h / (H / H_kv)
+    /// as Hugging Face's `repeat_kv` pairs them): softmax(q kᵀ/√D) v, query
+    /// i seeing keys 0..=past+i. Returns `[B, T, H·D]`, the heads side by
+    /// side.
+    ///
+    /// `k` and `v` may be views of a KV cache's buffer (any batch and
+    /// position strides, contiguous `[H_kv, D]` rows): the kernel reads them
+    /// in place. When a gradient is to be recorded it runs as composite ops
+    /// (heads repeated, a product, a mask, a softmax) whose backward the
+    /// autograd derives, so the fused kernel needs none.
+    pub fn attend_kv(&self, k: &Tensor, v: &Tensor, past: usize) -> Result<Tensor> {
+        let (s, ks) = (self.shape(), k.shape());
+        let ok = s.len() == 4
+            && ks.len() == 4
+            && v.shape() == ks
+            && ks[0] == s[0]
+            && ks[1] == past + s[1]
+            && ks[3] == s[3]
+            && ks[2] > 0
+            && s[2].is_multiple_of(ks[2])
+            && s[1] > 0;
+        if !ok {
+            return Err(Error::shape(
+                "attend_kv",
+                format!(
+                    "q {s:?}, k {ks:?}, v {:?} must be [B, T, H, D] and [B, {past} + T, H_kv, D] with H a multiple of H_kv",
+                    v.shape()
+                ),
+            ));
+        }
+        let g = CachedAttentionGeometry {
+            batch: s[0],
+            t: s[1],
+            heads: s[2],
+            kv_heads: ks[2],
+            d: s[3],
+            past,
+        };
+        let records = crate::is_grad_enabled() && [self, k, v].iter().any(|t| t.requires_grad());
+        let (kst, vst) = (k.layout().strides(), v.layout().strides());
+        let rows_contiguous = kst[3] == 1 && kst[2] == g.d && vst[3] == 1 && vst[2] == g.d;
+        if records || !rows_contiguous {
+            return attend_kv_composite(self, k, v, &g);
+        }
+        let q = self.contiguous()?;
+        let y = self.backend().attention_cached(&q, k, v, &g)?;
+        Tensor::from_kernel(y, &[g.batch, g.t, g.heads * g.d])
+    }
+}
+
+/// `attend_kv` from differentiable ops.
+fn attend_kv_composite(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    g: &CachedAttentionGeometry,
+) -> Result<Tensor> {
+    let (b, t, h, d) = (g.batch, g.t, g.heads, g.d);
+    let tk = g.past + t;
+    let repeat = |x: &Tensor| -> Result<Tensor> {
+        let rep = h / g.kv_heads;
+        if rep == 1 {
+            return Ok(x.clone());
+        }
+        x.unsqueeze(3)?
+            .expand(&[b, tk, g.kv_heads, rep, d])?
+            .reshape(&[b, tk, h, d])
+    };
+    let q = q.permute(&[0, 2, 1, 3])?; // [B, H, T, D]
+    let k = repeat(k)?.permute(&[0, 2, 3, 1])?; // [B, H, D, Tk]
+    let v = repeat(v)?.permute(&[0, 2, 1, 3])?; // [B, H, Tk, D]
+    let mut scores = q.matmul(&k)?.mul_scalar(1.0 / (d as f32).sqrt())?;
+    if t > 1 {
+        let past = g.past;
+        let mask: Vec<f32> = (0..t)
+            .flat_map(|i| (0..tk).map(move |j| if j > past + i { 1.0 } else { 0.0 }))
+            .collect();
+        scores = scores.masked_fill(&Tensor::from_vec(mask, &[t, tk])?, f32::NEG_INFINITY)?;
+    }
+    scores
+        .softmax(-1)?
+        .matmul(&v)?
+        .permute(&[0, 2, 1, 3])?
+        .reshape(&[b, t, h * d])
 }

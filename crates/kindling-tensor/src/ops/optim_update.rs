@@ -1,4 +1,5 @@
-//! In-place updates for optimizers and gradient clipping, in the spirit of
+//! In-place updates for optimizers and gradient clipping (and `assign_`,
+//! which a KV cache writes its new positions with), in the spirit of
 //! PyTorch's fused `_fused_adamw_`: one kernel per parameter changes the
 //! parameter and its state buffers where they lie. These are not ops: they
 //! never touch the graph, and they need tensors that own their contiguous
@@ -79,5 +80,19 @@ impl Tensor {
     /// own a contiguous buffer, as gradients and parameters do.
     pub fn scale_(&self, s: f32) -> Result<()> {
         self.backend().scale_in_place(self, s)
+    }
+
+    /// Writes `src` into this tensor's elements in place, outside the graph
+    /// (this may be a view: a KV cache writes each step's keys into its
+    /// preallocated buffer this way). Same shape; `src` must not share
+    /// storage with `self`.
+    pub fn assign_(&self, src: &Tensor) -> Result<()> {
+        if self.shape() != src.shape() {
+            return Err(Error::shape(
+                "assign_",
+                format!("source {:?} into {:?}", src.shape(), self.shape()),
+            ));
+        }
+        self.backend().assign(self, src)
     }
 }
