@@ -47,13 +47,18 @@ struct Live {
 }
 
 /// Sends an update's text (and its end) to the request's client. False when
-/// the client is gone or the request ended.
-fn deliver(live: &Live, u: Update) -> bool {
+/// the client is gone or the request ended; it is then counted finished.
+fn deliver(live: &Live, u: Update, load: &Load) -> bool {
     if !u.text.is_empty() && live.tx.send(Chunk::Text(u.text)).is_err() {
+        load.finished.fetch_add(1, Ordering::Relaxed);
         return false;
     }
     match u.done {
         Some(g) => {
+            // Counted before the last chunk goes out: a client that has read
+            // its whole answer finds it in /health's counts (the channel
+            // orders the count before the client's read).
+            load.finished.fetch_add(1, Ordering::Relaxed);
             let _ = live.tx.send(Chunk::Done(g));
             false
         }
@@ -104,11 +109,10 @@ pub(crate) fn run(model: Arc<ServedModel>, rx: Receiver<Job>, max_batch: usize, 
                         tx: job.tx,
                         deadline: job.deadline,
                     };
-                    if deliver(&l, update) {
+                    if deliver(&l, update, &load) {
                         live.insert(id, l);
                     } else {
                         batch.cancel(id);
-                        end(&load, 1);
                     }
                 }
             }
@@ -116,13 +120,21 @@ pub(crate) fn run(model: Arc<ServedModel>, rx: Receiver<Job>, max_batch: usize, 
         load.active.store(batch.len(), Ordering::Relaxed);
         match batch.step(&decode) {
             Ok(updates) => {
+                // Finished sequences have left the batch: said before their
+                // answers end.
+                load.active.store(batch.len(), Ordering::Relaxed);
                 for u in updates {
                     let id = u.id;
-                    let going_on = live.get(&id).is_some_and(|l| deliver(l, u));
+                    let going_on = match live.get(&id) {
+                        Some(l) => deliver(l, u, &load),
+                        None => {
+                            end(&load, 1);
+                            false
+                        }
+                    };
                     if !going_on {
                         batch.cancel(id);
                         live.remove(&id);
-                        end(&load, 1);
                     }
                 }
             }
