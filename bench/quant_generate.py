@@ -5,6 +5,10 @@ interleaved in one run (Kindling, llama.cpp, Kindling, llama.cpp ...).
     .venv/bin/python bench/quant_generate.py --kindling target/release/kindling \
         --files /tmp/kindling-llamacpp/kindling-q4_0.gguf ... [--threads 1 2] [--tokens 128]
 
+`--kindling` takes several binaries (e.g. a build before a change and one
+after): each round runs all of them, then llama.cpp, and each is reported
+against that round's llama.cpp figure.
+
 Kindling: `kindling generate --quantized --temperature 0` (its
 generate_tokens_per_sec: decode only, after the prompt). llama.cpp (through
 llama-cpp-python): the same prompt evaluated, then `tokens` single-token
@@ -39,7 +43,7 @@ def llamacpp(f, threads, tokens):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--kindling", required=True)
+    ap.add_argument("--kindling", nargs="+", required=True)
     ap.add_argument("--files", nargs="+", required=True)
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--tokens", type=int, default=128)
@@ -47,12 +51,15 @@ def main():
     a = ap.parse_args()
     for f in a.files:
         for th in a.threads:
-            ks, ls = [], []
+            ks, ls = [[] for _ in a.kindling], []
             for _ in range(a.rounds):
-                ks.append(kindling(a.kindling, f, th, a.tokens))
+                for exe, k in zip(a.kindling, ks):
+                    k.append(kindling(exe, f, th, a.tokens))
                 ls.append(llamacpp(f, th, a.tokens))
-            pairs = ", ".join(f"{k:.0f}/{l:.0f}={k / l:.2f}x" for k, l in zip(ks, ls))
-            print(f"{f.split('/')[-1]}, {th} thread(s): Kindling/llama.cpp tokens/s {pairs}")
+            for exe, k in zip(a.kindling, ks):
+                pairs = ", ".join(f"{x:.0f}/{l:.0f}={x / l:.2f}x" for x, l in zip(k, ls))
+                print(f"{f.split('/')[-1]}, {th} thread(s), {exe}: Kindling/llama.cpp tokens/s {pairs}",
+                      flush=True)
 
 
 if __name__ == "__main__":

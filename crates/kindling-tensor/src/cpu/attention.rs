@@ -195,7 +195,13 @@ fn dot16(a: &[f32], b: &[f32]) -> f32 {
             acc[i] += x[i] * y[i];
         }
     }
-    acc.iter().sum::<f32>() + tail
+    // Halving in a tree (shuffles and vector adds), not 15 dependent adds.
+    for half in [8, 4, 2, 1] {
+        for i in 0..half {
+            acc[i] += acc[i + half];
+        }
+    }
+    acc[0] + tail
 }
 
 /// Returns `dqkv [B, T, 3C]` from upstream `dy [B, T, C]`.
