@@ -30,8 +30,11 @@ def kindling(exe, f, threads, tokens):
 
 
 def llamacpp(f, threads, tokens):
+    # logits_all: without it llama-cpp-python leaves the scores row empty and
+    # the loop would feed token 0 every step (same work per token, wrong
+    # tokens). A one-token decode computes one row of logits either way.
     llm = llama_cpp.Llama(model_path=f, n_ctx=512, n_threads=threads, n_threads_batch=threads,
-                          verbose=False, type_k=0, type_v=0, flash_attn=False)
+                          verbose=False, type_k=0, type_v=0, flash_attn=False, logits_all=True)
     ids = llm.tokenize(PROMPT.encode(), add_bos=False)
     llm.eval(ids)
     t = time.perf_counter()
