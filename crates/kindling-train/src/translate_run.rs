@@ -972,7 +972,7 @@ pub fn run(
                 bar.finish_and_clear();
                 let (bleu, chrf, stats) = score_corpus(&hyps, &refs)?;
                 let resampled = self::bleu().paired_bootstrap(
-                    &[stats.clone()],
+                    std::slice::from_ref(&stats),
                     BOOTSTRAP_SAMPLES,
                     BOOTSTRAP_SEED,
                 );
