@@ -747,11 +747,8 @@ pub struct Comparison {
 }
 
 fn compare(direction: Direction, a: (String, &Scored), b: (String, &Scored)) -> Comparison {
-    let runs = bleu().paired_bootstrap(
-        &[a.1.stats.clone(), b.1.stats.clone()],
-        BOOTSTRAP_SAMPLES,
-        BOOTSTRAP_SEED,
-    );
+    let runs =
+        bleu().paired_bootstrap(&[&a.1.stats, &b.1.stats], BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED);
     let diffs: Vec<f64> = runs[1].iter().zip(&runs[0]).map(|(y, x)| y - x).collect();
     Comparison {
         direction,
@@ -971,11 +968,8 @@ pub fn run(
                 }
                 bar.finish_and_clear();
                 let (bleu, chrf, stats) = score_corpus(&hyps, &refs)?;
-                let resampled = self::bleu().paired_bootstrap(
-                    std::slice::from_ref(&stats),
-                    BOOTSTRAP_SAMPLES,
-                    BOOTSTRAP_SEED,
-                );
+                let resampled =
+                    self::bleu().paired_bootstrap(&[&stats], BOOTSTRAP_SAMPLES, BOOTSTRAP_SEED);
                 log(&format!(
                     "{name} {}: BLEU {:.2}, chrF {:.2} on {} held-out pairs ({} unfinished), {:.1} s",
                     if beam == 1 { "greedy".to_string() } else { format!("beam {beam}") },

@@ -205,11 +205,11 @@ impl Bleu {
     /// on it. Returns, per system, its scores over the resamples.
     pub fn paired_bootstrap(
         &self,
-        systems: &[Vec<Vec<f64>>],
+        systems: &[&[Vec<f64>]],
         samples: usize,
         seed: u64,
     ) -> Vec<Vec<f64>> {
-        let n = systems.first().map_or(0, Vec::len);
+        let n = systems.first().map_or(0, |s| s.len());
         let width = 2 + 2 * self.max_order;
         let mut rng = kindling_tensor::Rng::new(seed);
         let mut out = vec![Vec::with_capacity(samples); systems.len()];
@@ -331,14 +331,14 @@ mod tests {
             bleu.corpus_score(&hyps, &refs).unwrap()
         );
         let other = bleu.segment_stats(&worse, &refs).unwrap();
-        let runs = bleu.paired_bootstrap(&[stats.clone(), stats.clone(), other.clone()], 50, 7);
+        let runs = bleu.paired_bootstrap(&[&stats, &stats, &other], 50, 7);
         // The same system scores the same on every shared draw...
         assert_eq!(runs[0], runs[1]);
         // ... the draws differ from one another, and repeat with the seed.
         assert!(runs[0].iter().any(|&x| x != runs[0][0]));
         assert_eq!(
             runs,
-            bleu.paired_bootstrap(&[stats.clone(), stats, other], 50, 7)
+            bleu.paired_bootstrap(&[&stats, &stats, &other], 50, 7)
         );
         // Each worse segment is a sub-sequence of the better one's.
         assert!(runs[0].iter().zip(&runs[2]).all(|(a, b)| a >= b));
