@@ -110,6 +110,9 @@ pub struct Attention {
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
+    /// Query·key products in llama.cpp's interleaved order of the rotated
+    /// pairs (see `Llama::follow_llama_cpp`).
+    interleaved: bool,
 }
 
 pub struct Mlp {
@@ -132,6 +135,23 @@ pub struct Llama {
     pub norm: RmsNorm,
     /// `None` when tied to `embed_tokens`.
     pub lm_head: Option<Linear>,
+    /// How the rotation angles are computed: as the reference
+    /// implementation of the file the model came from computes them.
+    pub rope_angles: RopeAngles,
+}
+
+/// The two ways the rotary angles are rounded, which part in the last bits
+/// at large positions: a model read from Hugging Face files follows
+/// `transformers`, one read from GGUF follows llama.cpp, so each agrees
+/// with its own reference token for token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RopeAngles {
+    /// `LlamaRotaryEmbedding`: f32 inverse frequencies, `pos · inv_freq`.
+    #[default]
+    Transformers,
+    /// ggml's `ggml_rope_cache_init`: θ = pos, then θ ·= base^(−2/D) per
+    /// pair, with libm's `powf`, `cosf` and `sinf`.
+    Ggml,
 }
 
 /// Repeats each of the `kv` heads of `x [B, T, kv, D]` `rep` times, so head h
@@ -167,6 +187,34 @@ pub fn rope_tables(
             let a = (p as f32 * f) as f64;
             cos.push(a.cos() as f32);
             sin.push(a.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, &[t, half])?,
+        Tensor::from_vec(sin, &[t, half])?,
+    ))
+}
+
+/// cos/sin `[T, D/2]` as llama.cpp's CPU backend computes them
+/// (`ggml_rope_cache_init` without YaRN): for each position p, θ starts at
+/// p and is multiplied by `powf(base, −2/D)` from one pair to the next, in
+/// f32; `cosf`/`sinf` of it.
+pub fn rope_tables_ggml(
+    start: usize,
+    t: usize,
+    head_dim: usize,
+    theta: f64,
+) -> Result<(Tensor, Tensor)> {
+    let half = head_dim / 2;
+    let scale = (theta as f32).powf(-2.0 / head_dim as f32);
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for p in start..start + t {
+        let mut a = p as f32;
+        for _ in 0..half {
+            cos.push(a.cos());
+            sin.push(a.sin());
+            a *= scale;
         }
     }
     Ok((
@@ -242,7 +290,10 @@ impl Attention {
         for (i, cache) in caches.iter_mut().enumerate() {
             let past = cache.len();
             let (ki, vi) = cache.append(layer, &k.narrow(1, i, 1)?, &v.narrow(1, i, 1)?)?;
-            rows.push(q.narrow(1, i, 1)?.attend_kv(&ki, &vi, past)?);
+            rows.push(
+                q.narrow(1, i, 1)?
+                    .attend_kv_in(&ki, &vi, past, self.interleaved)?,
+            );
         }
         self.o_proj
             .forward(&cat(&rows.iter().collect::<Vec<_>>(), 1)?)
@@ -259,22 +310,21 @@ impl Attention {
         let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
         let (q, k, v) = self.project(x, rope)?;
         let (k, v, past) = match cache {
-            None => (k, v, 0),
+            None => (k, v, None),
             Some((cache, layer)) => {
                 let past = cache.len();
                 let (all_k, all_v) = cache.append(layer, &k, &v)?;
-                // From position 0 the new keys are all of them (and are
-                // contiguous, unlike the buffer's view).
-                if past == 0 {
-                    (k, v, 0)
-                } else {
-                    (all_k, all_v, past)
-                }
+                (all_k, all_v, Some(past))
             }
         };
         let rep = h / kvh;
-        let y = if past == 0 {
-            // The whole sequence at once (training, prefill): the fused
+        let y = if let Some(past) = past {
+            // Inference: new queries against the cache, read in place, in
+            // llama.cpp's arithmetic (a prompt included, so a prompt's
+            // tokens get llama.cpp's bits too).
+            q.attend_kv_in(&k, &v, past, self.interleaved)?
+        } else {
+            // The whole sequence at once (training): the fused
             // causal kernel on packed [q | k | v] with the heads side by side.
             let qkv = cat(
                 &[
@@ -298,9 +348,6 @@ impl Attention {
                 }
                 _ => qkv.causal_self_attention(h)?.0,
             }
-        } else {
-            // New queries against cached keys, read in place.
-            q.attend_kv(&k, &v, past)?
         };
         self.o_proj.forward(&y)
     }
@@ -309,8 +356,9 @@ impl Attention {
 impl Mlp {
     /// SwiGLU (Shazeer 2020): down(silu(gate(x)) ⊙ up(x)).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate_proj.forward(x)?.silu()?;
-        self.down_proj.forward(&g.mul(&self.up_proj.forward(x)?)?)
+        let g = self.gate_proj.forward(x)?;
+        self.down_proj
+            .forward(&g.swiglu(&self.up_proj.forward(x)?)?)
     }
 }
 
@@ -463,6 +511,7 @@ impl Llama {
                     n_head: config.num_attention_heads,
                     n_kv_head: config.num_key_value_heads,
                     head_dim: d,
+                    interleaved: false,
                 },
                 post_attention_layernorm: RmsNorm::new(c, eps),
                 mlp: Mlp {
@@ -479,6 +528,7 @@ impl Llama {
             norm: RmsNorm::new(c, eps),
             lm_head,
             config,
+            rope_angles: RopeAngles::default(),
         })
     }
 
@@ -528,6 +578,7 @@ impl Llama {
                     n_head: h,
                     n_kv_head: kvh,
                     head_dim: d,
+                    interleaved: false,
                 },
                 post_attention_layernorm: RmsNorm::from_weight(
                     w.take(&format!("{p}.post_attention_layernorm.weight"), &[c])?,
@@ -555,7 +606,30 @@ impl Llama {
             layers,
             norm,
             lm_head,
+            rope_angles: RopeAngles::default(),
         })
+    }
+
+    /// Inference with llama.cpp's rounding where Kindling's layout differs
+    /// from its own: the rotation angles as ggml computes them, and
+    /// query·key products in its interleaved order of the rotated pairs
+    /// (Kindling keeps Hugging Face's rotate-half order). For models read
+    /// from GGUF, whose reference is llama.cpp.
+    pub fn follow_llama_cpp(&mut self) {
+        self.rope_angles = RopeAngles::Ggml;
+        for b in &mut self.layers {
+            b.self_attn.interleaved = true;
+        }
+    }
+
+    /// cos/sin `[T, D/2]` for positions `start..start+t`, rounded as
+    /// `rope_angles` says.
+    pub fn rope(&self, start: usize, t: usize) -> Result<(Tensor, Tensor)> {
+        let (d, base) = (self.config.head_dim(), self.config.rope_theta);
+        match self.rope_angles {
+            RopeAngles::Transformers => rope_tables(start, t, d, base),
+            RopeAngles::Ggml => rope_tables_ggml(start, t, d, base),
+        }
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -584,7 +658,7 @@ impl Llama {
                 self.config.max_position_embeddings
             )));
         }
-        let rope = rope_tables(start, t, self.config.head_dim(), self.config.rope_theta)?;
+        let rope = self.rope(start, t)?;
         let mut x = self.embed_tokens.forward_ids(ids)?;
         for (l, block) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| (c, l));
@@ -620,10 +694,9 @@ impl Llama {
                 self.config.max_position_embeddings
             )));
         }
-        let d = self.config.head_dim();
         let tables = lengths
             .iter()
-            .map(|&len| rope_tables(0, len, d, self.config.rope_theta))
+            .map(|&len| self.rope(0, len))
             .collect::<Result<Vec<_>>>()?;
         let cos: Vec<&Tensor> = tables.iter().map(|(c, _)| c).collect();
         let sin: Vec<&Tensor> = tables.iter().map(|(_, s)| s).collect();
@@ -671,7 +744,6 @@ impl Llama {
                 ),
             ));
         }
-        let d = self.config.head_dim();
         let mut tables = Vec::with_capacity(n);
         for c in caches.iter() {
             if c.len() + 1 > self.config.max_position_embeddings {
@@ -681,7 +753,7 @@ impl Llama {
                     self.config.max_position_embeddings
                 )));
             }
-            tables.push(rope_tables(c.len(), 1, d, self.config.rope_theta)?);
+            tables.push(self.rope(c.len(), 1)?);
         }
         let cos: Vec<&Tensor> = tables.iter().map(|(c, _)| c).collect();
         let sin: Vec<&Tensor> = tables.iter().map(|(_, s)| s).collect();

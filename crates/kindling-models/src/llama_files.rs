@@ -81,7 +81,7 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
 pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
     let config = config_from_gguf(g)?;
     let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
-    Llama::from_named(config, &mut |hf| {
+    let mut model = Llama::from_named(config, &mut |hf| {
         let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
         let t = g.tensor(&name)?;
         if hf.ends_with("q_proj.weight") {
@@ -95,7 +95,10 @@ pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
     .map_err(|e| match e {
         Error::Shape { msg: m, .. } => msg(&g.path, m),
         other => other,
-    })
+    })?;
+    // llama.cpp is the reference for GGUF files: its rotation angles.
+    model.follow_llama_cpp();
+    Ok(model)
 }
 
 /// A LLaMA from a GGUF file for inference on its own blocks: every linear

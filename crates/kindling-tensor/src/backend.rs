@@ -123,6 +123,11 @@ pub struct CachedAttentionGeometry {
     pub kv_heads: usize,
     pub d: usize,
     pub past: usize,
+    /// The heads hold rotate-half pairs (i, i + D/2) of a model whose
+    /// reference implementation keeps them interleaved (2i, 2i + 1), as
+    /// llama.cpp does: dot products of queries and keys run in the
+    /// interleaved order, so their rounding is the reference's.
+    pub interleaved: bool,
 }
 
 /// conv2d of `[batch, in_channels, height, width]` (NCHW) with square
@@ -233,6 +238,8 @@ pub enum BinaryOp {
     SiluBackward,
     GeluTanhBackward,
     GeluErfBackward,
+    /// `silu(a) · b` with llama.cpp's SiLU (`ggml_vec_swiglu_f32`).
+    Swiglu,
 }
 
 impl BinaryOp {
@@ -249,6 +256,7 @@ impl BinaryOp {
             BinaryOp::SiluBackward => "silu_backward",
             BinaryOp::GeluTanhBackward => "gelu_backward",
             BinaryOp::GeluErfBackward => "gelu_erf_backward",
+            BinaryOp::Swiglu => "swiglu",
         }
     }
 }

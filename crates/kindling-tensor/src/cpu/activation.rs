@@ -66,6 +66,8 @@ map_fn! {
     GeluErfBackward: |g, x| g * gelu_erf_grad(x);
     /// silu'(x) = s (1 + x (1 - s)), s = sigmoid(x).
     SiluBackward: |g, x| { let s = sigmoid(x); g * s * (1.0 + x * (1.0 - s)) };
+    /// SwiGLU's product, llama.cpp's SiLU (its AVX-512 `expf`) times `up`.
+    Swiglu: |gate, up| super::ggml_order::silu(gate) * up;
 }
 
 /// Written with selects rather than branches so the map vectorizes; the

@@ -9,6 +9,7 @@
 //! j > i get probability 0), so no mask tensor exists; the probabilities
 //! are kept for backward and for drawing attention maps.
 
+use super::ggml_order;
 use super::matmul::{gemm_output, gemm_serial_into};
 use super::simd;
 use super::softmax::softmax_in_place;
@@ -98,6 +99,14 @@ pub struct KvView<'a> {
 /// and one scaled add of `d` values per cached position and head, no GEMM
 /// set-up, no mask, no copy of the cache. Rows in parallel when there is
 /// enough work (a prompt continuing a conversation).
+///
+/// The arithmetic is llama.cpp's (CPU backend, f32 cache, no flash
+/// attention; `ggml_order`), so that generation picks llama.cpp's tokens:
+/// scores by `ggml_vec_dot_f32`, scaled, a softmax with ggml's `expf` and
+/// its sum in f64, and the weighted sum of values as ggml's product of the
+/// transposed value cache with the probabilities — `ggml_vec_dot_f32` over
+/// positions for one query row, tinyBLAS's single 16-lane accumulator when
+/// a call carries several (T ≥ 2).
 pub fn cached(q: &[f32], k: &KvView, v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
     let (t, hd) = (g.t, g.heads * g.d);
     assert_eq!(q.len(), g.batch * t * hd, "attention_cached: q size");
@@ -148,60 +157,80 @@ impl simd::Kernel for CachedRow<'_> {
         let (d, rep) = (g.d, g.heads / g.kv_heads);
         let scale = 1.0 / (d as f32).sqrt();
         let at = |kv: &KvView, j: usize, h: usize| b * kv.batch_stride + j * kv.pos_stride + h * d;
-        // The `rep` query heads that share a key/value head go together, so
-        // each cached key and value row is read once for all of them.
-        let mut s = vec![0f32; rep * keys];
-        for kvh in 0..g.kv_heads {
-            let qg = &q[kvh * rep * d..(kvh + 1) * rep * d];
-            for j in 0..keys {
+        // Probabilities padded with zeros to whole chunks of 16 positions
+        // (llama.cpp's masked, padded cache cells).
+        let padded = keys.next_multiple_of(16);
+        let mut s = vec![0f32; padded];
+        // ggml_vec_dot_f32 over positions: lane p % 64 of four 16-lane
+        // accumulators; tinyBLAS: lane p % 16 of one.
+        let lanes = if g.t >= 2 { 16 } else { 64 };
+        let mut acc = vec![0f32; lanes * d];
+        // Element e of the reference's order: the pair (i, i + D/2) sits at
+        // (2i, 2i + 1) when the reference interleaves them.
+        let half = d / 2;
+        let src = |e: usize| {
+            if g.interleaved {
+                (e % 2) * half + e / 2
+            } else {
+                e
+            }
+        };
+        let (mut qi, mut ki) = (vec![0f32; d], vec![0f32; d]);
+        for h in 0..g.heads {
+            let kvh = h / rep;
+            let qh = &q[h * d..(h + 1) * d];
+            for (e, x) in qi.iter_mut().enumerate() {
+                *x = qh[src(e)];
+            }
+            for (j, sj) in s[..keys].iter_mut().enumerate() {
                 let a = at(k, j, kvh);
                 let kj = &k.data[a..a + d];
-                for (r, qh) in qg.chunks_exact(d).enumerate() {
-                    s[r * keys + j] = dot16(qh, kj);
+                for (e, x) in ki.iter_mut().enumerate() {
+                    *x = kj[src(e)];
                 }
+                *sj = ggml_order::dot(&qi, &ki) * scale;
             }
-            for row in s.chunks_exact_mut(keys) {
-                softmax_in_place(row, scale);
-            }
-            let og = &mut out[kvh * rep * d..(kvh + 1) * rep * d];
-            for j in 0..keys {
-                let a = at(v, j, kvh);
-                let vj = &v.data[a..a + d];
-                for (r, o) in og.chunks_exact_mut(d).enumerate() {
-                    let p = s[r * keys + j];
-                    for (o, &x) in o.iter_mut().zip(vj) {
-                        *o += p * x;
+            // ggml_compute_forward_soft_max_f32 / ggml_vec_soft_max_f32.
+            let max = s[..keys].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0f64;
+            for (c, chunk) in s.chunks_exact_mut(16).enumerate() {
+                // Lanes past `keys` are masked cells: exp(−∞) = 0.
+                let e: [f32; 16] = std::array::from_fn(|l| {
+                    if c * 16 + l < keys {
+                        ggml_order::expf(chunk[l] - max)
+                    } else {
+                        0.0
                     }
+                });
+                chunk.copy_from_slice(&e);
+                sum += ggml_order::reduce16(&e) as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for x in &mut s[..keys] {
+                *x *= inv;
+            }
+            acc.fill(0.0);
+            for (j, &p) in s[..keys].iter().enumerate() {
+                let a = at(v, j, kvh);
+                let lane = &mut acc[(j % lanes) * d..][..d];
+                for (o, &x) in lane.iter_mut().zip(&v.data[a..a + d]) {
+                    *o = p.mul_add(x, *o);
                 }
+            }
+            let o = &mut out[h * d..(h + 1) * d];
+            for (e, o) in o.iter_mut().enumerate() {
+                let lane16: [f32; 16] = if lanes == 64 {
+                    std::array::from_fn(|l| {
+                        (acc[l * d + e] + acc[(l + 32) * d + e])
+                            + (acc[(l + 16) * d + e] + acc[(l + 48) * d + e])
+                    })
+                } else {
+                    std::array::from_fn(|l| acc[l * d + e])
+                };
+                *o = ggml_order::reduce16(&lane16);
             }
         }
     }
-}
-
-/// Dot product in sixteen lanes (one AVX-512 register; a head of 64 is
-/// four multiply-adds and one horizontal sum).
-#[inline(always)]
-fn dot16(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    // Halving in a tree (shuffles and vector adds), not 15 dependent adds.
-    for half in [8, 4, 2, 1] {
-        for i in 0..half {
-            acc[i] += acc[i + half];
-        }
-    }
-    acc[0] + tail
 }
 
 /// Returns `dqkv [B, T, 3C]` from upstream `dy [B, T, C]`.

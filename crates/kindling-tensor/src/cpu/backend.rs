@@ -170,7 +170,7 @@ impl Backend for CpuBackend {
     }
 
     fn binary(&self, a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Storage> {
-        use activation::{GeluErfBackward, GeluTanhBackward, SiluBackward};
+        use activation::{GeluErfBackward, GeluTanhBackward, SiluBackward, Swiglu};
         let n = op.name();
         let mask = |v: Vec<u8>| Storage::Cpu(CpuStorage::U8(v));
         Ok(match op {
@@ -185,6 +185,7 @@ impl Backend for CpuBackend {
             BinaryOp::SiluBackward => f32s(binary_map(a, b, n, SiluBackward)?),
             BinaryOp::GeluTanhBackward => f32s(binary_map(a, b, n, GeluTanhBackward)?),
             BinaryOp::GeluErfBackward => f32s(binary_map(a, b, n, GeluErfBackward)?),
+            BinaryOp::Swiglu => f32s(binary_map(a, b, n, Swiglu)?),
         })
     }
 

@@ -10,6 +10,7 @@ pub mod conv;
 pub mod copy;
 pub mod elementwise;
 pub mod gemv;
+pub mod ggml_order;
 pub mod index;
 pub mod layer_norm;
 pub mod loss;

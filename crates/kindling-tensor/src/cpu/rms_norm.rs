@@ -1,5 +1,8 @@
 //! RMSNorm over the last dim of `[rows, n]` (Zhang & Sennrich 2019):
 //! `y = w ⊙ x r`, `r = (mean x² + eps)^-½`, with r kept for backward.
+//! The mean of squares is summed in f64 and rounded once, as llama.cpp's
+//! `ggml_compute_forward_rms_norm_f32` does (each square rounded to f32
+//! first), so decoding gives its bits.
 
 /// Returns `(y, rstd)`.
 pub fn forward(x: &[f32], w: &[f32], n: usize, eps: f32) -> (Vec<f32>, Vec<f32>) {
@@ -7,7 +10,7 @@ pub fn forward(x: &[f32], w: &[f32], n: usize, eps: f32) -> (Vec<f32>, Vec<f32>)
     let mut y = vec![0f32; x.len()];
     let mut rstd = vec![0f32; rows];
     for ((xr, yr), r) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)).zip(&mut rstd) {
-        let ms = xr.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        let ms = (xr.iter().map(|v| (v * v) as f64).sum::<f64>() / n as f64) as f32;
         *r = 1.0 / (ms + eps).sqrt();
         for ((yv, xv), w) in yr.iter_mut().zip(xr).zip(w) {
             *yv = w * (xv * *r);

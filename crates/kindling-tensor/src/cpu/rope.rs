@@ -25,8 +25,10 @@ pub fn rotate(
             let (y1, y2) = yh.split_at_mut(half);
             for i in 0..half {
                 let (cv, sv) = (cr[i], sign * sr[i]);
-                y1[i] = x1[i] * cv - x2[i] * sv;
-                y2[i] = x2[i] * cv + x1[i] * sv;
+                // llama.cpp's rotate_pairs as GCC contracts it:
+                // fma(x1, cos, −x2·sin) and fma(x1, sin, x2·cos).
+                y1[i] = x1[i].mul_add(cv, -(x2[i] * sv));
+                y2[i] = x1[i].mul_add(sv, x2[i] * cv);
             }
         }
     }

@@ -64,6 +64,18 @@ impl Tensor {
     pub fn silu(&self) -> Result<Tensor> {
         self.unary(Unary::Silu)
     }
+    /// SwiGLU's product `silu(self) · up` (Shazeer 2020), for inference with
+    /// llama.cpp's arithmetic (`ggml_vec_swiglu_f32`: x / (1 + e^(−x)) with
+    /// ggml's `expf`) in one pass. When a gradient is to be recorded it is
+    /// `self.silu()?.mul(up)`, whose backward the autograd knows.
+    pub fn swiglu(&self, up: &Tensor) -> Result<Tensor> {
+        let records = crate::is_grad_enabled() && (self.requires_grad() || up.requires_grad());
+        if records || self.shape() != up.shape() {
+            return self.silu()?.mul(up);
+        }
+        let y = self.backend().binary(self, up, BinaryOp::Swiglu)?;
+        Tensor::from_kernel(y, self.shape())
+    }
     /// GELU, tanh approximation (GPT-2's choice).
     pub fn gelu(&self) -> Result<Tensor> {
         self.unary(Unary::GeluTanh)

@@ -454,6 +454,13 @@ macro_rules! tile_rows {
 }
 pub(crate) use tile_rows;
 
+/// The 8 lanes of a block-dot accumulator summed as llama.cpp's
+/// `hsum_float_8` pairs them: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)), the
+/// same as `x86::hsum256` on a vector.
+pub(crate) fn hsum8(l: &[f32; 8]) -> f32 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
+}
+
 /// The largest |x| of a block. The same value as a left-to-right
 /// `max(amax, |x|)` (max is exact, so the order does not matter), but over
 /// 16 lanes so the loop vectorizes: a single running max is a chain of

@@ -194,21 +194,27 @@ pub(crate) fn rows(
     }
 }
 
-/// The reference: exact integer block sums, then `Σ (d_w·d_x)·isum` in order.
+/// The reference, in llama.cpp's order (`ggml_vec_dot_q8_0_q8_0` on x86,
+/// and tinyBLAS's Q8_0 tiles): per block, eight exact integer sums of 4
+/// products each, each added into its own lane as `fma(d_w·d_x, sum,
+/// lane)`; the 8 lanes summed at the end as `hsum_float_8` pairs them.
 fn dot_scalar<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
     let nb = a.k / QK;
     std::array::from_fn(|r| {
         let (qs, d) = (&a.qs[(r0 + r) * a.k..][..a.k], &a.d[(r0 + r) * nb..][..nb]);
-        let mut sum = 0f32;
+        let mut lanes = [0f32; 8];
         for (b, blk) in w.chunks_exact(BLOCK_BYTES).enumerate() {
-            let isum: i32 = blk[2..]
-                .iter()
-                .zip(&qs[b * QK..][..QK])
-                .map(|(&q, &y)| q as i8 as i32 * y as i32)
-                .sum();
-            sum += (f16_at(blk, 0) * d[b]) * isum as f32;
+            let s = f16_at(blk, 0) * d[b];
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let isum: i32 = blk[2 + 4 * l..][..4]
+                    .iter()
+                    .zip(&qs[b * QK + 4 * l..][..4])
+                    .map(|(&q, &y)| q as i8 as i32 * y as i32)
+                    .sum();
+                *lane = s.mul_add(isum as f32, *lane);
+            }
         }
-        sum
+        super::hsum8(&lanes)
     })
 }
 
@@ -349,38 +355,24 @@ pub(super) mod avx2 {
         }
     }
 
-    /// Two accumulators, even and odd blocks, so consecutive FMAs do not
-    /// wait on each other (the same split for every R, so a row's result
-    /// does not depend on how many rows it was computed with).
+    /// One accumulator per row, the blocks in order (llama.cpp's order:
+    /// the same bits as `dot_scalar`).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
         let nb = a.k / QK;
         assert!(w.len() >= nb * BLOCK_BYTES && (r0 + R) * a.k <= a.qs.len());
-        let mut even = [_mm256_setzero_ps(); R];
-        let mut odd = [_mm256_setzero_ps(); R];
-        let mut b = 0;
-        while b + 2 <= nb {
-            block(w.as_ptr().add(b * BLOCK_BYTES), a, r0, b, &mut even);
-            block(
-                w.as_ptr().add((b + 1) * BLOCK_BYTES),
-                a,
-                r0,
-                b + 1,
-                &mut odd,
-            );
-            b += 2;
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            block(w.as_ptr().add(b * BLOCK_BYTES), a, r0, b, &mut acc);
         }
-        if b < nb {
-            block(w.as_ptr().add(b * BLOCK_BYTES), a, r0, b, &mut even);
-        }
-        std::array::from_fn(|r| hsum256(_mm256_add_ps(even[r], odd[r])))
+        std::array::from_fn(|r| hsum256(acc[r]))
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod vnni {
-    use super::super::x86::{f16_load, f16_pair, hsum512, round_f16, spread_pair};
+    use super::super::x86::{f16_load, hsum256, round_f16, spread_pair};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -483,35 +475,30 @@ pub(super) mod vnni {
         }
     }
 
-    /// Two blocks at a time (one for an odd tail), weights flipped to
-    /// q + 128 by xor with 0x80.
+    /// A block at a time on 8 lanes (`dpbusd` on 256 bits, weights flipped
+    /// to q + 128 by xor with 0x80 and `corr` taking 128·Σy off again), in
+    /// llama.cpp's order: the same bits as `dot_scalar`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn dot<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
         let nb = a.k / QK;
         assert!(w.len() >= nb * BLOCK_BYTES && (r0 + R) * a.k <= a.qs.len());
-        let flip = _mm512_set1_epi8(-128);
-        let mut acc = [_mm512_setzero_ps(); R];
-        let mut b = 0;
-        while b + 2 <= nb {
-            let b0 = w.as_ptr().add(b * BLOCK_BYTES);
-            let b1 = b0.add(BLOCK_BYTES);
-            let q = _mm512_inserti64x4(
-                _mm512_castsi256_si512(_mm256_loadu_si256(b0.add(2) as *const __m256i)),
-                _mm256_loadu_si256(b1.add(2) as *const __m256i),
-                1,
-            );
-            let q = _mm512_xor_si512(q, flip);
-            unsigned_pair(q, f16_pair(b0, b1), a, r0, b, true, &mut acc);
-            b += 2;
+        let flip = _mm256_set1_epi8(-128);
+        let mut acc = [_mm256_setzero_ps(); R];
+        for b in 0..nb {
+            let blk = w.as_ptr().add(b * BLOCK_BYTES);
+            let q = _mm256_xor_si256(_mm256_loadu_si256(blk.add(2) as *const __m256i), flip);
+            let dw = f16_load(blk);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let at = (r0 + r) * a.k + b * QK;
+                let y = _mm256_loadu_si256(a.qs.as_ptr().add(at) as *const __m256i);
+                let c = _mm256_loadu_si256(a.corr.as_ptr().add(at / 4) as *const __m256i);
+                let lanes = _mm256_dpbusd_epi32(c, q, y);
+                let s = _mm256_set1_ps(dw * *a.d.get_unchecked((r0 + r) * nb + b));
+                *acc = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(lanes), *acc);
+            }
         }
-        if b < nb {
-            let b0 = w.as_ptr().add(b * BLOCK_BYTES);
-            let q = _mm512_maskz_loadu_epi8(0xFFFF_FFFF, b0.add(2) as *const i8);
-            let q = _mm512_maskz_xor_epi32(0x00FF, q, flip);
-            unsigned_pair(q, _mm_set_ss(f16_load(b0)), a, r0, b, false, &mut acc);
-        }
-        std::array::from_fn(|r| hsum512(acc[r]))
+        std::array::from_fn(|r| hsum256(acc[r]))
     }
 }
 

@@ -64,9 +64,13 @@ pub(crate) fn min_rows(isa: Isa, ty: GgmlType) -> usize {
 /// Whether `matmul` multiplies `ty` by `m` activation rows in tiles on `isa`.
 pub(crate) fn applies(isa: Isa, ty: GgmlType, m: usize) -> bool {
     let formats = match isa {
+        // Q8_0 stays with its row kernel, whose sums run in llama.cpp's
+        // order (8 lanes per block, each its own FMA chain): a tile holds a
+        // block's sum per lane, and keeping 8 per row would not fit the
+        // registers.
         Isa::Avx512Vnni => matches!(
             ty,
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
         ),
         Isa::Avx2 => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K),
         Isa::Scalar => false,

@@ -1,0 +1,154 @@
+//! llama.cpp's float arithmetic, operation for operation, for the kernels
+//! that decode a model: Kindling's generation gives the same bits as
+//! llama.cpp's CPU backend built for AVX-512 (`ggml-cpu`, x86), so both
+//! pick the same greedy tokens. Each function names the ggml code it
+//! follows; `tools/ggml_dump.py` dumps llama.cpp's nodes to check them.
+//!
+//! Written lane by lane in plain Rust with `mul_add`: inside a
+//! `simd::Kernel` the loops over 16 lanes vectorize, and `mul_add` is one
+//! fused multiply-add, as in the C intrinsics.
+
+/// `_mm512_reduce_add_ps`: halves added as GCC's implementation pairs them.
+#[inline(always)]
+pub fn reduce16(v: &[f32; 16]) -> f32 {
+    let mut t = [0f32; 8];
+    for i in 0..8 {
+        t[i] = v[i + 8] + v[i];
+    }
+    let u = [t[4] + t[0], t[5] + t[1], t[6] + t[2], t[7] + t[3]];
+    (u[0] + u[2]) + (u[1] + u[3])
+}
+
+/// `ggml_vec_dot_f32` (AVX-512: four 16-lane accumulators over steps of 64,
+/// `GGML_F32x16_REDUCE`, then the leftovers one by one).
+#[inline(always)]
+pub fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
+    let np = n & !63;
+    let mut acc = [[0f32; 16]; 4];
+    let mut i = 0;
+    while i < np {
+        for (j, a) in acc.iter_mut().enumerate() {
+            let (xs, ys) = (&x[i + 16 * j..][..16], &y[i + 16 * j..][..16]);
+            for l in 0..16 {
+                a[l] = xs[l].mul_add(ys[l], a[l]);
+            }
+        }
+        i += 64;
+    }
+    let mut s = [0f32; 16];
+    for l in 0..16 {
+        s[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    }
+    let mut sum = reduce16(&s);
+    for k in np..n {
+        sum = x[k].mul_add(y[k], sum);
+    }
+    sum
+}
+
+/// `ggml_v_expf` of the AVX-512 build, one lane: n = round(x/ln 2), a
+/// two-constant Cody–Waite remainder b, a degree-5 polynomial j, then
+/// `_mm512_scalef_ps(j, n)` = j·2ⁿ rounded once; |n| > 192 gives 0 or ∞.
+#[inline(always)]
+pub fn expf(x: f32) -> f32 {
+    const R: f32 = 12_582_912.0; // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), R); // 0x1.715476p+0
+    let n = z - R;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),                  // 0x1.7f7d1cp-20
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x), // 0x1.62e4p-1
+    );
+    let u = b * b;
+    let j = f32::from_bits(0x3c07_2010) // 0x1.0e4020p-7
+        .mul_add(b, f32::from_bits(0x3d2b_9f17)) // 0x1.573e2ep-5
+        .mul_add(
+            u,
+            f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)), // 0x1.555e66p-3, 0x1.fffdb6p-2
+        )
+        .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0)); // 0x1.ffffecp-1
+    if n.abs() > 192.0 || n.is_nan() {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    // j·2ⁿ is exact in f64 (|n| ≤ 192), so one rounding to f32, as scalef.
+    (j as f64 * 2f64.powi(n as i32)) as f32
+}
+
+/// `ggml_v_silu` (AVX-512): x / (1 + e^(−x)).
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + expf(0.0 - x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_constants_are_ggml_s_hex_floats() {
+        // The hex literals of ggml_v_expf, spelled as bit patterns above.
+        let hex = |m: f64, e: i32| (m * 2f64.powi(e)) as f32;
+        assert_eq!(
+            f32::from_bits(0x3fb8_aa3b),
+            hex(1.0 + 0x715476 as f64 / (1u64 << 24) as f64, 0)
+        );
+        assert_eq!(
+            f32::from_bits(0x3f31_7200),
+            hex(1.0 + 0x62e4 as f64 / (1u64 << 16) as f64, -1)
+        );
+        assert_eq!(
+            f32::from_bits(0x35bf_be8e),
+            hex(1.0 + 0x7f7d1c as f64 / (1u64 << 24) as f64, -20)
+        );
+        assert_eq!(
+            f32::from_bits(0x3c07_2010),
+            hex(1.0 + 0x0e4020 as f64 / (1u64 << 24) as f64, -7)
+        );
+        assert_eq!(
+            f32::from_bits(0x3d2b_9f17),
+            hex(1.0 + 0x573e2e as f64 / (1u64 << 24) as f64, -5)
+        );
+        assert_eq!(
+            f32::from_bits(0x3e2a_af33),
+            hex(1.0 + 0x555e66 as f64 / (1u64 << 24) as f64, -3)
+        );
+        assert_eq!(
+            f32::from_bits(0x3eff_fedb),
+            hex(1.0 + 0xfffdb6 as f64 / (1u64 << 24) as f64, -2)
+        );
+        assert_eq!(
+            f32::from_bits(0x3f7f_fff6),
+            hex(1.0 + 0xffffec as f64 / (1u64 << 24) as f64, -1)
+        );
+    }
+
+    #[test]
+    fn expf_is_close_to_libm_and_saturates_as_ggml() {
+        for i in -2000..2000 {
+            let x = i as f32 * 0.043;
+            let (a, b) = (expf(x), x.exp());
+            assert!(
+                (a - b).abs() <= 4.0 * f32::EPSILON * b.max(f32::MIN_POSITIVE),
+                "{x}: {a} vs {b}"
+            );
+        }
+        assert_eq!(expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf(-200.0), 0.0);
+        assert_eq!(expf(200.0), f32::INFINITY);
+        assert_eq!(expf(0.0), 1.0);
+    }
+
+    #[test]
+    fn dot_pairs_lanes_as_ggml() {
+        // 64 values whose sum depends on the order: big ones cancel only
+        // when paired as ggml pairs them.
+        let mut x = vec![1.0f32; 64];
+        let y = vec![1.0f32; 64];
+        x[0] = 1e8;
+        x[32] = -1e8;
+        // acc0[0] + acc2[0] = 1e8 − 1e8 = 0 first, the 62 ones then add up.
+        assert_eq!(dot(&x, &y), 62.0);
+        let l: [f32; 16] = std::array::from_fn(|i| i as f32);
+        assert_eq!(reduce16(&l), 120.0);
+    }
+}
