@@ -575,12 +575,14 @@ pub(crate) mod x86 {
         _mm_cvtss_f32(_mm_movehdup_ps(_mm_cvtph_ps(load_u32(p.sub(2)))))
     }
 
-    /// The f16s at `p` and `q` as the first two f32 lanes (reads `p..p + 4`
-    /// and `q..q + 4`; lanes 2 and 3 hold the bytes after each).
+    /// Sum of the 8 integer lanes (exact in any order).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn f16_pair(p: *const u8, q: *const u8) -> __m128 {
-        _mm_cvtph_ps(_mm_unpacklo_epi16(load_u32(p), load_u32(q)))
+    pub fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
     }
 
     /// Sum of the 8 lanes.
@@ -614,15 +616,6 @@ pub(crate) mod x86 {
         for x in chunks.into_remainder() {
             *x = super::f16_round(*x);
         }
-    }
-
-    /// Two f32 lanes `[a, b]` (the low half of `v`) spread to
-    /// `[a × 8, b × 8]`: one scale per 32-weight block of a 64-byte vector.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub fn spread_pair(v: __m128) -> __m512 {
-        let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-        _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v))
     }
 }
 

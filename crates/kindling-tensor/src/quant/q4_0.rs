@@ -69,7 +69,10 @@ pub(crate) fn rows(
     }
 }
 
-/// The reference: exact integer block sums, then `Σ (d_w·d_x)·isum` in order.
+/// The reference, in llama.cpp's order for Q4_0 (its CPU backend repacks
+/// Q4_0 matrices into 8 interleaved rows, `ggml_gemv/gemm_q4_0_8x8_q8_0`):
+/// each block's exact integer sum, then `fma(isum, d_w·d_x, sum)` in
+/// block order.
 fn dot_scalar<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
     let nb = a.k / QK;
     std::array::from_fn(|r| {
@@ -83,7 +86,7 @@ fn dot_scalar<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
                 isum += ((q & 0x0F) as i32 - 8) * y[j] as i32;
                 isum += ((q >> 4) as i32 - 8) * y[j + QK / 2] as i32;
             }
-            sum += (f16_at(blk, 0) * d[b]) * isum as f32;
+            sum = (isum as f32).mul_add(f16_at(blk, 0) * d[b], sum);
         }
         sum
     })
@@ -91,8 +94,7 @@ fn dot_scalar<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
-    use super::super::q8_0::avx2::unsigned_block;
-    use super::super::x86::{f16_load, hsum256};
+    use super::super::x86::{f16_load, hsum_i32};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -120,34 +122,35 @@ pub(super) mod avx2 {
         )
     }
 
+    /// Block sums in integers (`maddubs`, `madd`, `corr` taking 8·Σy
+    /// off), then one FMA per block and row, in block order: the same bits
+    /// as `dot_scalar`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
         let nb = a.k / QK;
         assert!(w.len() >= nb * BLOCK_BYTES && (r0 + R) * a.k <= a.qs.len());
-        // Even and odd blocks in separate accumulators (see q8_0).
-        let mut even = [_mm256_setzero_ps(); R];
-        let mut odd = [_mm256_setzero_ps(); R];
-        let p = w.as_ptr();
-        let mut b = 0;
-        while b + 2 <= nb {
-            let (b0, b1) = (p.add(b * BLOCK_BYTES), p.add((b + 1) * BLOCK_BYTES));
-            unsigned_block(nibbles(b0.add(2)), f16_load(b0), a, r0, b, &mut even);
-            unsigned_block(nibbles(b1.add(2)), f16_load(b1), a, r0, b + 1, &mut odd);
-            b += 2;
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [0f32; R];
+        for b in 0..nb {
+            let b0 = w.as_ptr().add(b * BLOCK_BYTES);
+            let (q, dw) = (nibbles(b0.add(2)), f16_load(b0));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let at = (r0 + r) * a.k + b * QK;
+                let y = _mm256_loadu_si256(a.qs.as_ptr().add(at) as *const __m256i);
+                let c = _mm256_loadu_si256(a.corr.as_ptr().add(at / 4) as *const __m256i);
+                let p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, y), ones), c);
+                let s = dw * *a.d.get_unchecked((r0 + r) * nb + b);
+                *acc = (hsum_i32(p) as f32).mul_add(s, *acc);
+            }
         }
-        if b < nb {
-            let b0 = p.add(b * BLOCK_BYTES);
-            unsigned_block(nibbles(b0.add(2)), f16_load(b0), a, r0, b, &mut even);
-        }
-        std::array::from_fn(|r| hsum256(_mm256_add_ps(even[r], odd[r])))
+        acc
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod vnni {
-    use super::super::q8_0::vnni::unsigned_pair;
-    use super::super::x86::{f16_load, f16_pair, hsum512};
+    use super::super::x86::{f16_load, hsum_i32};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -163,57 +166,26 @@ pub(super) mod vnni {
         tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
-    /// The nibbles of blocks at `b0` and `b1` as 64 bytes in activation
-    /// order: [low b0, high b0, low b1, high b1].
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(in super::super) unsafe fn nibble_pair(b0: *const u8, b1: *const u8) -> __m512i {
-        let raw = _mm256_set_m128i(
-            _mm_loadu_si128(b1 as *const __m128i),
-            _mm_loadu_si128(b0 as *const __m128i),
-        );
-        let m4 = _mm256_set1_epi8(0x0F);
-        let q = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_and_si256(raw, m4)),
-            _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-            1,
-        );
-        // [lo b0, lo b1, hi b0, hi b1] → [lo b0, hi b0, lo b1, hi b1]
-        _mm512_shuffle_i64x2(q, q, 0b11_01_10_00)
-    }
-
-    /// The nibbles of one block, zero above its 32 bytes.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(in super::super) unsafe fn nibble_one(b0: *const u8) -> __m512i {
-        let raw = _mm_loadu_si128(b0 as *const __m128i);
-        let q = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
-            _mm256_set1_epi8(0x0F),
-        );
-        _mm512_zextsi256_si512(q)
-    }
-
+    /// As the AVX2 `dot` (block sums, then an FMA per block), the sums by
+    /// `dpbusd` on 256 bits.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn dot<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
         let nb = a.k / QK;
         assert!(w.len() >= nb * BLOCK_BYTES && (r0 + R) * a.k <= a.qs.len());
-        let mut acc = [_mm512_setzero_ps(); R];
-        let p = w.as_ptr();
-        let mut b = 0;
-        while b + 2 <= nb {
-            let (b0, b1) = (p.add(b * BLOCK_BYTES), p.add((b + 1) * BLOCK_BYTES));
-            let q = nibble_pair(b0.add(2), b1.add(2));
-            unsigned_pair(q, f16_pair(b0, b1), a, r0, b, true, &mut acc);
-            b += 2;
+        let mut acc = [0f32; R];
+        for b in 0..nb {
+            let b0 = w.as_ptr().add(b * BLOCK_BYTES);
+            let (q, dw) = (super::avx2::nibbles(b0.add(2)), f16_load(b0));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let at = (r0 + r) * a.k + b * QK;
+                let y = _mm256_loadu_si256(a.qs.as_ptr().add(at) as *const __m256i);
+                let c = _mm256_loadu_si256(a.corr.as_ptr().add(at / 4) as *const __m256i);
+                let s = dw * *a.d.get_unchecked((r0 + r) * nb + b);
+                *acc = (hsum_i32(_mm256_dpbusd_epi32(c, q, y)) as f32).mul_add(s, *acc);
+            }
         }
-        if b < nb {
-            let b0 = p.add(b * BLOCK_BYTES);
-            let q = nibble_one(b0.add(2));
-            unsigned_pair(q, _mm_set_ss(f16_load(b0)), a, r0, b, false, &mut acc);
-        }
-        std::array::from_fn(|r| hsum512(acc[r]))
+        acc
     }
 }
 

@@ -67,9 +67,19 @@ pub(crate) fn rows(
     }
 }
 
-/// The reference: `Σ (d_w·d_x)·isum + m·s` in block order.
+/// The reference, in llama.cpp's order (`ggml_vec_dot_q4_1_q8_1` on x86):
+/// per block 8 exact integer sums of 4 products, each FMA'd into its own
+/// lane with d_w·d_x; the minimum's terms m·s (exact products of two f16)
+/// summed apart in block order; `hsum_float_8` of the lanes plus that sum.
 fn dot_scalar<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
     let nb = a.k / QK;
+    let nibble = |blk: &[u8], i: usize| {
+        if i < QK / 2 {
+            blk[4 + i] & 0x0F
+        } else {
+            blk[4 + i - QK / 2] >> 4
+        }
+    };
     std::array::from_fn(|r| {
         let row = r0 + r;
         let (qs, d, s) = (
@@ -77,18 +87,19 @@ fn dot_scalar<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
             &a.d[row * nb..][..nb],
             &a.s[row * nb..][..nb],
         );
-        let mut sum = 0f32;
+        let (mut lanes, mut mins) = ([0f32; 8], 0f32);
         for (b, blk) in w.chunks_exact(BLOCK_BYTES).enumerate() {
             let y = &qs[b * QK..][..QK];
-            let mut isum = 0i32;
-            for j in 0..QK / 2 {
-                let q = blk[4 + j];
-                isum += (q & 0x0F) as i32 * y[j] as i32;
-                isum += (q >> 4) as i32 * y[j + QK / 2] as i32;
+            let sc = f16_at(blk, 0) * d[b];
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let isum: i32 = (4 * l..4 * l + 4)
+                    .map(|i| nibble(blk, i) as i32 * y[i] as i32)
+                    .sum();
+                *lane = sc.mul_add(isum as f32, *lane);
             }
-            sum += (f16_at(blk, 0) * d[b]) * isum as f32 + f16_at(blk, 2) * s[b];
+            mins += f16_at(blk, 2) * s[b];
         }
-        sum
+        super::hsum8(&lanes) + mins
     })
 }
 
@@ -129,41 +140,31 @@ mod avx2 {
         unsigned_block(nibbles(b0.add(4)), f16_load(b0), a, r0, b, acc);
         let m = f16_load(b0.add(2));
         for (r, s) in mins.iter_mut().enumerate() {
-            *s = m.mul_add(*a.s.get_unchecked((r0 + r) * nb + b), *s);
+            // m·s is exact (two f16), so this is llama.cpp's `summs += m·s`.
+            *s += m * *a.s.get_unchecked((r0 + r) * nb + b);
         }
     }
 
+    /// One accumulator per row and one chain of minimums, the blocks in
+    /// order: the same bits as `dot_scalar`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn dot<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
         let nb = a.k / QK;
         assert!(w.len() >= nb * BLOCK_BYTES && (r0 + R) * a.k <= a.qs.len());
-        let mut even = [_mm256_setzero_ps(); R];
-        let mut odd = [_mm256_setzero_ps(); R];
-        // The minimums' sums split the same way: one chain of scalar FMAs
-        // would cost 4 cycles a block.
-        let (mut mins_even, mut mins_odd) = ([0f32; R], [0f32; R]);
-        let p = w.as_ptr();
-        let mut b = 0;
-        while b + 2 <= nb {
-            block(p, a, r0, b, &mut even, &mut mins_even);
-            block(p, a, r0, b + 1, &mut odd, &mut mins_odd);
-            b += 2;
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut mins = [0f32; R];
+        for b in 0..nb {
+            block(w.as_ptr(), a, r0, b, &mut acc, &mut mins);
         }
-        if b < nb {
-            block(p, a, r0, b, &mut even, &mut mins_even);
-        }
-        std::array::from_fn(|r| {
-            hsum256(_mm256_add_ps(even[r], odd[r])) + (mins_even[r] + mins_odd[r])
-        })
+        std::array::from_fn(|r| hsum256(acc[r]) + mins[r])
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod vnni {
-    use super::super::q4_0::vnni::{nibble_one, nibble_pair};
-    use super::super::q8_0::vnni::unsigned_pair;
-    use super::super::x86::{f16_load, f16_pair, hsum512};
+    use super::super::q4_0::avx2::nibbles;
+    use super::super::x86::{f16_load, hsum256};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -179,43 +180,28 @@ mod vnni {
         tile_rows!(w, row_bytes, a, m, out, ld, dot)
     }
 
+    /// As the AVX2 `dot`, the lanes by `dpbusd` on 256 bits (no offset:
+    /// Q4_1's quants are unsigned already).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn dot<const R: usize>(w: &[u8], a: &Q8Acts, r0: usize) -> [f32; R] {
         let nb = a.k / QK;
         assert!(w.len() >= nb * BLOCK_BYTES && (r0 + R) * a.k <= a.qs.len());
-        let mut acc = [_mm512_setzero_ps(); R];
-        // [m_b·s_b, m_b+1·s_b+1, 0, 0] summed per row.
-        let mut mins = [_mm_setzero_ps(); R];
-        let p = w.as_ptr();
-        let mut b = 0;
-        while b + 2 <= nb {
-            let (b0, b1) = (p.add(b * BLOCK_BYTES), p.add((b + 1) * BLOCK_BYTES));
-            let q = nibble_pair(b0.add(4), b1.add(4));
-            unsigned_pair(q, f16_pair(b0, b1), a, r0, b, true, &mut acc);
-            let m = f16_pair(b0.add(2), b1.add(2));
-            for (r, acc_m) in mins.iter_mut().enumerate() {
-                let s = _mm_castpd_ps(_mm_load_sd(
-                    a.s.as_ptr().add((r0 + r) * nb + b) as *const f64
-                ));
-                *acc_m = _mm_fmadd_ps(m, s, *acc_m);
-            }
-            b += 2;
-        }
-        if b < nb {
-            let b0 = p.add(b * BLOCK_BYTES);
-            let q = nibble_one(b0.add(4));
-            unsigned_pair(q, _mm_set_ss(f16_load(b0)), a, r0, b, false, &mut acc);
-            let m = _mm_set_ss(f16_load(b0.add(2)));
-            for (r, acc_m) in mins.iter_mut().enumerate() {
-                let s = _mm_load_ss(a.s.as_ptr().add((r0 + r) * nb + b));
-                *acc_m = _mm_fmadd_ps(m, s, *acc_m);
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut mins = [0f32; R];
+        for b in 0..nb {
+            let b0 = w.as_ptr().add(b * BLOCK_BYTES);
+            let (q, dw, m) = (nibbles(b0.add(4)), f16_load(b0), f16_load(b0.add(2)));
+            for r in 0..R {
+                let at = (r0 + r) * a.k + b * QK;
+                let y = _mm256_loadu_si256(a.qs.as_ptr().add(at) as *const __m256i);
+                let lanes = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, y);
+                let s = _mm256_set1_ps(dw * *a.d.get_unchecked((r0 + r) * nb + b));
+                acc[r] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(lanes), acc[r]);
+                mins[r] += m * *a.s.get_unchecked((r0 + r) * nb + b);
             }
         }
-        std::array::from_fn(|r| {
-            let m = mins[r];
-            hsum512(acc[r]) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
-        })
+        std::array::from_fn(|r| hsum256(acc[r]) + mins[r])
     }
 }
 

@@ -372,7 +372,7 @@ pub(super) mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod vnni {
-    use super::super::x86::{f16_load, hsum256, round_f16, spread_pair};
+    use super::super::x86::{f16_load, hsum256, round_f16};
     use super::*;
     use std::arch::x86_64::*;
 
@@ -434,45 +434,6 @@ pub(super) mod vnni {
         ld: usize,
     ) {
         tile_rows!(w, row_bytes, a, m, out, ld, dot)
-    }
-
-    /// Blocks `b` and `b + 1` of 32 weights each, `q` as unsigned bytes
-    /// (q + offset) with scales `dw = [d_b, d_b+1]`, times the same blocks of
-    /// each activation row, into `acc`. `dpbusd` multiplies unsigned by
-    /// signed bytes, adds each 4 products to a lane, and starts from `corr`
-    /// (−offset·Σy). With `two` false only block `b` is there: the upper
-    /// half of `q` must be zero, and `dw`'s second lane.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(in super::super) unsafe fn unsigned_pair<const R: usize>(
-        q: __m512i,
-        dw: __m128,
-        a: &Q8Acts,
-        r0: usize,
-        b: usize,
-        two: bool,
-        acc: &mut [__m512; R],
-    ) {
-        let nb = a.k / QK;
-        let (mask8, mask32) = if two {
-            (!0u64, 0xFFFFu16)
-        } else {
-            (0xFFFF_FFFFu64, 0x00FFu16)
-        };
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let at = (r0 + r) * a.k + b * QK;
-            let y = _mm512_maskz_loadu_epi8(mask8, a.qs.as_ptr().add(at));
-            let c = _mm512_maskz_loadu_epi32(mask32, a.corr.as_ptr().add(at / 4));
-            let lanes = _mm512_dpbusd_epi32(c, q, y);
-            let dp = a.d.as_ptr().add((r0 + r) * nb + b);
-            let dx = if two {
-                _mm_castpd_ps(_mm_load_sd(dp as *const f64))
-            } else {
-                _mm_load_ss(dp)
-            };
-            let s = spread_pair(_mm_mul_ps(dw, dx));
-            *acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(lanes), *acc);
-        }
     }
 
     /// A block at a time on 8 lanes (`dpbusd` on 256 bits, weights flipped

@@ -68,11 +68,11 @@ pub(crate) fn applies(isa: Isa, ty: GgmlType, m: usize) -> bool {
         // order (8 lanes per block, each its own FMA chain): a tile holds a
         // block's sum per lane, and keeping 8 per row would not fit the
         // registers.
-        Isa::Avx512Vnni => matches!(
-            ty,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
-        ),
-        Isa::Avx2 => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K),
+        // Q4_1 likewise (llama.cpp multiplies it with `ggml_vec_dot_q4_1_q8_1`
+        // for prompts too). Q4_0's tiles keep a block sum per lane and one
+        // FMA per block, which is llama.cpp's order for Q4_0 (repacked).
+        Isa::Avx512Vnni => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q6_K),
+        Isa::Avx2 => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K),
         Isa::Scalar => false,
     };
     formats && m >= min_rows(isa, ty)
