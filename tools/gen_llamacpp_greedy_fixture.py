@@ -2,10 +2,10 @@
 """llama.cpp's own greedy continuations of four prompts on a quantized
 SmolLM2 file, for `tests/quantize.rs` (Kindling must pick the same tokens).
 
-    .venv/bin/python tools/gen_llamacpp_greedy_fixture.py Q8_0.gguf \
-        crates/kindling-cli/tests/fixtures/llamacpp_greedy_q8_0.json
+    for t in q8_0 q4_0 q4_1; do .venv/bin/python tools/gen_llamacpp_greedy_fixture.py \
+        $t.gguf crates/kindling-cli/tests/fixtures/llamacpp_greedy_$t.json; done
 
-The file is `kindling quantize --type q8_0` of the shared
+Each file is `kindling quantize --type T` of the shared
 SmolLM2-135M-Instruct.Q4_1.gguf (its bytes equal llama-quantize's). One
 thread, f32 KV cache, no flash attention, the prompt in one batch, 64
 tokens or up to the end-of-text token, each the argmax of llama.cpp's

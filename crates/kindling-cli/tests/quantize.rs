@@ -154,81 +154,81 @@ fn smollm2_quantized_by_kindling_has_llama_cpp_bytes() {
 /// The target of the quantization issue: on a file Kindling writes, its
 /// greedy continuation is llama.cpp's, token for token (64 tokens of four
 /// prompts, or up to the end of text; `tools/gen_llamacpp_greedy_fixture.py`
-/// wrote llama.cpp's). Q8_0 decoding follows llama.cpp's arithmetic
-/// operation for operation, so not even near-ties part them.
+/// wrote llama.cpp's). Q8_0, Q4_0 and Q4_1 decoding follow llama.cpp's
+/// arithmetic operation for operation, so not even near-ties part them.
 #[test]
-fn smollm2_q8_0_greedy_continuations_are_llama_cpp_s() {
+fn smollm2_greedy_continuations_are_llama_cpp_s() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !p.is_file() {
         eprintln!("skipped: {} not found", p.display());
         return;
     }
-    let fixture: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llamacpp_greedy_q8_0.json"),
-        )
-        .unwrap(),
-    )
-    .unwrap();
     let dir = std::env::temp_dir().join(format!("kindling-greedy-lc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("q8_0.gguf");
-    let o = kindling(&[
-        "quantize",
-        "--model",
-        p.to_str().unwrap(),
-        "--type",
-        "q8_0",
-        "--out",
-        out.to_str().unwrap(),
-        "--force",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bytes = std::fs::read(&out).unwrap();
-    assert_eq!(
-        kindling_data::sha256::sha256_bytes_hex(&bytes),
-        fixture["model_sha256"].as_str().unwrap(),
-        "the Q8_0 file is not the one llama.cpp's continuations were taken on"
-    );
-    let n = fixture["max_new_tokens"].as_u64().unwrap().to_string();
-    for case in fixture["cases"].as_array().unwrap() {
-        let prompt = case["prompt"].as_str().unwrap();
+    for ty in ["q8_0", "q4_0", "q4_1"] {
+        let fixture: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("tests/fixtures/llamacpp_greedy_{ty}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let out = dir.join(format!("{ty}.gguf"));
         let o = kindling(&[
-            "generate",
+            "quantize",
             "--model",
+            p.to_str().unwrap(),
+            "--type",
+            ty,
+            "--out",
             out.to_str().unwrap(),
-            "--quantized",
-            "--prompt",
-            prompt,
-            "--temperature",
-            "0",
-            "--max-new-tokens",
-            &n,
-            "--threads",
-            "1",
-            "--json",
+            "--force",
         ]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        let v: serde_json::Value =
-            serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
-        let ours: Vec<u64> = v["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
-        let theirs: Vec<u64> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let bytes = std::fs::read(&out).unwrap();
         assert_eq!(
-            ours, theirs,
-            "{prompt:?}: Kindling's greedy tokens are not llama.cpp's"
+            kindling_data::sha256::sha256_bytes_hex(&bytes),
+            fixture["model_sha256"].as_str().unwrap(),
+            "{ty}: the file is not the one llama.cpp's continuations were taken on"
         );
+        let n = fixture["max_new_tokens"].as_u64().unwrap().to_string();
+        for case in fixture["cases"].as_array().unwrap() {
+            let prompt = case["prompt"].as_str().unwrap();
+            let o = kindling(&[
+                "generate",
+                "--model",
+                out.to_str().unwrap(),
+                "--quantized",
+                "--prompt",
+                prompt,
+                "--temperature",
+                "0",
+                "--max-new-tokens",
+                &n,
+                "--threads",
+                "1",
+                "--json",
+            ]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            let v: serde_json::Value =
+                serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+            let ids = |v: &serde_json::Value| -> Vec<u64> {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap())
+                    .collect()
+            };
+            assert_eq!(
+                ids(&v["ids"]),
+                ids(&case["ids"]),
+                "{ty} {prompt:?}: Kindling's greedy tokens are not llama.cpp's"
+            );
+        }
+        std::fs::remove_file(&out).unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -973,8 +973,10 @@ pub(crate) mod tests {
     }
 
     /// Every kernel family against the scalar reference on the same
-    /// quantized activations: the integer block sums are exact in all of
-    /// them, only the order of the f32 sum over blocks differs (lanes, FMA).
+    /// quantized activations. Q8_0, Q4_0 and Q4_1 follow llama.cpp's order
+    /// in all of them: equal bit for bit. For the K formats the integer
+    /// block sums are exact in all of them, only the order of the f32 sum
+    /// over blocks differs (lanes, FMA).
     /// Each of the `nb` block terms t_b = s_b·I_b is rounded at most once
     /// and the sums of nb terms at most nb times, so the two results differ
     /// by at most 2·(nb + 2)·ε·Σ|t_b| ≤ 2·(nb + 2)·ε·Σ|ŵ_i·x̂_i| (ŵ, x̂ the
@@ -995,7 +997,9 @@ pub(crate) mod tests {
             // the single-row remainder; m ≥ tiles::min_rows the row tiles
             // (37 rows: 2 tiles of 16 or 4 of 8, and 5 rows left to the row
             // kernels).
-            let tiled = tiles::min_rows(Isa::Avx512Vnni, GgmlType::Q8_0) + 1;
+            let tiled = tiles::min_rows(Isa::Avx512Vnni, GgmlType::Q8_0)
+                .max(tiles::min_rows(Isa::Avx2, ty))
+                + 1;
             for &(n, nb, m) in &[
                 (9, 1, 1),
                 (33, 3, 7),
@@ -1029,8 +1033,16 @@ pub(crate) mod tests {
                                 (0..k).map(|i| (wd[j * k + i] * xd[r * k + i]).abs()).sum();
                             let tol = 2.0 * (k / 32 + 2) as f32 * f32::EPSILON * mag;
                             let (a, b) = (y[r * n + j], scalar[r * n + j]);
+                            // The formats decoded in llama.cpp's order give
+                            // its bits on every kernel family, tiles too.
+                            let exact =
+                                matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1);
                             assert!(
-                                (a - b).abs() <= tol,
+                                if exact {
+                                    a.to_bits() == b.to_bits()
+                                } else {
+                                    (a - b).abs() <= tol
+                                },
                                 "{} {} n={n} k={k} m={m} y[{r},{j}]: {a} vs scalar {b} (tol {tol})",
                                 ty.name(),
                                 isa.name()
