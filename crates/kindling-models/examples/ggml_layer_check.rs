@@ -108,13 +108,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &to_halves(&node(&format!("Qcur-{layer}"), "ROPE")),
     );
     let keys = pos + 1;
-    // cache_k [kvh, 256, dh] → [1, keys, kvh, dh] in halves.
+    // cache_k [kvh, 256, dh] → [1, keys, kvh, dh].
     let ck = node(&format!("cache_k_l{layer} (view) (permuted)"), "");
     let mut kk = vec![0f32; keys * kvh * dh];
     for j in 0..keys {
         for g in 0..kvh {
-            let row = to_halves(&ck[(g * 256 + j) * dh..][..dh]);
-            kk[(j * kvh + g) * dh..][..dh].copy_from_slice(&row);
+            kk[(j * kvh + g) * dh..][..dh].copy_from_slice(&ck[(g * 256 + j) * dh..][..dh]);
         }
     }
     // cache_v (transposed) [kvh, dh, 256] → [1, keys, kvh, dh].
@@ -127,15 +126,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let qg = t(
-        to_halves(&node(&format!("Qcur-{layer}"), "ROPE")),
-        &[1, 1, h, dh],
-    );
-    let y = qg.attend_kv_in(
+    // Queries and keys in ggml's order, as `Llama::follow_llama_cpp` turns
+    // them before the cache.
+    let qg = t(node(&format!("Qcur-{layer}"), "ROPE"), &[1, 1, h, dh]);
+    let y = qg.attend_kv(
         &t(kk, &[1, keys, kvh, dh]),
         &t(vv, &[1, keys, kvh, dh]),
         pos,
-        true,
     )?;
     cmp("attention", &y, &node(&format!("kqv_out-{layer}"), ""));
     Ok(())

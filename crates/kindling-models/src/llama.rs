@@ -110,8 +110,9 @@ pub struct Attention {
     n_head: usize,
     n_kv_head: usize,
     head_dim: usize,
-    /// Query·key products in llama.cpp's interleaved order of the rotated
-    /// pairs (see `Llama::follow_llama_cpp`).
+    /// Queries and keys turned to llama.cpp's interleaved order of the
+    /// rotated pairs after RoPE, for inference with a cache (see
+    /// `Llama::follow_llama_cpp`); training keeps the rotate-half order.
     interleaved: bool,
 }
 
@@ -274,6 +275,24 @@ impl Attention {
         Ok((q, k, v))
     }
 
+    /// For inference against a cache: with `interleaved`, queries and keys
+    /// `[B, T, heads, D]` in llama.cpp's layout of the rotated pairs,
+    /// (2i, 2i + 1) instead of (i, i + D/2), so the query·key products
+    /// (and the cached keys) add up in its order.
+    fn cache_order(&self, q: Tensor, k: Tensor) -> Result<(Tensor, Tensor)> {
+        if !self.interleaved {
+            return Ok((q, k));
+        }
+        let inter = |x: Tensor| {
+            let s = x.shape().to_vec();
+            x.reshape(&[s[0], s[1], s[2], 2, s[3] / 2])?
+                .transpose(3, 4)?
+                .contiguous()?
+                .reshape(&s)
+        };
+        Ok((inter(q)?, inter(k)?))
+    }
+
     /// One new token of each of several independent sequences, `x [1, N, C]`
     /// (row i continuing `caches[i]`, whose slot `layer` is this layer's;
     /// `rope` has row i at that cache's position): the projections run on
@@ -286,14 +305,12 @@ impl Attention {
         layer: usize,
     ) -> Result<Tensor> {
         let (q, k, v) = self.project(x, rope)?;
+        let (q, k) = self.cache_order(q, k)?;
         let mut rows = Vec::with_capacity(caches.len());
         for (i, cache) in caches.iter_mut().enumerate() {
             let past = cache.len();
             let (ki, vi) = cache.append(layer, &k.narrow(1, i, 1)?, &v.narrow(1, i, 1)?)?;
-            rows.push(
-                q.narrow(1, i, 1)?
-                    .attend_kv_in(&ki, &vi, past, self.interleaved)?,
-            );
+            rows.push(q.narrow(1, i, 1)?.attend_kv(&ki, &vi, past)?);
         }
         self.o_proj
             .forward(&cat(&rows.iter().collect::<Vec<_>>(), 1)?)
@@ -309,12 +326,13 @@ impl Attention {
         let (b, t) = (x.shape()[0], x.shape()[1]);
         let (h, kvh, d) = (self.n_head, self.n_kv_head, self.head_dim);
         let (q, k, v) = self.project(x, rope)?;
-        let (k, v, past) = match cache {
-            None => (k, v, None),
+        let (q, k, v, past) = match cache {
+            None => (q, k, v, None),
             Some((cache, layer)) => {
+                let (q, k) = self.cache_order(q, k)?;
                 let past = cache.len();
                 let (all_k, all_v) = cache.append(layer, &k, &v)?;
-                (all_k, all_v, Some(past))
+                (q, all_k, all_v, Some(past))
             }
         };
         let rep = h / kvh;
@@ -322,7 +340,7 @@ impl Attention {
             // Inference: new queries against the cache, read in place, in
             // llama.cpp's arithmetic (a prompt included, so a prompt's
             // tokens get llama.cpp's bits too).
-            q.attend_kv_in(&k, &v, past, self.interleaved)?
+            q.attend_kv(&k, &v, past)?
         } else {
             // The whole sequence at once (training): the fused
             // causal kernel on packed [q | k | v] with the heads side by side.

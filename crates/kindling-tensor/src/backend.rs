@@ -123,11 +123,6 @@ pub struct CachedAttentionGeometry {
     pub kv_heads: usize,
     pub d: usize,
     pub past: usize,
-    /// The heads hold rotate-half pairs (i, i + D/2) of a model whose
-    /// reference implementation keeps them interleaved (2i, 2i + 1), as
-    /// llama.cpp does: dot products of queries and keys run in the
-    /// interleaved order, so their rounding is the reference's.
-    pub interleaved: bool,
 }
 
 /// conv2d of `[batch, in_channels, height, width]` (NCHW) with square

@@ -164,44 +164,32 @@ impl simd::Kernel for CachedRow<'_> {
         // ggml_vec_dot_f32 over positions: lane p % 64 of four 16-lane
         // accumulators; tinyBLAS: lane p % 16 of one.
         let lanes = if g.t >= 2 { 16 } else { 64 };
+        // Rows of lanes no position reaches stay +0, as ggml's zeroed
+        // accumulators; each head rewrites only rows 0..used.
+        let used = keys.min(lanes);
         let mut acc = vec![0f32; lanes * d];
-        // Element e of the reference's order: the pair (i, i + D/2) sits at
-        // (2i, 2i + 1) when the reference interleaves them.
-        let half = d / 2;
-        let src = |e: usize| {
-            if g.interleaved {
-                (e % 2) * half + e / 2
-            } else {
-                e
-            }
-        };
-        let (mut qi, mut ki) = (vec![0f32; d], vec![0f32; d]);
+        let mut t = vec![0f32; 16 * d];
+        let mut e = [0f32; 16];
         for h in 0..g.heads {
             let kvh = h / rep;
             let qh = &q[h * d..(h + 1) * d];
-            for (e, x) in qi.iter_mut().enumerate() {
-                *x = qh[src(e)];
-            }
             for (j, sj) in s[..keys].iter_mut().enumerate() {
                 let a = at(k, j, kvh);
-                let kj = &k.data[a..a + d];
-                for (e, x) in ki.iter_mut().enumerate() {
-                    *x = kj[src(e)];
-                }
-                *sj = ggml_order::dot(&qi, &ki) * scale;
+                *sj = ggml_order::dot(qh, &k.data[a..a + d]) * scale;
             }
             // ggml_compute_forward_soft_max_f32 / ggml_vec_soft_max_f32.
             let max = s[..keys].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
             let mut sum = 0f64;
             for (c, chunk) in s.chunks_exact_mut(16).enumerate() {
                 // Lanes past `keys` are masked cells: exp(−∞) = 0.
-                let e: [f32; 16] = std::array::from_fn(|l| {
-                    if c * 16 + l < keys {
+                let live = keys.saturating_sub(c * 16).min(16);
+                for l in 0..16 {
+                    e[l] = if l < live {
                         ggml_order::expf(chunk[l] - max)
                     } else {
                         0.0
-                    }
-                });
+                    };
+                }
                 chunk.copy_from_slice(&e);
                 sum += ggml_order::reduce16(&e) as f64;
             }
@@ -209,7 +197,7 @@ impl simd::Kernel for CachedRow<'_> {
             for x in &mut s[..keys] {
                 *x *= inv;
             }
-            acc.fill(0.0);
+            acc[..used * d].fill(0.0);
             for (j, &p) in s[..keys].iter().enumerate() {
                 let a = at(v, j, kvh);
                 let lane = &mut acc[(j % lanes) * d..][..d];
@@ -217,17 +205,36 @@ impl simd::Kernel for CachedRow<'_> {
                     *o = p.mul_add(x, *o);
                 }
             }
-            let o = &mut out[h * d..(h + 1) * d];
-            for (e, o) in o.iter_mut().enumerate() {
-                let lane16: [f32; 16] = if lanes == 64 {
-                    std::array::from_fn(|l| {
-                        (acc[l * d + e] + acc[(l + 32) * d + e])
-                            + (acc[(l + 16) * d + e] + acc[(l + 48) * d + e])
-                    })
+            // Per output element, the lanes added as ggml adds them (the
+            // four accumulators pairwise, then `_mm512_reduce_add_ps`), for
+            // all d elements at once.
+            let row = |l: usize| &acc[l * d..][..d];
+            for l in 0..16 {
+                let tl = &mut t[l * d..][..d];
+                if lanes == 64 {
+                    let (a0, a1, a2, a3) = (row(l), row(l + 16), row(l + 32), row(l + 48));
+                    for i in 0..d {
+                        tl[i] = (a0[i] + a2[i]) + (a1[i] + a3[i]);
+                    }
                 } else {
-                    std::array::from_fn(|l| acc[l * d + e])
-                };
-                *o = ggml_order::reduce16(&lane16);
+                    tl.copy_from_slice(row(l));
+                }
+            }
+            for l in 0..8 {
+                let (lo, hi) = t.split_at_mut((l + 8) * d);
+                for (x, y) in lo[l * d..][..d].iter_mut().zip(&hi[..d]) {
+                    *x = *y + *x;
+                }
+            }
+            for l in 0..4 {
+                let (lo, hi) = t.split_at_mut((l + 4) * d);
+                for (x, y) in lo[l * d..][..d].iter_mut().zip(&hi[..d]) {
+                    *x = *y + *x;
+                }
+            }
+            let o = &mut out[h * d..(h + 1) * d];
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = (t[i] + t[2 * d + i]) + (t[d + i] + t[3 * d + i]);
             }
         }
     }

@@ -67,10 +67,15 @@ pub fn expf(x: f32) -> f32 {
             f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)), // 0x1.555e66p-3, 0x1.fffdb6p-2
         )
         .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0)); // 0x1.ffffecp-1
+    if (-126.0..=127.0).contains(&n) {
+        // 2ⁿ is a normal f32: j·2ⁿ rounded once, as scalef rounds it.
+        return j * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    }
     if n.abs() > 192.0 || n.is_nan() {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
-    // j·2ⁿ is exact in f64 (|n| ≤ 192), so one rounding to f32, as scalef.
+    // Near the ends of the range (2ⁿ not a normal f32): j·2ⁿ is exact in
+    // f64, so one rounding to f32 again.
     (j as f64 * 2f64.powi(n as i32)) as f32
 }
 

@@ -3,6 +3,8 @@
 //! each head at position t is rotated by the angle whose cosine and sine
 //! are `cos/sin[t, i]`, times `sign` (-1 undoes it: the backward).
 
+use super::simd;
+
 /// `x` is contiguous `[B, T, H, D]`; `cos`, `sin` are `[T, D/2]`.
 pub fn rotate(
     x: &[f32],
@@ -11,8 +13,54 @@ pub fn rotate(
     sin: &[f32],
     sign: f32,
 ) -> Vec<f32> {
-    let half = d / 2;
     let mut y = vec![0f32; x.len()];
+    // Compiled per instruction set, so `mul_add` is one instruction.
+    simd::dispatch(Rotate {
+        x,
+        dims: (t, h, d),
+        cos,
+        sin,
+        sign,
+        y: &mut y,
+    });
+    y
+}
+
+struct Rotate<'a> {
+    x: &'a [f32],
+    dims: (usize, usize, usize),
+    cos: &'a [f32],
+    sin: &'a [f32],
+    sign: f32,
+    y: &'a mut [f32],
+}
+
+impl simd::Kernel for Rotate<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let Rotate {
+            x,
+            dims: (t, h, d),
+            cos,
+            sin,
+            sign,
+            y,
+        } = self;
+        rotate_into(x, (t, h, d), cos, sin, sign, y);
+    }
+}
+
+#[inline(always)]
+fn rotate_into(
+    x: &[f32],
+    (t, h, d): (usize, usize, usize),
+    cos: &[f32],
+    sin: &[f32],
+    sign: f32,
+    y: &mut [f32],
+) {
+    let half = d / 2;
     for (bt, (xr, yr)) in x
         .chunks_exact(h * d)
         .zip(y.chunks_exact_mut(h * d))
@@ -32,5 +80,4 @@ pub fn rotate(
             }
         }
     }
-    y
 }

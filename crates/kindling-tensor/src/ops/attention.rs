@@ -86,20 +86,6 @@ impl Tensor {
     /// (heads repeated, a product, a mask, a softmax) whose backward the
     /// autograd derives, so the fused kernel needs none.
     pub fn attend_kv(&self, k: &Tensor, v: &Tensor, past: usize) -> Result<Tensor> {
-        self.attend_kv_in(k, v, past, false)
-    }
-
-    /// `attend_kv` for heads in rotate-half order whose reference (llama.cpp
-    /// on a GGUF file) holds the rotated pairs interleaved: with
-    /// `interleaved`, query·key products add up in the reference's order
-    /// (the same value up to the last bits either way).
-    pub fn attend_kv_in(
-        &self,
-        k: &Tensor,
-        v: &Tensor,
-        past: usize,
-        interleaved: bool,
-    ) -> Result<Tensor> {
         let (s, ks) = (self.shape(), k.shape());
         let ok = s.len() == 4
             && ks.len() == 4
@@ -126,7 +112,6 @@ impl Tensor {
             kv_heads: ks[2],
             d: s[3],
             past,
-            interleaved: interleaved && s[3] % 2 == 0,
         };
         let records = crate::is_grad_enabled() && [self, k, v].iter().any(|t| t.requires_grad());
         let (kst, vst) = (k.layout().strides(), v.layout().strides());
