@@ -64,14 +64,15 @@ pub(crate) fn min_rows(isa: Isa, ty: GgmlType) -> usize {
 /// Whether `matmul` multiplies `ty` by `m` activation rows in tiles on `isa`.
 pub(crate) fn applies(isa: Isa, ty: GgmlType, m: usize) -> bool {
     let formats = match isa {
-        // Q8_0 stays with its row kernel, whose sums run in llama.cpp's
-        // order (8 lanes per block, each its own FMA chain): a tile holds a
-        // block's sum per lane, and keeping 8 per row would not fit the
-        // registers.
-        // Q4_1 likewise (llama.cpp multiplies it with `ggml_vec_dot_q4_1_q8_1`
-        // for prompts too). Q4_0's tiles keep a block sum per lane and one
-        // FMA per block, which is llama.cpp's order for Q4_0 (repacked).
-        Isa::Avx512Vnni => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K | GgmlType::Q6_K),
+        // Q4_0's tiles keep a block sum per lane and one FMA per block,
+        // llama.cpp's order for Q4_0 (which it repacks). Q8_0 and Q4_1 take
+        // llama.cpp's per-lane order (`dot_lanes`) on VNNI; on AVX2 they stay
+        // with their row kernels (8 accumulators per row would not fit 16
+        // registers).
+        Isa::Avx512Vnni => matches!(
+            ty,
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
+        ),
         Isa::Avx2 => matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K),
         Isa::Scalar => false,
     };
@@ -399,6 +400,21 @@ mod vnni {
             let o = &mut out[r * ld..][..ROWS];
             _mm512_storeu_ps(o.as_mut_ptr(), y);
         };
+        if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_1) {
+            // llama.cpp's order for these two: two activation rows at a time
+            // (8 accumulators each).
+            let mut r = 0;
+            while r + 2 <= m {
+                for (i, y) in dot_lanes::<2>(t, a, r, min).into_iter().enumerate() {
+                    store(r + i, y);
+                }
+                r += 2;
+            }
+            if r < m {
+                store(r, dot_lanes::<1>(t, a, r, min)[0]);
+            }
+            return;
+        }
         let mut r = 0;
         while r + 4 <= m {
             for (i, y) in dot::<4>(t, a, r, min).into_iter().enumerate() {
@@ -410,6 +426,58 @@ mod vnni {
             store(r, dot::<1>(t, a, r, min)[0]);
             r += 1;
         }
+    }
+
+    /// Activation rows r0..r0+R against the tile in llama.cpp's order for
+    /// Q8_0 and Q4_1 (`ggml_vec_dot_q8_0_q8_0`, `ggml_vec_dot_q4_1_q8_1`):
+    /// group g of a block (weights 4g..4g+4) is ggml's lane g, each its own
+    /// FMA chain over the blocks (16 weight rows side by side), the lanes
+    /// added as `hsum_float_8` at the end, plus Q4_1's minimums' terms
+    /// summed apart. The same bits as the row kernels.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_lanes<const R: usize>(t: &Tile, a: &Q8Acts, r0: usize, min: bool) -> [__m512; R] {
+        let nb = t.d.len() / ROWS;
+        assert!((r0 + R) * a.k <= a.qs.len() && a.k == nb * QK);
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        let mut mins = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let q = t.q.as_ptr().add(b * 8 * ROWS) as *const __m512i;
+            let dw = _mm512_loadu_ps(t.d.as_ptr().add(b * ROWS));
+            for r in 0..R {
+                let row = r0 + r;
+                let at = row * a.k + b * QK;
+                let y = a.qs.as_ptr().add(at) as *const i32;
+                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(row * nb + b)));
+                for (g, acc) in acc[r].iter_mut().enumerate() {
+                    let c = _mm512_set1_epi32(*a.corr.get_unchecked(at / 4 + g));
+                    let p = _mm512_dpbusd_epi32(
+                        c,
+                        _mm512_loadu_si512(q.add(g) as *const _),
+                        _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g))),
+                    );
+                    *acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), *acc);
+                }
+                if min {
+                    // m·s is exact (two f16): llama.cpp's `summs += m·s`.
+                    let mw = _mm512_loadu_ps(t.m.as_ptr().add(b * ROWS));
+                    let sx = _mm512_set1_ps(*a.s.get_unchecked(row * nb + b));
+                    mins[r] = _mm512_add_ps(mins[r], _mm512_mul_ps(mw, sx));
+                }
+            }
+        }
+        std::array::from_fn(|r| {
+            let l = &acc[r];
+            let v = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+                _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
+            );
+            if min {
+                _mm512_add_ps(v, mins[r])
+            } else {
+                v
+            }
+        })
     }
 
     /// Activation rows r0..r0+R against the tile: per block, the 8 groups
