@@ -30,7 +30,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _g = kindling_tensor::no_grad();
     for part in calls {
         let t = Tensor::from_vec_i64(part.iter().map(|&i| i as i64).collect(), &[1, part.len()])?;
-        let logits = model.forward_last(&t, Some(&mut cache))?;
+        // KINDLING_ALL_ROWS=1: every position's logits, not just the last.
+        let logits = if std::env::var_os("KINDLING_ALL_ROWS").is_some() {
+            model.forward(&t, Some(&mut cache))?
+        } else {
+            model.forward_last(&t, Some(&mut cache))?
+        };
         for v in logits.to_vec_f32()? {
             f.write_all(&v.to_le_bytes())?;
         }

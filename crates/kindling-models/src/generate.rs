@@ -9,7 +9,7 @@
 
 use crate::gpt::Gpt;
 use crate::kv::KvCache;
-use crate::llama::Llama;
+use crate::llama::{Llama, RopeAngles};
 use crate::sampling::Sampling;
 use kindling_tensor::{cat, no_grad, on_kernel_threads, Error, Result, Rng, Tensor};
 
@@ -18,12 +18,16 @@ pub trait CausalLm: Send + Sync {
     /// Logits `[B, V]` of the last position of `ids [B, T]`, continuing the
     /// sequence held in `cache`.
     fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor>;
-    /// Log-probabilities `[B, T, V]` of the next token at every position of
-    /// `ids [B, T]`, from one forward starting at position 0 with no cache:
-    /// row `t` is `log p(· | ids[..=t])`. What scoring a text needs
+    /// Logits `[B, T, V]` of the next token at every position of
+    /// `ids [B, T]`, from one forward starting at position 0: row `t`
+    /// scores the token after `ids[..=t]`. What scoring a text needs
     /// (perplexity, the log-likelihood of an answer), where generation only
     /// needs the last row.
-    fn log_probs(&self, ids: &Tensor) -> Result<Tensor>;
+    fn logits(&self, ids: &Tensor) -> Result<Tensor>;
+    /// `logits` as log-probabilities (an f32 log-softmax).
+    fn log_probs(&self, ids: &Tensor) -> Result<Tensor> {
+        self.logits(ids)?.log_softmax(-1)
+    }
     fn new_cache(&self) -> KvCache;
     /// Logits `[N, V]` for one new token in each of N independent sequences,
     /// `tokens[i]` continuing `caches[i]` (continuous batching). Row i must
@@ -47,8 +51,14 @@ impl CausalLm for Llama {
     fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         Llama::forward_last(self, ids, Some(cache))
     }
-    fn log_probs(&self, ids: &Tensor) -> Result<Tensor> {
-        Llama::forward(self, ids, None)?.log_softmax(-1)
+    fn logits(&self, ids: &Tensor) -> Result<Tensor> {
+        if self.rope_angles == RopeAngles::Ggml && !kindling_tensor::is_grad_enabled() {
+            // A model that follows llama.cpp scores a window as llama.cpp
+            // evaluates a prompt: through a fresh cache, in its arithmetic.
+            let mut cache = self.new_cache();
+            return Llama::forward(self, ids, Some(&mut cache));
+        }
+        Llama::forward(self, ids, None)
     }
     fn new_cache(&self) -> KvCache {
         Llama::new_cache(self)
@@ -68,8 +78,8 @@ impl CausalLm for Gpt {
     fn forward_last(&self, ids: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
         Gpt::forward_last(self, ids, Some(cache))
     }
-    fn log_probs(&self, ids: &Tensor) -> Result<Tensor> {
-        Gpt::forward_cached(self, ids, None)?.log_softmax(-1)
+    fn logits(&self, ids: &Tensor) -> Result<Tensor> {
+        Gpt::forward_cached(self, ids, None)
     }
     fn new_cache(&self) -> KvCache {
         Gpt::new_cache(self)

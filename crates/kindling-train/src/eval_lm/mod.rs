@@ -43,12 +43,18 @@ fn target_log_probs(
     // Only the rows that score a target leave the tensor (the full
     // [T, V] block is 200 MB for a 1024-token window of a 49k vocabulary).
     let rows = model
-        .log_probs(&x)?
+        .logits(&x)?
         .narrow(1, first_row, targets.len())?
         .to_vec_f32()?;
+    // The log-softmax in f64, as llama.cpp's perplexity tool takes it (an
+    // f32 sum of 49k exponentials is off by ~1e-5 relative).
     Ok(targets
         .iter()
-        .enumerate()
-        .map(|(j, &t)| rows[j * v + t as usize] as f64)
+        .zip(rows.chunks_exact(v))
+        .map(|(&t, row)| {
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
+            let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+            row[t as usize] as f64 - max - sum.ln()
+        })
         .collect())
 }
