@@ -111,9 +111,11 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--soak", type=int, default=1000)
     ap.add_argument("--soak-tokens", type=int, default=8)
+    ap.add_argument("--quantized", action="store_true", help="serve a GGUF file on its quantized blocks")
     a = ap.parse_args()
     p = subprocess.Popen([a.kindling, "serve", "--model", a.model, "--port", "0", "--threads", a.threads,
-                          "--max-batch", a.max_batch], stderr=subprocess.PIPE, text=True)
+                          "--max-batch", a.max_batch] + (["--quantized"] if a.quantized else []),
+                         stderr=subprocess.PIPE, text=True)
     for line in p.stderr:
         m = re.search(r"http://([\d.]+):(\d+)", line)
         if m:

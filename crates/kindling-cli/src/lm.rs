@@ -97,8 +97,8 @@ pub struct AdapterArg {
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
     /// Multiply by a GGUF file's quantized blocks as llama.cpp does (8-bit activations,
-    /// integer dot products: faster, numbers slightly off the f32 reference) instead of
-    /// dequantizing the weights to f32.
+    /// integer dot products, its order of operations: on Q8_0/Q4_0/Q4_1 files the same
+    /// logits and tokens as llama.cpp's CPU backend) instead of dequantizing the weights to f32.
     #[arg(long)]
     pub quantized: bool,
 }
