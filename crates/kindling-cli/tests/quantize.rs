@@ -91,6 +91,23 @@ fn a_quantized_gguf_keeps_the_tokenizer_and_the_logits_to_its_rounding() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `kindling quantize --type ty` of `model` into `dir/ty.gguf`.
+fn quantize_into(model: &Path, ty: &str, dir: &Path) -> std::path::PathBuf {
+    let out = dir.join(format!("{ty}.gguf"));
+    let o = kindling(&[
+        "quantize",
+        "--model",
+        model.to_str().unwrap(),
+        "--type",
+        ty,
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
 /// SmolLM2-135M-Instruct quantized by Kindling, tensor by tensor, against
 /// llama.cpp's `llama_model_quantize` of the same file
 /// (`tools/check_llamacpp_quant.py` wrote the digests): the same type and the
@@ -113,18 +130,7 @@ fn smollm2_quantized_by_kindling_has_llama_cpp_bytes() {
     let dir = std::env::temp_dir().join(format!("kindling-quantize-lc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for ty in ["q8_0", "q4_0", "q4_1"] {
-        let out = dir.join(format!("{ty}.gguf"));
-        let o = kindling(&[
-            "quantize",
-            "--model",
-            p.to_str().unwrap(),
-            "--type",
-            ty,
-            "--out",
-            out.to_str().unwrap(),
-            "--force",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = quantize_into(&p, ty, &dir);
         let g = kindling_tensor::gguf::GgufFile::open(&out).unwrap();
         let want = fixture["types"][ty]["tensor_sha256"].as_object().unwrap();
         let types = fixture["types"][ty]["tensor_types"].as_object().unwrap();
@@ -175,18 +181,7 @@ fn smollm2_greedy_continuations_are_llama_cpp_s() {
             .unwrap(),
         )
         .unwrap();
-        let out = dir.join(format!("{ty}.gguf"));
-        let o = kindling(&[
-            "quantize",
-            "--model",
-            p.to_str().unwrap(),
-            "--type",
-            ty,
-            "--out",
-            out.to_str().unwrap(),
-            "--force",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = quantize_into(&p, ty, &dir);
         let bytes = std::fs::read(&out).unwrap();
         assert_eq!(
             kindling_data::sha256::sha256_bytes_hex(&bytes),

@@ -91,40 +91,22 @@ mod tests {
 
     #[test]
     fn the_constants_are_ggml_s_hex_floats() {
-        // The hex literals of ggml_v_expf, spelled as bit patterns above.
-        let hex = |m: f64, e: i32| (m * 2f64.powi(e)) as f32;
-        assert_eq!(
-            f32::from_bits(0x3fb8_aa3b),
-            hex(1.0 + 0x715476 as f64 / (1u64 << 24) as f64, 0)
-        );
-        assert_eq!(
-            f32::from_bits(0x3f31_7200),
-            hex(1.0 + 0x62e4 as f64 / (1u64 << 16) as f64, -1)
-        );
-        assert_eq!(
-            f32::from_bits(0x35bf_be8e),
-            hex(1.0 + 0x7f7d1c as f64 / (1u64 << 24) as f64, -20)
-        );
-        assert_eq!(
-            f32::from_bits(0x3c07_2010),
-            hex(1.0 + 0x0e4020 as f64 / (1u64 << 24) as f64, -7)
-        );
-        assert_eq!(
-            f32::from_bits(0x3d2b_9f17),
-            hex(1.0 + 0x573e2e as f64 / (1u64 << 24) as f64, -5)
-        );
-        assert_eq!(
-            f32::from_bits(0x3e2a_af33),
-            hex(1.0 + 0x555e66 as f64 / (1u64 << 24) as f64, -3)
-        );
-        assert_eq!(
-            f32::from_bits(0x3eff_fedb),
-            hex(1.0 + 0xfffdb6 as f64 / (1u64 << 24) as f64, -2)
-        );
-        assert_eq!(
-            f32::from_bits(0x3f7f_fff6),
-            hex(1.0 + 0xffffec as f64 / (1u64 << 24) as f64, -1)
-        );
+        // ggml_v_expf's literals 0x1.MMMMMMp±E, spelled as bit patterns above:
+        // (bits, hex mantissa digits, their count, exponent).
+        let cases: [(u32, u64, u32, i32); 8] = [
+            (0x3fb8_aa3b, 0x715476, 24, 0),
+            (0x3f31_7200, 0x62e4, 16, -1),
+            (0x35bf_be8e, 0x7f7d1c, 24, -20),
+            (0x3c07_2010, 0x0e4020, 24, -7),
+            (0x3d2b_9f17, 0x573e2e, 24, -5),
+            (0x3e2a_af33, 0x555e66, 24, -3),
+            (0x3eff_fedb, 0xfffdb6, 24, -2),
+            (0x3f7f_fff6, 0xffffec, 24, -1),
+        ];
+        for (bits, m, digits, e) in cases {
+            let v = (1.0 + m as f64 / (1u64 << digits) as f64) * 2f64.powi(e);
+            assert_eq!(f32::from_bits(bits), v as f32, "{bits:#x}");
+        }
     }
 
     #[test]
