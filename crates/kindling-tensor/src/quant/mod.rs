@@ -123,12 +123,23 @@ pub fn isa() -> Isa {
 /// like `Linear`'s weight) stored as ggml blocks: each row is
 /// `cols / block` whole blocks, rows back to back, exactly as a GGUF
 /// tensor's data.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct QMatrix {
     ty: GgmlType,
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
+    /// Q4_0 on AVX-512 VNNI: the rows rearranged into tiles at the first
+    /// product (`tiles::pack_q4_0`), as llama.cpp repacks Q4_0 at load.
+    packed: std::sync::OnceLock<Option<Vec<u8>>>,
+}
+
+/// Equal type, shape and bytes (the packed copy is a cache).
+impl PartialEq for QMatrix {
+    fn eq(&self, other: &QMatrix) -> bool {
+        (self.ty, self.rows, self.cols) == (other.ty, other.rows, other.cols)
+            && self.bytes == other.bytes
+    }
 }
 
 /// The shape and type, not megabytes of block bytes.
@@ -211,6 +222,7 @@ impl QMatrix {
             rows,
             cols,
             bytes,
+            packed: std::sync::OnceLock::new(),
         })
     }
 
@@ -234,6 +246,7 @@ impl QMatrix {
             rows,
             cols,
             bytes,
+            packed: std::sync::OnceLock::new(),
         })
     }
 
@@ -291,6 +304,14 @@ impl QMatrix {
         }
         let acts = Acts::quantize(self.ty, isa, x, m, k);
         let row_bytes = row_bytes(self.ty, k);
+        #[cfg(target_arch = "x86_64")]
+        let packed = if self.ty == GgmlType::Q4_0 && isa == Isa::Avx512Vnni {
+            self.packed
+                .get_or_init(|| tiles::pack_q4_0(&self.bytes, n, k))
+                .as_deref()
+        } else {
+            None
+        };
         let mut y = vec![0f32; m * n];
         // out[r * ld + j] = weight row first + j · activation row r.
         let work = |first: usize, rows: usize, out: &mut [f32], ld: usize| {
@@ -299,8 +320,16 @@ impl QMatrix {
             #[allow(unused_mut)]
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
-            if tiles::applies(isa, self.ty, m) {
-                done = tiles::whole_tiles(isa, self.ty, w, row_bytes, &acts, out, ld);
+            match (packed, &acts) {
+                (Some(p), Acts::Q8(a)) if first % tiles::PACK_ROWS == 0 => {
+                    let whole = rows / tiles::PACK_ROWS;
+                    tiles::packed_q4_0_product(p, first / tiles::PACK_ROWS, whole, a, out, ld);
+                    done = whole * tiles::PACK_ROWS;
+                }
+                _ if tiles::applies(isa, self.ty, m) => {
+                    done = tiles::whole_tiles(isa, self.ty, w, row_bytes, &acts, out, ld);
+                }
+                _ => {}
             }
             let (w, out) = (&w[done * row_bytes..], &mut out[done..]);
             if w.is_empty() {
@@ -322,6 +351,10 @@ impl QMatrix {
         let mut per_task = rows_per_task(n, k, m);
         if tiles::applies(isa, self.ty, m) {
             per_task = per_task.next_multiple_of(tiles::rows_per_tile(isa));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if packed.is_some() {
+            per_task = per_task.next_multiple_of(tiles::PACK_ROWS);
         }
         if m == 1 {
             // A task's outputs are a contiguous run of y.

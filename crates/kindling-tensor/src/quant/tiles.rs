@@ -152,12 +152,144 @@ pub(crate) fn whole_tiles(
     whole
 }
 
+/// Q4_0 rows rearranged once (at the first product), 16 to a tile, as
+/// llama.cpp repacks Q4_0 at load: per block, the tile's 16 rows' bytes
+/// 4g..4g+4 side by side for g < 4 (the low nibbles are weights 4g..4g+4,
+/// the high ones 16+4g..), then the 16 scales as f32. Half a byte per
+/// weight as in the file, read in order, so one decoding row gets the
+/// tile kernel's 16 outputs per FMA chain. `None` off AVX-512 VNNI or when
+/// the rows are not a multiple of 16.
+pub(crate) fn pack_q4_0(w: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if !Isa::Avx512Vnni.supported() || rows % PACK_ROWS != 0 || cols % QK != 0 {
+            return None;
+        }
+        let nb = cols / QK;
+        let row_bytes = nb * q4_0::BLOCK_BYTES;
+        let mut out = vec![0u8; rows / PACK_ROWS * nb * PACKED_BLOCK];
+        for (t, tile) in out.chunks_exact_mut(nb * PACKED_BLOCK).enumerate() {
+            // SAFETY: VNNI is supported (checked above); the tile's 16
+            // rows lie within `w`.
+            unsafe { vnni::pack_q4_0(&w[t * PACK_ROWS * row_bytes..], row_bytes, nb, tile) };
+        }
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (w, rows, cols);
+        None
+    }
+}
+
+/// Rows per packed Q4_0 tile.
+pub(crate) const PACK_ROWS: usize = 16;
+/// Bytes of one block of a packed Q4_0 tile: 4 vectors of 16 × 4 bytes,
+/// 16 f32 scales.
+const PACKED_BLOCK: usize = 4 * 64 + 64;
+
+/// `out[r * ld + j]` for the `tiles` packed tiles from `first_tile` on
+/// (`pack_q4_0`'s layout), all activation rows: llama.cpp's Q4_0 order,
+/// the same bits as the row kernels.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn packed_q4_0_product(
+    packed: &[u8],
+    first_tile: usize,
+    tiles: usize,
+    a: &Q8Acts,
+    out: &mut [f32],
+    ld: usize,
+) {
+    let nb = a.k / QK;
+    for t in 0..tiles {
+        let p = &packed[(first_tile + t) * nb * PACKED_BLOCK..][..nb * PACKED_BLOCK];
+        // SAFETY: `pack_q4_0` made `packed` only where VNNI is supported.
+        unsafe { vnni::product_q4_0_packed(p, a, &mut out[t * PACK_ROWS..], ld) };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod vnni {
     use super::*;
     use std::arch::x86_64::*;
 
     const ROWS: usize = 16;
+
+    /// One packed Q4_0 tile (`pack_q4_0`): 16 rows from `w` with gathers.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn pack_q4_0(w: &[u8], row_bytes: usize, nb: usize, out: &mut [u8]) {
+        assert!(w.len() >= ROWS * row_bytes && out.len() >= nb * PACKED_BLOCK);
+        let rows = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(row_bytes as i32),
+        );
+        let gather = |p: *const u8| _mm512_i32gather_epi32::<1>(rows, p as *const _);
+        for b in 0..nb {
+            let blk = w.as_ptr().add(b * q4_0::BLOCK_BYTES);
+            let o = out.as_mut_ptr().add(b * PACKED_BLOCK);
+            for g in 0..4 {
+                _mm512_storeu_si512(o.add(64 * g) as *mut _, gather(blk.add(2 + 4 * g)));
+            }
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather(blk)));
+            _mm512_storeu_ps(o.add(256) as *mut f32, d);
+        }
+    }
+
+    /// All activation rows against one packed Q4_0 tile, four at a time.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn product_q4_0_packed(p: &[u8], a: &Q8Acts, out: &mut [f32], ld: usize) {
+        let m = a.qs.len() / a.k;
+        let mut store = |r: usize, y: __m512| {
+            let o = &mut out[r * ld..][..ROWS];
+            _mm512_storeu_ps(o.as_mut_ptr(), y);
+        };
+        let mut r = 0;
+        while r + 4 <= m {
+            for (i, y) in dot_q4_0_packed::<4>(p, a, r).into_iter().enumerate() {
+                store(r + i, y);
+            }
+            r += 4;
+        }
+        while r < m {
+            store(r, dot_q4_0_packed::<1>(p, a, r)[0]);
+            r += 1;
+        }
+    }
+
+    /// As `dot` for Q4_0 (block sums started from −8·Σy, then one FMA per
+    /// block), the nibbles split from the packed bytes here.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_q4_0_packed<const R: usize>(p: &[u8], a: &Q8Acts, r0: usize) -> [__m512; R] {
+        let nb = a.k / QK;
+        assert!(p.len() >= nb * PACKED_BLOCK && (r0 + R) * a.k <= a.qs.len());
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let blk = p.as_ptr().add(b * PACKED_BLOCK);
+            let mut q = [_mm512_setzero_si512(); 8];
+            for g in 0..4 {
+                let v = _mm512_loadu_si512(blk.add(64 * g) as *const _);
+                q[g] = _mm512_and_si512(v, m4);
+                q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            }
+            let dw = _mm512_loadu_ps(blk.add(256) as *const f32);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let row = r0 + r;
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let y = |g: usize| _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g)));
+                let mut s0 = _mm512_set1_epi32(*a.block_corr.get_unchecked(row * nb + b));
+                let mut s1 = _mm512_setzero_si512();
+                for g in (0..8).step_by(2) {
+                    s0 = _mm512_dpbusd_epi32(s0, q[g], y(g));
+                    s1 = _mm512_dpbusd_epi32(s1, q[g + 1], y(g + 1));
+                }
+                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(row * nb + b)));
+                *acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), *acc);
+            }
+        }
+        acc
+    }
 
     /// Rearranges 16 rows of `ty` blocks into `t` with gathers: lane i
     /// reads row i's 4 bytes at the same offset in the same block.
