@@ -129,8 +129,8 @@ pub struct QMatrix {
     rows: usize,
     cols: usize,
     bytes: Vec<u8>,
-    /// Q4_0 on AVX-512 VNNI: the rows rearranged into tiles at the first
-    /// product (`tiles::pack_q4_0`), as llama.cpp repacks Q4_0 at load.
+    /// Q8_0, Q4_0, Q4_1 on AVX-512 VNNI: the rows rearranged into tiles at
+    /// the first product (`tiles::pack`), as llama.cpp repacks Q4_0 at load.
     packed: std::sync::OnceLock<Option<Vec<u8>>>,
 }
 
@@ -305,9 +305,11 @@ impl QMatrix {
         let acts = Acts::quantize(self.ty, isa, x, m, k);
         let row_bytes = row_bytes(self.ty, k);
         #[cfg(target_arch = "x86_64")]
-        let packed = if self.ty == GgmlType::Q4_0 && isa == Isa::Avx512Vnni {
+        let packed = if isa == Isa::Avx512Vnni
+            && matches!(self.ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+        {
             self.packed
-                .get_or_init(|| tiles::pack_q4_0(&self.bytes, n, k))
+                .get_or_init(|| tiles::pack(self.ty, &self.bytes, n, k))
                 .as_deref()
         } else {
             None
@@ -323,7 +325,7 @@ impl QMatrix {
             match (packed, &acts) {
                 (Some(p), Acts::Q8(a)) if first % tiles::PACK_ROWS == 0 => {
                     let whole = rows / tiles::PACK_ROWS;
-                    tiles::packed_q4_0_product(p, first / tiles::PACK_ROWS, whole, a, out, ld);
+                    tiles::packed_product(self.ty, p, first / tiles::PACK_ROWS, whole, a, out, ld);
                     done = whole * tiles::PACK_ROWS;
                 }
                 _ if tiles::applies(isa, self.ty, m) => {

@@ -152,47 +152,58 @@ pub(crate) fn whole_tiles(
     whole
 }
 
-/// Q4_0 rows rearranged once (at the first product), 16 to a tile, as
-/// llama.cpp repacks Q4_0 at load: per block, the tile's 16 rows' bytes
-/// 4g..4g+4 side by side for g < 4 (the low nibbles are weights 4g..4g+4,
-/// the high ones 16+4g..), then the 16 scales as f32. Half a byte per
-/// weight as in the file, read in order, so one decoding row gets the
-/// tile kernel's 16 outputs per FMA chain. `None` off AVX-512 VNNI or when
-/// the rows are not a multiple of 16.
-pub(crate) fn pack_q4_0(w: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
+/// Q8_0, Q4_0 or Q4_1 rows rearranged once (at the first product), 16 to
+/// a tile, as llama.cpp repacks Q4_0 at load: per block, the tile's rows'
+/// quant bytes 4g..4g+4 side by side in 64-byte vectors (Q8_0: 8 of them,
+/// flipped to q + 128; Q4_0, Q4_1: 4 of raw nibble bytes, whose low nibbles
+/// are weights 4g..4g+4 and high ones 16+4g..), then the 16 scales as f32
+/// (Q4_1: and the 16 minimums). The file's size again, read in order, so a
+/// decoding row gets the tile kernels (16 rows per vector, llama.cpp's
+/// order for each format). `None` off AVX-512 VNNI, for other formats, or
+/// when the rows are not a multiple of 16.
+pub(crate) fn pack(ty: GgmlType, w: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
     #[cfg(target_arch = "x86_64")]
     {
+        let block = packed_block(ty)?;
         if !Isa::Avx512Vnni.supported() || rows % PACK_ROWS != 0 || cols % QK != 0 {
             return None;
         }
         let nb = cols / QK;
-        let row_bytes = nb * q4_0::BLOCK_BYTES;
-        let mut out = vec![0u8; rows / PACK_ROWS * nb * PACKED_BLOCK];
-        for (t, tile) in out.chunks_exact_mut(nb * PACKED_BLOCK).enumerate() {
+        let row_bytes = super::row_bytes(ty, cols);
+        let mut out = vec![0u8; rows / PACK_ROWS * nb * block];
+        for (t, tile) in out.chunks_exact_mut(nb * block).enumerate() {
             // SAFETY: VNNI is supported (checked above); the tile's 16
             // rows lie within `w`.
-            unsafe { vnni::pack_q4_0(&w[t * PACK_ROWS * row_bytes..], row_bytes, nb, tile) };
+            unsafe { vnni::pack_rows(ty, &w[t * PACK_ROWS * row_bytes..], row_bytes, nb, tile) };
         }
         Some(out)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (w, rows, cols);
+        let _ = (ty, w, rows, cols);
         None
     }
 }
 
-/// Rows per packed Q4_0 tile.
+/// Rows per packed tile.
 pub(crate) const PACK_ROWS: usize = 16;
-/// Bytes of one block of a packed Q4_0 tile: 4 vectors of 16 × 4 bytes,
-/// 16 f32 scales.
-const PACKED_BLOCK: usize = 4 * 64 + 64;
+
+/// Bytes of one block of a packed tile.
+fn packed_block(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q8_0 => Some(8 * 64 + 64),
+        GgmlType::Q4_0 => Some(4 * 64 + 64),
+        GgmlType::Q4_1 => Some(4 * 64 + 128),
+        _ => None,
+    }
+}
 
 /// `out[r * ld + j]` for the `tiles` packed tiles from `first_tile` on
-/// (`pack_q4_0`'s layout), all activation rows: llama.cpp's Q4_0 order,
-/// the same bits as the row kernels.
+/// (`pack`'s layout), all activation rows: llama.cpp's order for each
+/// format, the same bits as the row kernels.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn packed_q4_0_product(
+pub(crate) fn packed_product(
+    ty: GgmlType,
     packed: &[u8],
     first_tile: usize,
     tiles: usize,
@@ -201,10 +212,11 @@ pub(crate) fn packed_q4_0_product(
     ld: usize,
 ) {
     let nb = a.k / QK;
+    let block = packed_block(ty).expect("a packed format");
     for t in 0..tiles {
-        let p = &packed[(first_tile + t) * nb * PACKED_BLOCK..][..nb * PACKED_BLOCK];
-        // SAFETY: `pack_q4_0` made `packed` only where VNNI is supported.
-        unsafe { vnni::product_q4_0_packed(p, a, &mut out[t * PACK_ROWS..], ld) };
+        let p = &packed[(first_tile + t) * nb * block..][..nb * block];
+        // SAFETY: `pack` made `packed` only where VNNI is supported.
+        unsafe { vnni::product_packed(ty, p, a, &mut out[t * PACK_ROWS..], ld) };
     }
 }
 
@@ -215,45 +227,154 @@ mod vnni {
 
     const ROWS: usize = 16;
 
-    /// One packed Q4_0 tile (`pack_q4_0`): 16 rows from `w` with gathers.
+    /// One packed tile (`pack`): 16 rows from `w` with gathers.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn pack_q4_0(w: &[u8], row_bytes: usize, nb: usize, out: &mut [u8]) {
-        assert!(w.len() >= ROWS * row_bytes && out.len() >= nb * PACKED_BLOCK);
+    pub(super) unsafe fn pack_rows(
+        ty: GgmlType,
+        w: &[u8],
+        row_bytes: usize,
+        nb: usize,
+        out: &mut [u8],
+    ) {
+        let block = packed_block(ty).expect("a packed format");
+        let (block_bytes, quants, groups) = match ty {
+            GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2, 8),
+            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2, 4),
+            _ => (q4_1::BLOCK_BYTES, 4, 4),
+        };
+        assert!(w.len() >= ROWS * row_bytes && out.len() >= nb * block);
         let rows = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
             _mm512_set1_epi32(row_bytes as i32),
         );
         let gather = |p: *const u8| _mm512_i32gather_epi32::<1>(rows, p as *const _);
+        let f16s = |p: *const u8| _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather(p)));
         for b in 0..nb {
-            let blk = w.as_ptr().add(b * q4_0::BLOCK_BYTES);
-            let o = out.as_mut_ptr().add(b * PACKED_BLOCK);
-            for g in 0..4 {
-                _mm512_storeu_si512(o.add(64 * g) as *mut _, gather(blk.add(2 + 4 * g)));
+            let blk = w.as_ptr().add(b * block_bytes);
+            let o = out.as_mut_ptr().add(b * block);
+            for g in 0..groups {
+                let mut v = gather(blk.add(quants + 4 * g));
+                if ty == GgmlType::Q8_0 {
+                    v = _mm512_xor_si512(v, _mm512_set1_epi8(-128));
+                }
+                _mm512_storeu_si512(o.add(64 * g) as *mut _, v);
             }
-            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(gather(blk)));
-            _mm512_storeu_ps(o.add(256) as *mut f32, d);
+            _mm512_storeu_ps(o.add(64 * groups) as *mut f32, f16s(blk));
+            if ty == GgmlType::Q4_1 {
+                _mm512_storeu_ps(o.add(64 * groups + 64) as *mut f32, f16s(blk.add(2)));
+            }
         }
     }
 
-    /// All activation rows against one packed Q4_0 tile, four at a time.
+    /// All activation rows against one packed tile: Q4_0 four at a time,
+    /// Q8_0 and Q4_1 two at a time (8 accumulators each).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn product_q4_0_packed(p: &[u8], a: &Q8Acts, out: &mut [f32], ld: usize) {
+    pub(super) unsafe fn product_packed(
+        ty: GgmlType,
+        p: &[u8],
+        a: &Q8Acts,
+        out: &mut [f32],
+        ld: usize,
+    ) {
         let m = a.qs.len() / a.k;
         let mut store = |r: usize, y: __m512| {
             let o = &mut out[r * ld..][..ROWS];
             _mm512_storeu_ps(o.as_mut_ptr(), y);
         };
         let mut r = 0;
-        while r + 4 <= m {
-            for (i, y) in dot_q4_0_packed::<4>(p, a, r).into_iter().enumerate() {
+        if ty == GgmlType::Q4_0 {
+            while r + 4 <= m {
+                for (i, y) in dot_q4_0_packed::<4>(p, a, r).into_iter().enumerate() {
+                    store(r + i, y);
+                }
+                r += 4;
+            }
+            while r < m {
+                store(r, dot_q4_0_packed::<1>(p, a, r)[0]);
+                r += 1;
+            }
+            return;
+        }
+        let q4_1 = ty == GgmlType::Q4_1;
+        while r + 2 <= m {
+            for (i, y) in dot_lanes_packed::<2>(p, q4_1, a, r).into_iter().enumerate() {
                 store(r + i, y);
             }
-            r += 4;
+            r += 2;
         }
-        while r < m {
-            store(r, dot_q4_0_packed::<1>(p, a, r)[0]);
-            r += 1;
+        if r < m {
+            store(r, dot_lanes_packed::<1>(p, q4_1, a, r)[0]);
         }
+    }
+
+    /// `dot_lanes` on a packed Q8_0 or Q4_1 tile (Q4_1's nibbles split here).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn dot_lanes_packed<const R: usize>(
+        p: &[u8],
+        q4_1: bool,
+        a: &Q8Acts,
+        r0: usize,
+    ) -> [__m512; R] {
+        let nb = a.k / QK;
+        let (block, groups) = if q4_1 {
+            (packed_block(GgmlType::Q4_1).unwrap(), 4)
+        } else {
+            (packed_block(GgmlType::Q8_0).unwrap(), 8)
+        };
+        assert!(p.len() >= nb * block && (r0 + R) * a.k <= a.qs.len());
+        let m4 = _mm512_set1_epi8(0x0F);
+        let mut acc = [[_mm512_setzero_ps(); 8]; R];
+        let mut mins = [_mm512_setzero_ps(); R];
+        for b in 0..nb {
+            let blk = p.as_ptr().add(b * block);
+            let mut q = [_mm512_setzero_si512(); 8];
+            if q4_1 {
+                for g in 0..4 {
+                    let v = _mm512_loadu_si512(blk.add(64 * g) as *const _);
+                    q[g] = _mm512_and_si512(v, m4);
+                    q[g + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+                }
+            } else {
+                for (g, q) in q.iter_mut().enumerate() {
+                    *q = _mm512_loadu_si512(blk.add(64 * g) as *const _);
+                }
+            }
+            let dw = _mm512_loadu_ps(blk.add(64 * groups) as *const f32);
+            for r in 0..R {
+                let row = r0 + r;
+                let at = row * a.k + b * QK;
+                let y = a.qs.as_ptr().add(at) as *const i32;
+                let s = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(row * nb + b)));
+                for (g, acc) in acc[r].iter_mut().enumerate() {
+                    let c = _mm512_set1_epi32(*a.corr.get_unchecked(at / 4 + g));
+                    let p = _mm512_dpbusd_epi32(
+                        c,
+                        q[g],
+                        _mm512_set1_epi32(std::ptr::read_unaligned(y.add(g))),
+                    );
+                    *acc = _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(p), *acc);
+                }
+                if q4_1 {
+                    // m·s is exact (two f16): llama.cpp's `summs += m·s`.
+                    let mw = _mm512_loadu_ps(blk.add(64 * groups + 64) as *const f32);
+                    let sx = _mm512_set1_ps(*a.s.get_unchecked(row * nb + b));
+                    mins[r] = _mm512_add_ps(mins[r], _mm512_mul_ps(mw, sx));
+                }
+            }
+        }
+        std::array::from_fn(|r| {
+            let l = &acc[r];
+            let v = _mm512_add_ps(
+                _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
+                _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
+            );
+            if q4_1 {
+                _mm512_add_ps(v, mins[r])
+            } else {
+                v
+            }
+        })
     }
 
     /// As `dot` for Q4_0 (block sums started from −8·Σy, then one FMA per
@@ -262,11 +383,12 @@ mod vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     unsafe fn dot_q4_0_packed<const R: usize>(p: &[u8], a: &Q8Acts, r0: usize) -> [__m512; R] {
         let nb = a.k / QK;
-        assert!(p.len() >= nb * PACKED_BLOCK && (r0 + R) * a.k <= a.qs.len());
+        let block = packed_block(GgmlType::Q4_0).unwrap();
+        assert!(p.len() >= nb * block && (r0 + R) * a.k <= a.qs.len());
         let m4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..nb {
-            let blk = p.as_ptr().add(b * PACKED_BLOCK);
+            let blk = p.as_ptr().add(b * block);
             let mut q = [_mm512_setzero_si512(); 8];
             for g in 0..4 {
                 let v = _mm512_loadu_si512(blk.add(64 * g) as *const _);
