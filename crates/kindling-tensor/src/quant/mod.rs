@@ -305,8 +305,11 @@ impl QMatrix {
         let acts = Acts::quantize(self.ty, isa, x, m, k);
         let row_bytes = row_bytes(self.ty, k);
         #[cfg(target_arch = "x86_64")]
+        // Few activation rows (decoding): the tiles packed once. Many (a
+        // prompt): packing per call is paid back, and measured faster.
         let packed = if isa == Isa::Avx512Vnni
             && matches!(self.ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+            && !tiles::applies(isa, self.ty, m)
         {
             self.packed
                 .get_or_init(|| tiles::pack(self.ty, &self.bytes, n, k))
