@@ -332,18 +332,25 @@ impl Attention {
                 let (q, k) = self.cache_order(q, k)?;
                 let past = cache.len();
                 let (all_k, all_v) = cache.append(layer, &k, &v)?;
-                (q, all_k, all_v, Some(past))
+                if past == 0 && !self.interleaved {
+                    // A prompt from position 0: the new keys are all of
+                    // them (and contiguous, unlike the buffer's view).
+                    (q, k, v, None)
+                } else {
+                    (q, all_k, all_v, Some(past))
+                }
             }
         };
         let rep = h / kvh;
         let y = if let Some(past) = past {
-            // Inference: new queries against the cache, read in place, in
-            // llama.cpp's arithmetic (a prompt included, so a prompt's
-            // tokens get llama.cpp's bits too).
+            // New queries against the cache, read in place, in llama.cpp's
+            // arithmetic; a model that follows llama.cpp sends its prompt
+            // this way too, so the prompt's tokens get llama.cpp's bits.
             q.attend_kv(&k, &v, past)?
         } else {
-            // The whole sequence at once (training): the fused
-            // causal kernel on packed [q | k | v] with the heads side by side.
+            // The whole sequence at once (training, or a prompt of a model
+            // read from Hugging Face files): the fused causal kernel on
+            // packed [q | k | v] with the heads side by side.
             let qkv = cat(
                 &[
                     &q.reshape(&[b, t, h * d])?,
