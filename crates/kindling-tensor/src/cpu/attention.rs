@@ -108,15 +108,39 @@ pub struct KvView<'a> {
 /// positions for one query row, tinyBLAS's single 16-lane accumulator when
 /// a call carries several (T ≥ 2).
 pub fn cached(q: &[f32], k: &KvView, v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
+    cached_with(q, k, v, g, wide_rows(g))
+}
+
+/// Whether `cached` takes the AVX-512 path for several query rows: keys
+/// laid out transposed once per call, 16 scores at a time with the key in
+/// the lane, the values' sum in 16 registers (`wide`). Same bits as the
+/// portable path; below `WIDE_MIN_ROWS` rows the copy costs more than it saves.
+fn wide_rows(g: &CachedAttentionGeometry) -> bool {
+    g.t >= WIDE_MIN_ROWS && g.d.is_multiple_of(16) && wide::available()
+}
+
+const WIDE_MIN_ROWS: usize = 4;
+
+fn cached_with(
+    q: &[f32],
+    k: &KvView,
+    v: &KvView,
+    g: &CachedAttentionGeometry,
+    wide: bool,
+) -> Vec<f32> {
     let (t, hd) = (g.t, g.heads * g.d);
     assert_eq!(q.len(), g.batch * t * hd, "attention_cached: q size");
     let mut y = vec![0f32; g.batch * t * hd];
+    let keys_t = wide.then(|| transpose_keys(k, g));
+    let per_batch = g.kv_heads * (g.past + t).next_multiple_of(16) * g.d;
     let row = |(r, out): (usize, &mut [f32])| {
+        let b = r / t;
         simd::dispatch(CachedRow {
             q: &q[r * hd..(r + 1) * hd],
             k,
             v,
-            b: r / t,
+            keys_t: keys_t.as_ref().map(|kt| &kt[b * per_batch..][..per_batch]),
+            b,
             keys: g.past + r % t + 1,
             g,
             out,
@@ -130,11 +154,140 @@ pub fn cached(q: &[f32], k: &KvView, v: &KvView, g: &CachedAttentionGeometry) ->
     y
 }
 
+/// Keys `[B, Tk, H_kv, d]` as `[B, H_kv, ⌈Tk/16⌉, d, 16]`: block `n` of kv
+/// head `h` holds positions 16n..16n+16 (zeros past Tk), element by element.
+fn transpose_keys(k: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
+    let (d, tk) = (g.d, g.past + g.t);
+    let blocks = tk.div_ceil(16);
+    let mut out = vec![0f32; g.batch * g.kv_heads * blocks * d * 16];
+    for (bh, dst) in out.chunks_exact_mut(blocks * d * 16).enumerate() {
+        let (b, h) = (bh / g.kv_heads, bh % g.kv_heads);
+        for j in 0..tk {
+            let a = b * k.batch_stride + j * k.pos_stride + h * d;
+            let blk = &mut dst[(j / 16) * d * 16..][..d * 16];
+            for (e, &x) in k.data[a..a + d].iter().enumerate() {
+                blk[e * 16 + j % 16] = x;
+            }
+        }
+    }
+    out
+}
+
+/// The AVX-512 kernels of `cached` for several query rows, in intrinsics
+/// (written as portable loops, LLVM kept the 16 accumulators in memory).
+mod wide {
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        cfg!(target_arch = "x86_64") && super::simd::level() == super::simd::Level::Avx512
+    }
+
+    /// Scaled scores of `q [d]` against the 16 keys of one transposed block
+    /// `kt [d, 16]` into `out [16]`: for each key, `ggml_vec_dot_f32`'s
+    /// products, lane sums and `reduce16` in its order, 16 keys side by side.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F (`available()`); `kt.len() >= 16 * q.len()`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dots16(q: &[f32], kt: &[f32], scale: f32, out: &mut [f32]) {
+        let n = q.len();
+        assert!(kt.len() >= 16 * n && out.len() >= 16);
+        let np = n & !63;
+        let kp = kt.as_ptr();
+        let row = |e: usize| _mm512_loadu_ps(kp.add(e * 16));
+        let mut s = [_mm512_setzero_ps(); 16];
+        for (l, sl) in s.iter_mut().enumerate() {
+            let mut a = [_mm512_setzero_ps(); 4];
+            let mut i = 0;
+            while i < np {
+                for (c, ac) in a.iter_mut().enumerate() {
+                    let e = i + 16 * c + l;
+                    *ac = _mm512_fmadd_ps(_mm512_set1_ps(q[e]), row(e), *ac);
+                }
+                i += 64;
+            }
+            *sl = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+        }
+        for i in 0..8 {
+            s[i] = _mm512_add_ps(s[i + 8], s[i]);
+        }
+        for i in 0..4 {
+            s[i] = _mm512_add_ps(s[i + 4], s[i]);
+        }
+        let mut r = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+        for (e, &qe) in q.iter().enumerate().skip(np) {
+            r = _mm512_fmadd_ps(_mm512_set1_ps(qe), row(e), r);
+        }
+        _mm512_storeu_ps(out.as_mut_ptr(), _mm512_mul_ps(r, _mm512_set1_ps(scale)));
+    }
+
+    /// `out[e] = Σ_j p[j]·v_j[e]` in tinyBLAS's order: position j into
+    /// lane j % 16 of one accumulator per output element, the lanes summed
+    /// as `reduce16` sums them. Value j starts at `v[j * stride]`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `out.len()` is a multiple of 16 and every
+    /// `v[j * stride..][..out.len()]` for `j < p.len()` is in bounds.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+        let d = out.len();
+        assert!(d.is_multiple_of(16));
+        if let Some(last) = p.len().checked_sub(1) {
+            assert!(last * stride + d <= v.len());
+        }
+        let vp = v.as_ptr();
+        let full = p.len() / 16 * 16;
+        for e0 in (0..d).step_by(16) {
+            let mut acc = [_mm512_setzero_ps(); 16];
+            let add = |acc: __m512, j: usize| {
+                _mm512_fmadd_ps(
+                    _mm512_set1_ps(p[j]),
+                    _mm512_loadu_ps(vp.add(j * stride + e0)),
+                    acc,
+                )
+            };
+            for j0 in (0..full).step_by(16) {
+                for (l, a) in acc.iter_mut().enumerate() {
+                    *a = add(*a, j0 + l);
+                }
+            }
+            for (l, a) in acc.iter_mut().enumerate() {
+                if full + l < p.len() {
+                    *a = add(*a, full + l);
+                }
+            }
+            for l in 0..8 {
+                acc[l] = _mm512_add_ps(acc[l + 8], acc[l]);
+            }
+            for l in 0..4 {
+                acc[l] = _mm512_add_ps(acc[l + 4], acc[l]);
+            }
+            let r = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+            _mm512_storeu_ps(out.as_mut_ptr().add(e0), r);
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub unsafe fn dots16(_: &[f32], _: &[f32], _: f32, _: &mut [f32]) {
+        unreachable!("AVX-512 only")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub unsafe fn weighted_sum(_: &[f32], _: &[f32], _: usize, _: &mut [f32]) {
+        unreachable!("AVX-512 only")
+    }
+}
+
 /// One query row (all heads) of `cached`, written into `out [H·D]` (zeros).
 struct CachedRow<'a> {
     q: &'a [f32],
     k: &'a KvView<'a>,
     v: &'a KvView<'a>,
+    /// This row's batch element from `transpose_keys` on the wide path.
+    keys_t: Option<&'a [f32]>,
     b: usize,
     keys: usize,
     g: &'a CachedAttentionGeometry,
@@ -149,6 +302,7 @@ impl simd::Kernel for CachedRow<'_> {
             q,
             k,
             v,
+            keys_t,
             b,
             keys,
             g,
@@ -169,26 +323,51 @@ impl simd::Kernel for CachedRow<'_> {
         let used = keys.min(lanes);
         let mut acc = vec![0f32; lanes * d];
         let mut t = vec![0f32; 16 * d];
-        let mut e = [0f32; 16];
+        let mut x16 = [0f32; 16];
+        let head_t = (g.past + g.t).next_multiple_of(16) * d;
         for h in 0..g.heads {
             let kvh = h / rep;
             let qh = &q[h * d..(h + 1) * d];
-            for (j, sj) in s[..keys].iter_mut().enumerate() {
-                let a = at(k, j, kvh);
-                *sj = ggml_order::dot(qh, &k.data[a..a + d]) * scale;
+            match keys_t {
+                Some(kt) => {
+                    // SAFETY: `keys_t` is built only when `wide::available()`;
+                    // each head's blocks are `head_t` long, d·16 per block.
+                    let kt = &kt[kvh * head_t..][..head_t];
+                    for (n, sb) in s.chunks_exact_mut(16).enumerate() {
+                        unsafe { wide::dots16(qh, &kt[n * d * 16..][..d * 16], scale, sb) };
+                    }
+                }
+                None => {
+                    for (j, sj) in s[..keys].iter_mut().enumerate() {
+                        let a = at(k, j, kvh);
+                        *sj = ggml_order::dot(qh, &k.data[a..a + d]) * scale;
+                    }
+                }
             }
             // ggml_compute_forward_soft_max_f32 / ggml_vec_soft_max_f32.
-            let max = s[..keys].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            // The maximum in 16 lanes (exact, so any order gives ggml's).
+            let mut m16 = [f32::NEG_INFINITY; 16];
+            let whole = s[..keys].chunks_exact(16);
+            let mut max = whole
+                .remainder()
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            for chunk in whole {
+                for l in 0..16 {
+                    m16[l] = m16[l].max(chunk[l]);
+                }
+            }
+            max = m16.iter().fold(max, |m, &x| m.max(x));
             let mut sum = 0f64;
             for (c, chunk) in s.chunks_exact_mut(16).enumerate() {
                 // Lanes past `keys` are masked cells: exp(−∞) = 0.
                 let live = keys.saturating_sub(c * 16).min(16);
                 for l in 0..16 {
-                    e[l] = if l < live {
-                        ggml_order::expf(chunk[l] - max)
-                    } else {
-                        0.0
-                    };
+                    x16[l] = if l < live { chunk[l] - max } else { 0.0 };
+                }
+                let mut e = ggml_order::expf16(&x16);
+                for x in &mut e[live..] {
+                    *x = 0.0;
                 }
                 chunk.copy_from_slice(&e);
                 sum += ggml_order::reduce16(&e) as f64;
@@ -196,6 +375,15 @@ impl simd::Kernel for CachedRow<'_> {
             let inv = (1.0 / sum) as f32;
             for x in &mut s[..keys] {
                 *x *= inv;
+            }
+            if keys_t.is_some() {
+                // SAFETY: as above; d is a multiple of 16 (`wide_rows`), and
+                // position j's values start at `at(v, j, kvh)`.
+                let o = &mut out[h * d..(h + 1) * d];
+                unsafe {
+                    wide::weighted_sum(&s[..keys], &v.data[at(v, 0, kvh)..], v.pos_stride, o)
+                };
+                continue;
             }
             acc[..used * d].fill(0.0);
             for (j, &p) in s[..keys].iter().enumerate() {
@@ -384,4 +572,74 @@ fn dot8(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values of a trained model's size.
+    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        let mut r = seed.wrapping_mul(2_654_435_761) | 1;
+        (0..n)
+            .map(|_| {
+                r ^= r << 13;
+                r ^= r >> 17;
+                r ^= r << 5;
+                ((r % 20_001) as f32 / 10_000.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_wide_path_gives_the_portable_path_s_bits() {
+        if !wide::available() {
+            eprintln!("skipped: this CPU (or KINDLING_SIMD) has no AVX-512");
+            return;
+        }
+        // (batch, t, heads, kv_heads, d, past): SmolLM2's heads, head sizes
+        // below, at and above ggml's 64-wide step, keys not a multiple of
+        // 16, a cache that already holds positions, two batch elements.
+        let cases = [
+            (1, 37, 9, 3, 64, 0),
+            (2, 20, 4, 2, 32, 5),
+            (1, 17, 2, 1, 128, 30),
+            (1, 64, 6, 6, 80, 0),
+            (2, 4, 3, 1, 16, 100),
+        ];
+        for (i, &(batch, t, heads, kv_heads, d, past)) in cases.iter().enumerate() {
+            let g = CachedAttentionGeometry {
+                batch,
+                t,
+                heads,
+                kv_heads,
+                d,
+                past,
+            };
+            let tk = past + t;
+            let q = values(batch * t * heads * d, 3 * i as u32 + 1, 2.0);
+            let k = values(batch * tk * kv_heads * d, 3 * i as u32 + 2, 1.0);
+            let v = values(batch * tk * kv_heads * d, 3 * i as u32 + 3, 1.0);
+            let (batch_stride, pos_stride) = (tk * kv_heads * d, kv_heads * d);
+            let kv = KvView {
+                data: &k,
+                batch_stride,
+                pos_stride,
+            };
+            let vv = KvView {
+                data: &v,
+                batch_stride,
+                pos_stride,
+            };
+            let portable = cached_with(&q, &kv, &vv, &g, false);
+            let wide = cached_with(&q, &kv, &vv, &g, true);
+            for (j, (a, b)) in portable.iter().zip(&wide).enumerate() {
+                assert_eq!(
+                    a.to_bits(),
+                    b.to_bits(),
+                    "case {i}, element {j}: {a} vs {b}"
+                );
+            }
+        }
+    }
 }

@@ -79,6 +79,43 @@ pub fn expf(x: f32) -> f32 {
     (j as f64 * 2f64.powi(n as i32)) as f32
 }
 
+/// `expf` on 16 lanes, as `ggml_v_expf` computes a vector: the same bits
+/// as `expf` lane by lane. The common case (every 2ⁿ a normal f32) runs
+/// without a branch per lane, so it vectorizes; 2ⁿ is built from `z`'s bits
+/// (z = 0x1.8p23 + n exactly, so its low bits hold n). A lane outside that
+/// range (or NaN) sends the whole vector through `expf`.
+#[inline(always)]
+pub fn expf16(x: &[f32; 16]) -> [f32; 16] {
+    const R: f32 = 12_582_912.0;
+    let mut out = [0f32; 16];
+    let mut normal = true;
+    for l in 0..16 {
+        let x = x[l];
+        let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), R);
+        let n = z - R;
+        let b = (-n).mul_add(
+            f32::from_bits(0x35bf_be8e),
+            (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+        );
+        let u = b * b;
+        let j = f32::from_bits(0x3c07_2010)
+            .mul_add(b, f32::from_bits(0x3d2b_9f17))
+            .mul_add(
+                u,
+                f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
+            )
+            .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
+        normal &= (-126.0..=127.0).contains(&n);
+        out[l] = j * f32::from_bits(z.to_bits().wrapping_add(127) << 23);
+    }
+    if !normal {
+        for l in 0..16 {
+            out[l] = expf(x[l]);
+        }
+    }
+    out
+}
+
 /// `ggml_v_silu` (AVX-512): x / (1 + e^(−x)).
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {
@@ -123,6 +160,46 @@ mod tests {
         assert_eq!(expf(-200.0), 0.0);
         assert_eq!(expf(200.0), f32::INFINITY);
         assert_eq!(expf(0.0), 1.0);
+    }
+
+    #[test]
+    fn expf16_gives_expf_s_bits_on_every_lane() {
+        let mut r = 0x2545_f491_u32;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 17;
+            r ^= r << 5;
+            r
+        };
+        for i in 0..4000 {
+            // Mostly softmax inputs (≤ 0), some spanning the range ends, NaN and ±∞.
+            let x: [f32; 16] = std::array::from_fn(|l| match (i + l) % 97 {
+                0 => f32::NEG_INFINITY,
+                1 => f32::NAN,
+                2 => f32::INFINITY,
+                3 => -95.0 + (next() % 1000) as f32 * 0.01,
+                4 => 88.0 + (next() % 1000) as f32 * 0.01,
+                _ if i % 3 == 0 => -((next() % 100_000) as f32) * 0.0009,
+                _ => ((next() % 200_000) as f32 - 100_000.0) * 0.00087,
+            });
+            let v = expf16(&x);
+            for l in 0..16 {
+                let e = expf(x[l]);
+                assert!(
+                    v[l].to_bits() == e.to_bits() || (v[l].is_nan() && e.is_nan()),
+                    "{}: {} vs {}",
+                    x[l],
+                    v[l],
+                    e
+                );
+            }
+        }
+        // A vector with no lane outside the range takes the branch-free path.
+        let x: [f32; 16] = std::array::from_fn(|l| -(l as f32) * 5.4);
+        let v = expf16(&x);
+        for l in 0..16 {
+            assert_eq!(v[l].to_bits(), expf(x[l]).to_bits());
+        }
     }
 
     #[test]
