@@ -22,17 +22,21 @@
 //! Q4_1, which also needs d·Σq) or to Q8_K blocks of 256 with 16-element
 //! sums (`q8_k.rs`) for the K formats — and every output is a sum over
 //! blocks of `d_w · d_x · (integer dot product)`. The integer part is exact
-//! in every kernel; the float sum over blocks runs in a different order in
-//! the vector kernels (lanes, fused multiply-add), so they equal the scalar
-//! reference to f32 summation-order tolerance, not bit for bit.
+//! in every kernel. For Q8_0, Q4_0 and Q4_1 the float sum follows ggml's
+//! order too (per-lane FMA chains for Q8_0 and Q4_1, one FMA per block sum
+//! for Q4_0, as in llama.cpp's AVX-512 build), so every kernel family gives
+//! the scalar reference's bits and llama.cpp's; the K formats add in their
+//! own order and agree to f32 summation-order tolerance.
 //!
 //! Work is split over rayon tasks by weight rows, never inside a row, so a
-//! result does not depend on the number of threads. A decoding step (m = 1)
-//! runs the format's row kernel, one weight row against the activation row;
-//! a prompt (m from 4–8 up, `tiles::min_rows`) runs `tiles.rs`, which
-//! rearranges 16 (VNNI) or 8 (AVX2) weight rows so a vector lane is a row
-//! and a block costs one conversion and one FMA per 16 outputs.
-//!
+//! result does not depend on the number of threads. A decoding step (few
+//! activation rows) multiplies by tiles packed once at the first product
+//! (`tiles::pack`: Q8_0, Q4_0, Q4_1 on AVX-512 VNNI, Q4_0 on AVX2; 16 rows
+//! a tile) or else runs the format's row kernel; a prompt (m from 4–8 up,
+//! `tiles::min_rows`) runs `tiles.rs` with tiles packed per call: 16 (VNNI)
+//! or 8 (AVX2) weight rows rearranged so a vector lane is a row and a block
+//! costs one conversion and one FMA per 16 outputs.
+
 //! Kernels are chosen at run time from what the CPU has ([`isa`]), never by
 //! build flags; `KINDLING_SIMD=baseline|avx2` caps the choice as it does for
 //! the f32 kernels. Measured with `cargo run --release -p kindling-tensor
@@ -307,10 +311,7 @@ impl QMatrix {
         #[cfg(target_arch = "x86_64")]
         // Few activation rows (decoding): the tiles packed once. Many (a
         // prompt): packing per call is paid back, and measured faster.
-        let packed = if isa == Isa::Avx512Vnni
-            && matches!(self.ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
-            && !tiles::applies(isa, self.ty, m)
-        {
+        let packed = if tiles::packed_applies(isa, self.ty) && !tiles::applies(isa, self.ty, m) {
             self.packed
                 .get_or_init(|| tiles::pack(self.ty, &self.bytes, n, k))
                 .as_deref()
@@ -328,7 +329,8 @@ impl QMatrix {
             match (packed, &acts) {
                 (Some(p), Acts::Q8(a)) if first % tiles::PACK_ROWS == 0 => {
                     let whole = rows / tiles::PACK_ROWS;
-                    tiles::packed_product(self.ty, p, first / tiles::PACK_ROWS, whole, a, out, ld);
+                    let first = first / tiles::PACK_ROWS;
+                    tiles::packed_product(isa, self.ty, p, first, whole, a, out, ld);
                     done = whole * tiles::PACK_ROWS;
                 }
                 _ if tiles::applies(isa, self.ty, m) => {

@@ -152,6 +152,19 @@ pub(crate) fn whole_tiles(
     whole
 }
 
+/// Whether `matmul` on `isa` multiplies few activation rows (decoding) by
+/// `ty`'s packed tiles (`pack`): every packed format on AVX-512 VNNI; on
+/// AVX2 Q4_0 only, as llama.cpp's AVX2 build repacks Q4_0 alone (Q8_0's
+/// unsigned quants would overflow `maddubs`' 16 bits; Q4_1 keeps a lane
+/// order that needs 16 accumulators per 8 rows).
+pub(crate) fn packed_applies(isa: Isa, ty: GgmlType) -> bool {
+    match isa {
+        Isa::Avx512Vnni => matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1),
+        Isa::Avx2 => ty == GgmlType::Q4_0,
+        Isa::Scalar => false,
+    }
+}
+
 /// Q8_0, Q4_0 or Q4_1 rows rearranged once (at the first product), 16 to
 /// a tile, as llama.cpp repacks Q4_0 at load: per block, the tile's rows'
 /// quant bytes 4g..4g+4 side by side in 64-byte vectors (Q8_0: 8 of them,
@@ -159,22 +172,31 @@ pub(crate) fn whole_tiles(
 /// are weights 4g..4g+4 and high ones 16+4g..), then the 16 scales as f32
 /// (Q4_1: and the 16 minimums). The file's size again, read in order, so a
 /// decoding row gets the tile kernels (16 rows per vector, llama.cpp's
-/// order for each format). `None` off AVX-512 VNNI, for other formats, or
-/// when the rows are not a multiple of 16.
+/// order for each format; AVX2 reads each 64-byte vector as two halves of
+/// 8 rows). `None` for other formats, on a CPU without AVX2, or when the
+/// rows are not a multiple of 16.
 pub(crate) fn pack(ty: GgmlType, w: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
     #[cfg(target_arch = "x86_64")]
     {
         let block = packed_block(ty)?;
-        if !Isa::Avx512Vnni.supported() || rows % PACK_ROWS != 0 || cols % QK != 0 {
+        if !Isa::Avx2.supported() || !rows.is_multiple_of(PACK_ROWS) || !cols.is_multiple_of(QK) {
             return None;
         }
         let nb = cols / QK;
         let row_bytes = super::row_bytes(ty, cols);
+        let vnni = Isa::Avx512Vnni.supported();
         let mut out = vec![0u8; rows / PACK_ROWS * nb * block];
         for (t, tile) in out.chunks_exact_mut(nb * block).enumerate() {
-            // SAFETY: VNNI is supported (checked above); the tile's 16
-            // rows lie within `w`.
-            unsafe { vnni::pack_rows(ty, &w[t * PACK_ROWS * row_bytes..], row_bytes, nb, tile) };
+            let w = &w[t * PACK_ROWS * row_bytes..];
+            // SAFETY: the family's features are supported (checked above);
+            // the tile's 16 rows lie within `w`.
+            unsafe {
+                if vnni {
+                    vnni::pack_rows(ty, w, row_bytes, nb, tile)
+                } else {
+                    avx2::pack_rows(ty, w, row_bytes, nb, tile)
+                }
+            };
         }
         Some(out)
     }
@@ -202,7 +224,9 @@ fn packed_block(ty: GgmlType) -> Option<usize> {
 /// (`pack`'s layout), all activation rows: llama.cpp's order for each
 /// format, the same bits as the row kernels.
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn packed_product(
+    isa: Isa,
     ty: GgmlType,
     packed: &[u8],
     first_tile: usize,
@@ -211,12 +235,24 @@ pub(crate) fn packed_product(
     out: &mut [f32],
     ld: usize,
 ) {
+    assert!(
+        packed_applies(isa, ty) && isa.supported(),
+        "packed tiles on {isa:?}"
+    );
     let nb = a.k / QK;
     let block = packed_block(ty).expect("a packed format");
     for t in 0..tiles {
         let p = &packed[(first_tile + t) * nb * block..][..nb * block];
-        // SAFETY: `pack` made `packed` only where VNNI is supported.
-        unsafe { vnni::product_packed(ty, p, a, &mut out[t * PACK_ROWS..], ld) };
+        let out = &mut out[t * PACK_ROWS..];
+        // SAFETY: the family is supported (asserted above), and on AVX2
+        // the format is Q4_0 (`packed_applies`).
+        unsafe {
+            if isa == Isa::Avx512Vnni {
+                vnni::product_packed(ty, p, a, out, ld)
+            } else {
+                avx2::product_packed_q4_0(p, a, out, ld)
+            }
+        };
     }
 }
 
@@ -803,6 +839,87 @@ mod avx2 {
         _mm256_cvtph_ps(packed)
     }
 
+    /// One packed tile (`super::pack`'s layout, the same bytes as
+    /// `vnni::pack_rows`), 16 rows as two gathers of 8 per vector.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn pack_rows(
+        ty: GgmlType,
+        w: &[u8],
+        row_bytes: usize,
+        nb: usize,
+        out: &mut [u8],
+    ) {
+        let block = packed_block(ty).expect("a packed format");
+        let (block_bytes, quants, groups) = match ty {
+            GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2, 8),
+            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2, 4),
+            _ => (q4_1::BLOCK_BYTES, 4, 4),
+        };
+        assert!(w.len() >= 2 * ROWS * row_bytes && out.len() >= nb * block);
+        assert!(row_bytes * 2 * ROWS < i32::MAX as usize);
+        let rows = row_offsets(row_bytes);
+        for b in 0..nb {
+            for half in 0..2 {
+                let blk = w.as_ptr().add(half * ROWS * row_bytes + b * block_bytes);
+                let gather = |o: usize| _mm256_i32gather_epi32::<1>(blk.add(o) as *const _, rows);
+                let o = out.as_mut_ptr().add(b * block);
+                for g in 0..groups {
+                    let mut v = gather(quants + 4 * g);
+                    if ty == GgmlType::Q8_0 {
+                        v = _mm256_xor_si256(v, _mm256_set1_epi8(-128));
+                    }
+                    _mm256_storeu_si256(o.add(64 * g + 32 * half) as *mut _, v);
+                }
+                let scales = o.add(64 * groups) as *mut f32;
+                _mm256_storeu_ps(scales.add(ROWS * half), f16_lanes(gather(0)));
+                if ty == GgmlType::Q4_1 {
+                    let mins = o.add(64 * groups + 64) as *mut f32;
+                    _mm256_storeu_ps(mins.add(ROWS * half), f16_lanes(gather(2)));
+                }
+            }
+        }
+    }
+
+    /// All activation rows against one packed Q4_0 tile (16 rows, two
+    /// halves of 8): per block the 8 groups' `maddubs` summed in 16 bits,
+    /// one `madd`, started from −8·Σy, then one FMA — `vnni`'s integers and
+    /// float operations, so the same bits.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn product_packed_q4_0(p: &[u8], a: &Q8Acts, out: &mut [f32], ld: usize) {
+        let m = a.qs.len() / a.k;
+        let nb = a.k / QK;
+        let block = packed_block(GgmlType::Q4_0).expect("a packed format");
+        assert!(p.len() >= nb * block && a.k == nb * QK);
+        let (m4, ones) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi16(1));
+        for row in 0..m {
+            let mut acc = [_mm256_setzero_ps(); 2];
+            for b in 0..nb {
+                let blk = p.as_ptr().add(b * block);
+                let y = a.qs.as_ptr().add(row * a.k + b * QK) as *const i32;
+                let y: [__m256i; 8] =
+                    std::array::from_fn(|g| _mm256_set1_epi32(std::ptr::read_unaligned(y.add(g))));
+                let corr = _mm256_set1_epi32(*a.block_corr.get_unchecked(row * nb + b));
+                let dx = _mm256_set1_ps(*a.d.get_unchecked(row * nb + b));
+                for (half, acc) in acc.iter_mut().enumerate() {
+                    let mut s16 = _mm256_setzero_si256();
+                    for g in 0..4 {
+                        let v = _mm256_loadu_si256(blk.add(64 * g + 32 * half) as *const _);
+                        let lo = _mm256_and_si256(v, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(lo, y[g]));
+                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(hi, y[g + 4]));
+                    }
+                    let s32 = _mm256_add_epi32(_mm256_madd_epi16(s16, ones), corr);
+                    let dw = _mm256_loadu_ps(blk.add(256 + 32 * half) as *const f32);
+                    *acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(s32), *acc);
+                }
+            }
+            let o = out[row * ld..][..2 * ROWS].as_mut_ptr();
+            _mm256_storeu_ps(o, acc[0]);
+            _mm256_storeu_ps(o.add(ROWS), acc[1]);
+        }
+    }
+
     /// As `vnni::pack`, 8 rows of Q4_0 or Q4_1.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn pack(ty: GgmlType, w: &[u8], row_bytes: usize, t: &mut Tile) {
@@ -955,5 +1072,43 @@ mod avx2 {
             }
         }
         std::array::from_fn(|r| _mm256_add_ps(acc[r], mins[r]))
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::quant::QMatrix;
+
+    #[test]
+    fn the_avx2_packer_writes_the_vnni_packer_s_bytes() {
+        if !Isa::Avx512Vnni.supported() {
+            eprintln!("skipped: no AVX-512 VNNI on this CPU to compare the AVX2 packer with");
+            return;
+        }
+        let (rows, nb) = (32, 5);
+        let cols = nb * QK;
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.003)
+            .collect();
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            let q = QMatrix::quantize(ty, &w, rows, cols).unwrap();
+            let block = packed_block(ty).unwrap();
+            let row_bytes = super::super::row_bytes(ty, cols);
+            for t in 0..rows / PACK_ROWS {
+                let src = &q.bytes[t * PACK_ROWS * row_bytes..];
+                let (mut a, mut b) = (vec![0u8; nb * block], vec![0u8; nb * block]);
+                // SAFETY: VNNI (hence AVX2) is supported, checked above.
+                unsafe {
+                    vnni::pack_rows(ty, src, row_bytes, nb, &mut a);
+                    avx2::pack_rows(ty, src, row_bytes, nb, &mut b);
+                }
+                assert_eq!(a, b, "{ty:?}, tile {t}");
+                assert!(
+                    a.iter().any(|&x| x != 0),
+                    "{ty:?}: an empty tile proves nothing"
+                );
+            }
+        }
     }
 }
