@@ -132,6 +132,7 @@ fn cached_with(
     assert_eq!(q.len(), g.batch * t * hd, "attention_cached: q size");
     let mut y = vec![0f32; g.batch * t * hd];
     let keys_t = wide.then(|| transpose_keys(k, g));
+    let values_t = wide.then(|| transpose_values(v, g));
     let per_batch = g.kv_heads * (g.past + t).next_multiple_of(16) * g.d;
     let row = |(r, out): (usize, &mut [f32])| {
         let b = r / t;
@@ -140,6 +141,9 @@ fn cached_with(
             k,
             v,
             keys_t: keys_t.as_ref().map(|kt| &kt[b * per_batch..][..per_batch]),
+            values_t: values_t
+                .as_ref()
+                .map(|vt| &vt[b * per_batch..][..per_batch]),
             b,
             keys: g.past + r % t + 1,
             g,
@@ -173,6 +177,25 @@ fn transpose_keys(k: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
     out
 }
 
+/// Values `[B, Tk, H_kv, d]` as `[B, H_kv, d, Tk']` (Tk' = Tk rounded up to
+/// 16, zeros past Tk): each output element's values over positions in a row,
+/// as llama.cpp keeps its value cache when flash attention is off.
+fn transpose_values(v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
+    let (d, tk) = (g.d, g.past + g.t);
+    let tkp = tk.next_multiple_of(16);
+    let mut out = vec![0f32; g.batch * g.kv_heads * d * tkp];
+    for (bh, dst) in out.chunks_exact_mut(d * tkp).enumerate() {
+        let (b, h) = (bh / g.kv_heads, bh % g.kv_heads);
+        for j in 0..tk {
+            let a = b * v.batch_stride + j * v.pos_stride + h * d;
+            for (e, &x) in v.data[a..a + d].iter().enumerate() {
+                dst[e * tkp + j] = x;
+            }
+        }
+    }
+    out
+}
+
 /// The AVX-512 kernels of `cached` for several query rows, in intrinsics
 /// (written as portable loops, LLVM kept the 16 accumulators in memory).
 mod wide {
@@ -192,6 +215,58 @@ mod wide {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn dots16(q: &[f32], kt: &[f32], scale: f32, out: &mut [f32]) {
+        // A fixed number of 64-wide steps unrolls whole (head sizes 64, 128).
+        match q.len() & !63 {
+            64 => dots16_steps::<1>(q, kt, scale, out),
+            128 => dots16_steps::<2>(q, kt, scale, out),
+            _ => dots16_any(q, kt, scale, out),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dots16_steps<const STEPS: usize>(q: &[f32], kt: &[f32], scale: f32, out: &mut [f32]) {
+        let n = q.len();
+        assert!(n & !63 == 64 * STEPS && kt.len() >= 16 * n && out.len() >= 16);
+        let (qp, kp) = (q.as_ptr(), kt.as_ptr());
+        let term = |e: usize, acc: __m512| {
+            _mm512_fmadd_ps(
+                _mm512_set1_ps(*qp.add(e)),
+                _mm512_loadu_ps(kp.add(e * 16)),
+                acc,
+            )
+        };
+        let s: [__m512; 16] = std::array::from_fn(|l| {
+            let mut a = [_mm512_setzero_ps(); 4];
+            for i in 0..STEPS {
+                for (c, ac) in a.iter_mut().enumerate() {
+                    *ac = term(64 * i + 16 * c + l, *ac);
+                }
+            }
+            _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
+        });
+        let mut r = reduce16_lanes(s);
+        for e in 64 * STEPS..n {
+            r = term(e, r);
+        }
+        _mm512_storeu_ps(out.as_mut_ptr(), _mm512_mul_ps(r, _mm512_set1_ps(scale)));
+    }
+
+    /// `reduce16`'s pairing, lane by lane across 16 vectors: lane j of the
+    /// result sums lane j of each, as `reduce16` sums one vector's lanes.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn reduce16_lanes(s: [__m512; 16]) -> __m512 {
+        let t: [__m512; 8] = std::array::from_fn(|i| _mm512_add_ps(s[i + 8], s[i]));
+        let u: [__m512; 4] = std::array::from_fn(|i| _mm512_add_ps(t[i + 4], t[i]));
+        _mm512_add_ps(_mm512_add_ps(u[0], u[2]), _mm512_add_ps(u[1], u[3]))
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dots16_any(q: &[f32], kt: &[f32], scale: f32, out: &mut [f32]) {
         let n = q.len();
         assert!(kt.len() >= 16 * n && out.len() >= 16);
         let np = n & !63;
@@ -210,63 +285,80 @@ mod wide {
             }
             *sl = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
         }
-        for i in 0..8 {
-            s[i] = _mm512_add_ps(s[i + 8], s[i]);
-        }
-        for i in 0..4 {
-            s[i] = _mm512_add_ps(s[i + 4], s[i]);
-        }
-        let mut r = _mm512_add_ps(_mm512_add_ps(s[0], s[2]), _mm512_add_ps(s[1], s[3]));
+        let mut r = reduce16_lanes(s);
         for (e, &qe) in q.iter().enumerate().skip(np) {
             r = _mm512_fmadd_ps(_mm512_set1_ps(qe), row(e), r);
         }
         _mm512_storeu_ps(out.as_mut_ptr(), _mm512_mul_ps(r, _mm512_set1_ps(scale)));
     }
 
-    /// `out[e] = Σ_j p[j]·v_j[e]` in tinyBLAS's order: position j into
-    /// lane j % 16 of one accumulator per output element, the lanes summed
-    /// as `reduce16` sums them. Value j starts at `v[j * stride]`.
+    /// `out[e] = Σ_j p[j]·vt[e][j]` in tinyBLAS's order: position j into
+    /// lane j % 16 of one accumulator per output element, then each
+    /// accumulator's 16 lanes summed as `reduce16` sums them. `vt [d, tkp]`
+    /// is one head's transposed values (`transpose_values`), `p` the
+    /// probabilities, zero from `keys` on, padded to a multiple of 16.
+    /// Sixteen outputs at a time: their accumulators are reduced together,
+    /// transposed as they go, into one vector.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `out.len()` is a multiple of 16 and every
-    /// `v[j * stride..][..out.len()]` for `j < p.len()` is in bounds.
+    /// The CPU has AVX-512F; `out.len()` is a multiple of 16, `p.len()` a
+    /// multiple of 16 and at most `tkp`, and `vt.len() >= out.len() * tkp`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn weighted_sum(p: &[f32], v: &[f32], stride: usize, out: &mut [f32]) {
+    pub unsafe fn weighted_sum(p: &[f32], keys: usize, vt: &[f32], tkp: usize, out: &mut [f32]) {
         let d = out.len();
-        assert!(d.is_multiple_of(16));
-        if let Some(last) = p.len().checked_sub(1) {
-            assert!(last * stride + d <= v.len());
-        }
-        let vp = v.as_ptr();
-        let full = p.len() / 16 * 16;
+        assert!(d.is_multiple_of(16) && p.len().is_multiple_of(16) && p.len() <= tkp);
+        assert!(keys <= p.len() && vt.len() >= d * tkp);
+        let (pp, vp) = (p.as_ptr(), vt.as_ptr());
+        // Lanes of the last block past `keys` read 0 (masked cells).
+        let blocks = keys.div_ceil(16);
+        let tail: __mmask16 = if keys % 16 == 0 {
+            0xFFFF
+        } else {
+            (1u16 << (keys % 16)) - 1
+        };
+        // Output e = 4i + q ends in lane 4q + i of the reduction below.
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         for e0 in (0..d).step_by(16) {
             let mut acc = [_mm512_setzero_ps(); 16];
-            let add = |acc: __m512, j: usize| {
-                _mm512_fmadd_ps(
-                    _mm512_set1_ps(p[j]),
-                    _mm512_loadu_ps(vp.add(j * stride + e0)),
-                    acc,
+            for n in 0..blocks {
+                let mask = if n + 1 == blocks { tail } else { 0xFFFF };
+                let pv = _mm512_maskz_loadu_ps(mask, pp.add(16 * n));
+                for (e, a) in acc.iter_mut().enumerate() {
+                    let v = _mm512_maskz_loadu_ps(mask, vp.add((e0 + e) * tkp + 16 * n));
+                    *a = _mm512_fmadd_ps(pv, v, *a);
+                }
+            }
+            // reduce16 of each accumulator, 16 at once. Halves: lanes i and
+            // i + 8 (two outputs per vector).
+            let x: [__m512; 8] = std::array::from_fn(|k| {
+                let (a, b) = (acc[2 * k], acc[2 * k + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+                )
+            });
+            // Quarters: lanes i and i + 4 (four outputs per vector).
+            let z: [__m512; 4] = std::array::from_fn(|m| {
+                let (a, b) = (x[2 * m], x[2 * m + 1]);
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+                )
+            });
+            // (u0 + u2) + (u1 + u3) within each quarter.
+            let pair = |a: __m512, b: __m512| {
+                _mm512_add_ps(
+                    _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
                 )
             };
-            for j0 in (0..full).step_by(16) {
-                for (l, a) in acc.iter_mut().enumerate() {
-                    *a = add(*a, j0 + l);
-                }
-            }
-            for (l, a) in acc.iter_mut().enumerate() {
-                if full + l < p.len() {
-                    *a = add(*a, full + l);
-                }
-            }
-            for l in 0..8 {
-                acc[l] = _mm512_add_ps(acc[l + 8], acc[l]);
-            }
-            for l in 0..4 {
-                acc[l] = _mm512_add_ps(acc[l + 4], acc[l]);
-            }
-            let r = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
-            _mm512_storeu_ps(out.as_mut_ptr().add(e0), r);
+            let (e, f) = (pair(z[0], z[1]), pair(z[2], z[3]));
+            let r = _mm512_add_ps(
+                _mm512_shuffle_ps::<0b10_00_10_00>(e, f),
+                _mm512_shuffle_ps::<0b11_01_11_01>(e, f),
+            );
+            _mm512_storeu_ps(out.as_mut_ptr().add(e0), _mm512_permutexvar_ps(order, r));
         }
     }
 
@@ -276,7 +368,7 @@ mod wide {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    pub unsafe fn weighted_sum(_: &[f32], _: &[f32], _: usize, _: &mut [f32]) {
+    pub unsafe fn weighted_sum(_: &[f32], _: usize, _: &[f32], _: usize, _: &mut [f32]) {
         unreachable!("AVX-512 only")
     }
 }
@@ -286,8 +378,10 @@ struct CachedRow<'a> {
     q: &'a [f32],
     k: &'a KvView<'a>,
     v: &'a KvView<'a>,
-    /// This row's batch element from `transpose_keys` on the wide path.
+    /// This row's batch element from `transpose_keys` and
+    /// `transpose_values` on the wide path.
     keys_t: Option<&'a [f32]>,
+    values_t: Option<&'a [f32]>,
     b: usize,
     keys: usize,
     g: &'a CachedAttentionGeometry,
@@ -303,6 +397,7 @@ impl simd::Kernel for CachedRow<'_> {
             k,
             v,
             keys_t,
+            values_t,
             b,
             keys,
             g,
@@ -376,13 +471,12 @@ impl simd::Kernel for CachedRow<'_> {
             for x in &mut s[..keys] {
                 *x *= inv;
             }
-            if keys_t.is_some() {
-                // SAFETY: as above; d is a multiple of 16 (`wide_rows`), and
-                // position j's values start at `at(v, j, kvh)`.
+            if let Some(vt) = values_t {
+                // SAFETY: built with `keys_t` (AVX-512 available), d a
+                // multiple of 16; each head's rows are `head_t` long.
                 let o = &mut out[h * d..(h + 1) * d];
-                unsafe {
-                    wide::weighted_sum(&s[..keys], &v.data[at(v, 0, kvh)..], v.pos_stride, o)
-                };
+                let tkp = head_t / d;
+                unsafe { wide::weighted_sum(&s, keys, &vt[kvh * head_t..][..head_t], tkp, o) };
                 continue;
             }
             acc[..used * d].fill(0.0);
