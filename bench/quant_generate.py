@@ -9,6 +9,9 @@ interleaved in one run (Kindling, llama.cpp, Kindling, llama.cpp ...).
 after): each round runs all of them, then llama.cpp, and each is reported
 against that round's llama.cpp figure.
 
+`--prompt-file F` measures decoding after a long prompt (the attention's
+share grows with the context).
+
 Kindling: `kindling generate --quantized --temperature 0` (its
 generate_tokens_per_sec: decode only, after the prompt). llama.cpp (through
 llama-cpp-python): the same prompt evaluated, then `tokens` single-token
@@ -20,6 +23,7 @@ import llama_cpp
 import numpy as np
 
 PROMPT = "Once upon a time"
+CTX = 512
 
 
 def kindling(exe, f, threads, tokens):
@@ -33,7 +37,7 @@ def llamacpp(f, threads, tokens):
     # logits_all: without it llama-cpp-python leaves the scores row empty and
     # the loop would feed token 0 every step (same work per token, wrong
     # tokens). A one-token decode computes one row of logits either way.
-    llm = llama_cpp.Llama(model_path=f, n_ctx=512, n_threads=threads, n_threads_batch=threads,
+    llm = llama_cpp.Llama(model_path=f, n_ctx=CTX, n_threads=threads, n_threads_batch=threads,
                           verbose=False, type_k=0, type_v=0, flash_attn=False, logits_all=True)
     ids = llm.tokenize(PROMPT.encode(), add_bos=False)
     llm.eval(ids)
@@ -51,7 +55,16 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--prompt-file", help="a long prompt instead of \"Once upon a time\" "
+                    "(generation speed at that context length)")
     a = ap.parse_args()
+    global PROMPT, CTX
+    if a.prompt_file:
+        PROMPT = open(a.prompt_file, encoding="utf-8").read()
+        n = len(llama_cpp.Llama(model_path=a.files[0], n_ctx=64, verbose=False,
+                                vocab_only=True).tokenize(PROMPT.encode(), add_bos=False))
+        CTX = n + a.tokens + 64
+        print(f"prompt: {n} tokens", flush=True)
     for f in a.files:
         for th in a.threads:
             ks, ls = [[] for _ in a.kindling], []

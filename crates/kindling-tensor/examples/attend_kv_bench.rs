@@ -39,9 +39,17 @@ fn main() {
         .num_threads(threads)
         .build_global()
         .expect("thread pool");
-    let _g = no_grad();
-    let mut rng = Rng::new(7);
     println!("threads {threads}");
+    // As generation runs a model call: on a kernel thread, so that parallel
+    // loops start without a hand-off from outside the pool.
+    kindling_tensor::on_kernel_threads(|| {
+        let _g = no_grad();
+        cases()
+    });
+}
+
+fn cases() {
+    let mut rng = Rng::new(7);
     for (t, past) in [(64, 0), (256, 0), (512, 0), (1, 256), (1, 1024)] {
         let tk = past + t;
         // Scores of a trained model's size: q·k/√d of a few units.
@@ -69,4 +77,32 @@ fn main() {
                 / 1e9
         );
     }
+    // A decoding step through 30 layers' caches (SmolLM2's depth): together
+    // they outgrow the CPU caches, as in generation; time per layer.
+    let past = 1024;
+    let layers: Vec<(Tensor, Tensor, Tensor)> = (0..30)
+        .map(|_| {
+            (
+                Tensor::randn(&[1, 1, HEADS, D], 0.0, 0.6, &mut rng),
+                Tensor::randn(&[1, past + 1, KV_HEADS, D], 0.0, 0.6, &mut rng),
+                Tensor::randn(&[1, past + 1, KV_HEADS, D], 0.0, 1.0, &mut rng),
+            )
+        })
+        .collect();
+    let times: Vec<Duration> = (0..40)
+        .map(|_| {
+            let s = Instant::now();
+            for (q, k, v) in &layers {
+                std::hint::black_box(q.attend_kv(k, v, past).expect("attend_kv"));
+            }
+            s.elapsed() / 30
+        })
+        .collect();
+    let h = layers.iter().fold(0u64, |h, (q, k, v)| {
+        h ^ hash(&q.attend_kv(k, v, past).unwrap().to_vec_f32().unwrap())
+    });
+    println!(
+        "T    1 past {past:4}, 30 layers: {:9.1} µs per layer  bits {h:016x}",
+        median(times).as_secs_f64() * 1e6
+    );
 }

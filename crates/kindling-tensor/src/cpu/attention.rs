@@ -134,7 +134,9 @@ fn cached_with(
     let keys_t = wide.then(|| transpose_keys(k, g));
     let values_t = wide.then(|| transpose_values(v, g));
     let per_batch = g.kv_heads * (g.past + t).next_multiple_of(16) * g.d;
-    let row = |(r, out): (usize, &mut [f32])| {
+    // Heads `heads` of query row r, written into `out` (those heads' D
+    // values each).
+    let run = |r: usize, heads: std::ops::Range<usize>, out: &mut [f32]| {
         let b = r / t;
         simd::dispatch(CachedRow {
             q: &q[r * hd..(r + 1) * hd],
@@ -146,14 +148,28 @@ fn cached_with(
                 .map(|vt| &vt[b * per_batch..][..per_batch]),
             b,
             keys: g.past + r % t + 1,
+            heads,
             g,
             out,
         })
     };
-    if g.batch * t > 1 && g.batch * t * (g.past + t) * hd >= super::PARALLEL_MIN_ELEMS {
-        y.par_chunks_mut(hd).enumerate().for_each(row);
+    let rows = g.batch * t;
+    let big = rows * (g.past + t) * hd >= super::PARALLEL_MIN_ELEMS;
+    if big && rows < 4 {
+        // A decoding step: too few rows to share out, so heads go to the
+        // threads (as llama.cpp splits its attention products).
+        y.par_chunks_mut(g.d).enumerate().for_each(|(i, out)| {
+            let (r, h) = (i / g.heads, i % g.heads);
+            run(r, h..h + 1, out)
+        });
+    } else if big {
+        y.par_chunks_mut(hd)
+            .enumerate()
+            .for_each(|(r, out)| run(r, 0..g.heads, out));
     } else {
-        y.chunks_mut(hd).enumerate().for_each(row);
+        y.chunks_mut(hd)
+            .enumerate()
+            .for_each(|(r, out)| run(r, 0..g.heads, out));
     }
     y
 }
@@ -373,7 +389,8 @@ mod wide {
     }
 }
 
-/// One query row (all heads) of `cached`, written into `out [H·D]` (zeros).
+/// Some heads of one query row of `cached`, written into `out` (zeros, D
+/// values per head).
 struct CachedRow<'a> {
     q: &'a [f32],
     k: &'a KvView<'a>,
@@ -384,6 +401,8 @@ struct CachedRow<'a> {
     values_t: Option<&'a [f32]>,
     b: usize,
     keys: usize,
+    /// The heads to compute; `out` holds their D values each.
+    heads: std::ops::Range<usize>,
     g: &'a CachedAttentionGeometry,
     out: &'a mut [f32],
 }
@@ -400,6 +419,7 @@ impl simd::Kernel for CachedRow<'_> {
             values_t,
             b,
             keys,
+            heads,
             g,
             out,
         } = self;
@@ -420,7 +440,8 @@ impl simd::Kernel for CachedRow<'_> {
         let mut t = vec![0f32; 16 * d];
         let mut x16 = [0f32; 16];
         let head_t = (g.past + g.t).next_multiple_of(16) * d;
-        for h in 0..g.heads {
+        let h0 = heads.start;
+        for h in heads {
             let kvh = h / rep;
             let qh = &q[h * d..(h + 1) * d];
             match keys_t {
@@ -474,7 +495,7 @@ impl simd::Kernel for CachedRow<'_> {
             if let Some(vt) = values_t {
                 // SAFETY: built with `keys_t` (AVX-512 available), d a
                 // multiple of 16; each head's rows are `head_t` long.
-                let o = &mut out[h * d..(h + 1) * d];
+                let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
                 let tkp = head_t / d;
                 unsafe { wide::weighted_sum(&s, keys, &vt[kvh * head_t..][..head_t], tkp, o) };
                 continue;
@@ -514,7 +535,7 @@ impl simd::Kernel for CachedRow<'_> {
                     *x = *y + *x;
                 }
             }
-            let o = &mut out[h * d..(h + 1) * d];
+            let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
             for (i, o) in o.iter_mut().enumerate() {
                 *o = (t[i] + t[2 * d + i]) + (t[d + i] + t[3 * d + i]);
             }
