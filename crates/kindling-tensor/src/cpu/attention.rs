@@ -108,17 +108,15 @@ pub struct KvView<'a> {
 /// positions for one query row, tinyBLAS's single 16-lane accumulator when
 /// a call carries several (T ≥ 2).
 pub fn cached(q: &[f32], k: &KvView, v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
-    cached_with(q, k, v, g, wide_rows(g))
+    cached_with(q, k, v, g, g.d.is_multiple_of(16) && wide::available())
 }
 
-/// Whether `cached` takes the AVX-512 path for several query rows: keys
-/// laid out transposed once per call, 16 scores at a time with the key in
-/// the lane, the values' sum in 16 registers (`wide`). Same bits as the
-/// portable path; below `WIDE_MIN_ROWS` rows the copy costs more than it saves.
-fn wide_rows(g: &CachedAttentionGeometry) -> bool {
-    g.t >= WIDE_MIN_ROWS && g.d.is_multiple_of(16) && wide::available()
-}
-
+/// From this many query rows per call, the AVX-512 path (`wide`) lays the
+/// keys and values out transposed once: 16 scores at a time with the key
+/// in the lane, the values' sums over contiguous positions. Below it (a
+/// decoding step), keys and values are read in place: 16 keys' scores at a
+/// time with their lane sums done together (head sizes a multiple of 64).
+/// Same bits as the portable path either way.
 const WIDE_MIN_ROWS: usize = 4;
 
 fn cached_with(
@@ -131,8 +129,9 @@ fn cached_with(
     let (t, hd) = (g.t, g.heads * g.d);
     assert_eq!(q.len(), g.batch * t * hd, "attention_cached: q size");
     let mut y = vec![0f32; g.batch * t * hd];
-    let keys_t = wide.then(|| transpose_keys(k, g));
-    let values_t = wide.then(|| transpose_values(v, g));
+    let transposed = wide && t >= WIDE_MIN_ROWS;
+    let keys_t = transposed.then(|| transpose_keys(k, g));
+    let values_t = transposed.then(|| transpose_values(v, g));
     let per_batch = g.kv_heads * (g.past + t).next_multiple_of(16) * g.d;
     // Heads `heads` of query row r, written into `out` (those heads' D
     // values each).
@@ -148,6 +147,7 @@ fn cached_with(
                 .map(|vt| &vt[b * per_batch..][..per_batch]),
             b,
             keys: g.past + r % t + 1,
+            wide,
             heads,
             g,
             out,
@@ -308,6 +308,147 @@ mod wide {
         _mm512_storeu_ps(out.as_mut_ptr(), _mm512_mul_ps(r, _mm512_set1_ps(scale)));
     }
 
+    /// `reduce16` of each of 16 vectors, into lane i of one vector: the
+    /// vectors are transposed as they are added, in `reduce16`'s pairing
+    /// (lanes i and i + 8, then i and i + 4, then (0 + 2) + (1 + 3)).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn reduce16_each(v: [__m512; 16]) -> __m512 {
+        // Halves: two vectors' t = lanes i + (i + 8) in one.
+        let x: [__m512; 8] = std::array::from_fn(|k| {
+            let (a, b) = (v[2 * k], v[2 * k + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+            )
+        });
+        // Quarters: four vectors' u = t_i + t_(i + 4) in one.
+        let z: [__m512; 4] = std::array::from_fn(|m| {
+            let (a, b) = (x[2 * m], x[2 * m + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+            )
+        });
+        // (u0 + u2) + (u1 + u3) within each quarter.
+        let pair = |a: __m512, b: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+                _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
+            )
+        };
+        let (e, f) = (pair(z[0], z[1]), pair(z[2], z[3]));
+        let r = _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(e, f),
+            _mm512_shuffle_ps::<0b11_01_11_01>(e, f),
+        );
+        // Vector i = 4a + b ends in lane 4b + a.
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        _mm512_permutexvar_ps(order, r)
+    }
+
+    /// Scaled scores of `q [d]` (d a multiple of 64) against `n ≤ 16` keys
+    /// read in place, key j at `k[j * stride..][..d]`, into `out[..n]`:
+    /// `ggml_vec_dot_f32` for each (its four accumulators over steps of 64,
+    /// summed pairwise), the 16 keys' final lane sums done together
+    /// (`reduce16_each`) instead of one horizontal sum per key.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `k[(n - 1) * stride..][..d]` is in bounds.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scores16(
+        q: &[f32],
+        k: &[f32],
+        stride: usize,
+        n: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let d = q.len();
+        assert!(d.is_multiple_of(64) && (1..=16).contains(&n) && out.len() >= n);
+        assert!((n - 1) * stride + d <= k.len());
+        let (qp, kp) = (q.as_ptr(), k.as_ptr());
+        let s: [__m512; 16] = std::array::from_fn(|j| {
+            let mut a = [_mm512_setzero_ps(); 4];
+            if j < n {
+                let kj = kp.add(j * stride);
+                for i in (0..d).step_by(64) {
+                    for (c, ac) in a.iter_mut().enumerate() {
+                        let e = i + 16 * c;
+                        *ac = _mm512_fmadd_ps(
+                            _mm512_loadu_ps(qp.add(e)),
+                            _mm512_loadu_ps(kj.add(e)),
+                            *ac,
+                        );
+                    }
+                }
+            }
+            _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
+        });
+        let r = _mm512_mul_ps(reduce16_each(s), _mm512_set1_ps(scale));
+        _mm512_mask_storeu_ps(out.as_mut_ptr(), ((1u32 << n) - 1) as __mmask16, r);
+    }
+
+    /// `out[e] = Σ_j p[j]·v_j[e]` with the values read in place (value j
+    /// at `v[j * stride..]`), `lanes` = 64 for `ggml_vec_dot_f32` over
+    /// positions (position j into lane j % 64 of its four 16-lane
+    /// accumulators, those summed pairwise, then `reduce16`) or 16 for
+    /// tinyBLAS (lane j % 16 of one). 16 outputs at a time, the output in
+    /// the vector lane: one pass per 16-lane group over its positions, the
+    /// groups' accumulators kept and combined at the end.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `out.len()` is a multiple of 16, `keys <=
+    /// p.len()`, and `v[(keys - 1) * stride..][..out.len()]` is in bounds.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weighted_sum_in_place(
+        p: &[f32],
+        keys: usize,
+        v: &[f32],
+        stride: usize,
+        lanes: usize,
+        out: &mut [f32],
+    ) {
+        let d = out.len();
+        assert!(d.is_multiple_of(16) && keys <= p.len() && (lanes == 16 || lanes == 64));
+        if keys > 0 {
+            assert!((keys - 1) * stride + d <= v.len());
+        }
+        let (pp, vp) = (p.as_ptr(), v.as_ptr());
+        let groups = lanes / 16;
+        for e0 in (0..d).step_by(16) {
+            let mut a = [[_mm512_setzero_ps(); 16]; 4];
+            for (c, acc) in a.iter_mut().enumerate().take(groups) {
+                let mut base = 16 * c;
+                while base < keys {
+                    let live = (keys - base).min(16);
+                    for (l, al) in acc.iter_mut().enumerate() {
+                        if l < live {
+                            let j = base + l;
+                            let x = _mm512_loadu_ps(vp.add(j * stride + e0));
+                            *al = _mm512_fmadd_ps(_mm512_set1_ps(*pp.add(j)), x, *al);
+                        }
+                    }
+                    base += lanes;
+                }
+            }
+            let s: [__m512; 16] = if groups == 4 {
+                std::array::from_fn(|l| {
+                    _mm512_add_ps(
+                        _mm512_add_ps(a[0][l], a[2][l]),
+                        _mm512_add_ps(a[1][l], a[3][l]),
+                    )
+                })
+            } else {
+                a[0]
+            };
+            _mm512_storeu_ps(out.as_mut_ptr().add(e0), reduce16_lanes(s));
+        }
+    }
+
     /// `out[e] = Σ_j p[j]·vt[e][j]` in tinyBLAS's order: position j into
     /// lane j % 16 of one accumulator per output element, then each
     /// accumulator's 16 lanes summed as `reduce16` sums them. `vt [d, tkp]`
@@ -328,13 +469,11 @@ mod wide {
         let (pp, vp) = (p.as_ptr(), vt.as_ptr());
         // Lanes of the last block past `keys` read 0 (masked cells).
         let blocks = keys.div_ceil(16);
-        let tail: __mmask16 = if keys % 16 == 0 {
+        let tail: __mmask16 = if keys.is_multiple_of(16) {
             0xFFFF
         } else {
             (1u16 << (keys % 16)) - 1
         };
-        // Output e = 4i + q ends in lane 4q + i of the reduction below.
-        let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         for e0 in (0..d).step_by(16) {
             let mut acc = [_mm512_setzero_ps(); 16];
             for n in 0..blocks {
@@ -345,41 +484,29 @@ mod wide {
                     *a = _mm512_fmadd_ps(pv, v, *a);
                 }
             }
-            // reduce16 of each accumulator, 16 at once. Halves: lanes i and
-            // i + 8 (two outputs per vector).
-            let x: [__m512; 8] = std::array::from_fn(|k| {
-                let (a, b) = (acc[2 * k], acc[2 * k + 1]);
-                _mm512_add_ps(
-                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
-                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
-                )
-            });
-            // Quarters: lanes i and i + 4 (four outputs per vector).
-            let z: [__m512; 4] = std::array::from_fn(|m| {
-                let (a, b) = (x[2 * m], x[2 * m + 1]);
-                _mm512_add_ps(
-                    _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
-                    _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
-                )
-            });
-            // (u0 + u2) + (u1 + u3) within each quarter.
-            let pair = |a: __m512, b: __m512| {
-                _mm512_add_ps(
-                    _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
-                    _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
-                )
-            };
-            let (e, f) = (pair(z[0], z[1]), pair(z[2], z[3]));
-            let r = _mm512_add_ps(
-                _mm512_shuffle_ps::<0b10_00_10_00>(e, f),
-                _mm512_shuffle_ps::<0b11_01_11_01>(e, f),
-            );
-            _mm512_storeu_ps(out.as_mut_ptr().add(e0), _mm512_permutexvar_ps(order, r));
+            _mm512_storeu_ps(out.as_mut_ptr().add(e0), reduce16_each(acc));
         }
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     pub unsafe fn dots16(_: &[f32], _: &[f32], _: f32, _: &mut [f32]) {
+        unreachable!("AVX-512 only")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub unsafe fn weighted_sum_in_place(
+        _: &[f32],
+        _: usize,
+        _: &[f32],
+        _: usize,
+        _: usize,
+        _: &mut [f32],
+    ) {
+        unreachable!("AVX-512 only")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub unsafe fn scores16(_: &[f32], _: &[f32], _: usize, _: usize, _: f32, _: &mut [f32]) {
         unreachable!("AVX-512 only")
     }
 
@@ -401,6 +528,8 @@ struct CachedRow<'a> {
     values_t: Option<&'a [f32]>,
     b: usize,
     keys: usize,
+    /// AVX-512 kernels allowed (`cached`'s choice).
+    wide: bool,
     /// The heads to compute; `out` holds their D values each.
     heads: std::ops::Range<usize>,
     g: &'a CachedAttentionGeometry,
@@ -419,6 +548,7 @@ impl simd::Kernel for CachedRow<'_> {
             values_t,
             b,
             keys,
+            wide,
             heads,
             g,
             out,
@@ -436,11 +566,18 @@ impl simd::Kernel for CachedRow<'_> {
         // Rows of lanes no position reaches stay +0, as ggml's zeroed
         // accumulators; each head rewrites only rows 0..used.
         let used = keys.min(lanes);
-        let mut acc = vec![0f32; lanes * d];
-        let mut t = vec![0f32; 16 * d];
+        // The portable path's lane accumulators (the wide kernels keep
+        // theirs in registers).
+        let mut acc = if wide {
+            Vec::new()
+        } else {
+            vec![0f32; lanes * d]
+        };
+        let mut t = if wide { Vec::new() } else { vec![0f32; 16 * d] };
         let mut x16 = [0f32; 16];
         let head_t = (g.past + g.t).next_multiple_of(16) * d;
         let h0 = heads.start;
+        let fast_scores = wide && d.is_multiple_of(64);
         for h in heads {
             let kvh = h / rep;
             let qh = &q[h * d..(h + 1) * d];
@@ -451,6 +588,16 @@ impl simd::Kernel for CachedRow<'_> {
                     let kt = &kt[kvh * head_t..][..head_t];
                     for (n, sb) in s.chunks_exact_mut(16).enumerate() {
                         unsafe { wide::dots16(qh, &kt[n * d * 16..][..d * 16], scale, sb) };
+                    }
+                }
+                None if fast_scores => {
+                    // SAFETY: `fast_scores` holds only with AVX-512 and d a
+                    // multiple of 64; key j of this head starts at `at(k, j, kvh)`.
+                    let base = &k.data[at(k, 0, kvh)..];
+                    for (n, sb) in s.chunks_exact_mut(16).enumerate() {
+                        let m = (keys - 16 * n).min(16);
+                        let kn = &base[16 * n * k.pos_stride..];
+                        unsafe { wide::scores16(qh, kn, k.pos_stride, m, scale, sb) };
                     }
                 }
                 None => {
@@ -498,6 +645,14 @@ impl simd::Kernel for CachedRow<'_> {
                 let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
                 let tkp = head_t / d;
                 unsafe { wide::weighted_sum(&s, keys, &vt[kvh * head_t..][..head_t], tkp, o) };
+                continue;
+            }
+            if wide {
+                // SAFETY: `wide` holds only with AVX-512 and d a multiple of
+                // 16; value j of this head starts at `at(v, j, kvh)`.
+                let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
+                let base = &v.data[at(v, 0, kvh)..];
+                unsafe { wide::weighted_sum_in_place(&s, keys, base, v.pos_stride, lanes, o) };
                 continue;
             }
             acc[..used * d].fill(0.0);
@@ -721,6 +876,11 @@ mod tests {
             (1, 17, 2, 1, 128, 30),
             (1, 64, 6, 6, 80, 0),
             (2, 4, 3, 1, 16, 100),
+            // Decoding steps and short calls: keys read in place.
+            (1, 1, 9, 3, 64, 200),
+            (2, 1, 4, 2, 128, 37),
+            (1, 3, 2, 1, 64, 15),
+            (1, 1, 4, 4, 32, 50),
         ];
         for (i, &(batch, t, heads, kv_heads, d, past)) in cases.iter().enumerate() {
             let g = CachedAttentionGeometry {
