@@ -2,13 +2,19 @@
 //! position fed so far (`[B, T, H_kv, D]`), so that each new token runs only
 //! its own position through the network.
 //!
-//! Each layer's keys and values live in a buffer with room for more
-//! positions than are held (`[B, capacity, H_kv, D]`); a step writes its new
-//! positions into the buffer in place and reads all of them back as a view,
-//! so a decoding step copies one position, not the whole cache (growing by
-//! concatenation copied the cache every step: quadratic in the length). A
-//! full buffer is replaced by one of twice the capacity, so the copies
-//! average out to a constant per position.
+//! Each layer's keys and values live in buffers with room for more
+//! positions than are held; a step writes its new positions into them in
+//! place and reads all of them back as views, so a decoding step copies one
+//! position, not the whole cache (growing by concatenation copied the cache
+//! every step: quadratic in the length). A full buffer is replaced by one of
+//! twice the capacity, so the copies average out to a constant per position.
+//!
+//! Keys are kept by position (`[B, capacity, H_kv, D]`), values transposed
+//! (`[B, H_kv, D, capacity]`, each element's values over positions in a
+//! row), as llama.cpp keeps its cache without flash attention: the weighted
+//! sum of values then reads contiguous memory. Both are handed out as
+//! `[B, T, H_kv, D]` views (the values' permuted), which
+//! `Tensor::attend_kv` reads in place.
 
 use kindling_tensor::{cat, is_grad_enabled, Error, Result, Tensor};
 
@@ -17,8 +23,8 @@ const MIN_CAPACITY: usize = 64;
 
 #[derive(Default)]
 pub struct KvCache {
-    /// Per layer: key and value buffers `[B, capacity, H_kv, D]`; positions
-    /// `0..len` hold data.
+    /// Per layer: the key buffer `[B, capacity, H_kv, D]` and the value
+    /// buffer `[B, H_kv, D, capacity]`; positions `0..len` hold data.
     layers: Vec<Option<(Tensor, Tensor)>>,
     len: usize,
 }
@@ -77,34 +83,40 @@ impl KvCache {
                 .next_power_of_two()
                 .max(2 * capacity)
                 .max(MIN_CAPACITY);
-            let buffer = |old: Option<&Tensor>| -> Result<Tensor> {
-                let new = Tensor::zeros(&[s[0], grown, s[2], s[3]]);
+            // Positions run along dimension `pos` of a buffer of `shape`.
+            let buffer = |old: Option<&Tensor>, shape: [usize; 4], pos: isize| -> Result<Tensor> {
+                let new = Tensor::zeros(&shape);
                 if let (Some(old), true) = (old, past > 0) {
-                    new.narrow(1, 0, past)?.assign_(&old.narrow(1, 0, past)?)?;
+                    new.narrow(pos, 0, past)?
+                        .assign_(&old.narrow(pos, 0, past)?)?;
                 }
                 Ok(new)
             };
-            let (kb, vb) = match slot.as_ref() {
-                Some((kb, vb)) => (buffer(Some(kb))?, buffer(Some(vb))?),
-                None => (buffer(None)?, buffer(None)?),
+            let (old_k, old_v) = match slot.as_ref() {
+                Some((kb, vb)) => (Some(kb), Some(vb)),
+                None => (None, None),
             };
+            let kb = buffer(old_k, [s[0], grown, s[2], s[3]], 1)?;
+            let vb = buffer(old_v, [s[0], s[2], s[3], grown], 3)?;
             *slot = Some((kb, vb));
         }
         let (kb, vb) = slot
             .as_ref()
             .expect("the buffers exist: created above when missing");
+        // Positions from..from+n of the values, as a [B, n, H_kv, D] view.
+        let values = |from: usize, n: usize| vb.narrow(3, from, n)?.permute(&[0, 3, 1, 2]);
         kb.narrow(1, past, t)?.assign_(k)?;
-        vb.narrow(1, past, t)?.assign_(v)?;
+        values(past, t)?.assign_(v)?;
         if is_grad_enabled() && (k.requires_grad() || v.requires_grad()) {
             if past == 0 {
                 return Ok((k.clone(), v.clone()));
             }
             return Ok((
                 cat(&[&kb.narrow(1, 0, past)?, k], 1)?,
-                cat(&[&vb.narrow(1, 0, past)?, v], 1)?,
+                cat(&[&values(0, past)?, v], 1)?,
             ));
         }
-        Ok((kb.narrow(1, 0, past + t)?, vb.narrow(1, 0, past + t)?))
+        Ok((kb.narrow(1, 0, past + t)?, values(0, past + t)?))
     }
 
     /// Called by the model once every layer has appended `t` positions.

@@ -105,4 +105,36 @@ fn cases() {
         "T    1 past {past:4}, 30 layers: {:9.1} µs per layer  bits {h:016x}",
         median(times).as_secs_f64() * 1e6
     );
+    // The same with the values transposed, as the KV cache keeps them
+    // ([B, H_kv, D, capacity], read through a permuted view).
+    let cap = 2048;
+    let vts: Vec<Tensor> = layers
+        .iter()
+        .map(|(_, _, v)| {
+            let buf = Tensor::zeros(&[1, KV_HEADS, D, cap]);
+            let view = buf
+                .narrow(3, 0, past + 1)
+                .unwrap()
+                .permute(&[0, 3, 1, 2])
+                .unwrap();
+            view.assign_(v).unwrap();
+            view
+        })
+        .collect();
+    let times: Vec<Duration> = (0..40)
+        .map(|_| {
+            let s = Instant::now();
+            for ((q, k, _), vt) in layers.iter().zip(&vts) {
+                std::hint::black_box(q.attend_kv(k, vt, past).expect("attend_kv"));
+            }
+            s.elapsed() / 30
+        })
+        .collect();
+    let h = layers.iter().zip(&vts).fold(0u64, |h, ((q, k, _), vt)| {
+        h ^ hash(&q.attend_kv(k, vt, past).unwrap().to_vec_f32().unwrap())
+    });
+    println!(
+        "T    1 past {past:4}, 30 layers, values transposed: {:9.1} µs per layer  bits {h:016x}",
+        median(times).as_secs_f64() * 1e6
+    );
 }

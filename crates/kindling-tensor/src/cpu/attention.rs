@@ -93,6 +93,23 @@ pub struct KvView<'a> {
     pub pos_stride: usize,
 }
 
+/// Values laid out as llama.cpp keeps its value cache without flash
+/// attention, each element's values over positions in a row: element
+/// `[b, j, h, e]` is `data[b·batch_stride + h·head_stride + e·elem_stride + j]`.
+#[derive(Clone, Copy)]
+pub struct ValuesT<'a> {
+    pub data: &'a [f32],
+    pub batch_stride: usize,
+    pub head_stride: usize,
+    pub elem_stride: usize,
+}
+
+/// The values `cached` reads in place: rows like the keys', or transposed.
+pub enum Values<'a> {
+    Rows(KvView<'a>),
+    Transposed(ValuesT<'a>),
+}
+
 /// Attention of new queries over a KV cache, `y [B, T, H·D]`: query i of
 /// `q [B, T, H, D]` sees keys 0..=past+i, head h those of kv head
 /// h / (H / kv_heads). A decoding step is one query row: one dot product
@@ -107,7 +124,7 @@ pub struct KvView<'a> {
 /// transposed value cache with the probabilities — `ggml_vec_dot_f32` over
 /// positions for one query row, tinyBLAS's single 16-lane accumulator when
 /// a call carries several (T ≥ 2).
-pub fn cached(q: &[f32], k: &KvView, v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
+pub fn cached(q: &[f32], k: &KvView, v: &Values, g: &CachedAttentionGeometry) -> Vec<f32> {
     cached_with(q, k, v, g, g.d.is_multiple_of(16) && wide::available())
 }
 
@@ -122,7 +139,7 @@ const WIDE_MIN_ROWS: usize = 4;
 fn cached_with(
     q: &[f32],
     k: &KvView,
-    v: &KvView,
+    v: &Values,
     g: &CachedAttentionGeometry,
     wide: bool,
 ) -> Vec<f32> {
@@ -131,8 +148,25 @@ fn cached_with(
     let mut y = vec![0f32; g.batch * t * hd];
     let transposed = wide && t >= WIDE_MIN_ROWS;
     let keys_t = transposed.then(|| transpose_keys(k, g));
-    let values_t = transposed.then(|| transpose_values(v, g));
     let per_batch = g.kv_heads * (g.past + t).next_multiple_of(16) * g.d;
+    // Values by rows are laid out transposed for the wide prompt path;
+    // values that come transposed are read as they are.
+    let (v_rows, copied) = match v {
+        Values::Rows(rows) => (Some(rows), transposed.then(|| transpose_values(rows, g))),
+        Values::Transposed(_) => (None, None),
+    };
+    let v_t = match v {
+        Values::Transposed(vt) => Some(*vt),
+        Values::Rows(_) => copied.as_deref().map(|data| {
+            let tkp = (g.past + t).next_multiple_of(16);
+            ValuesT {
+                data,
+                batch_stride: per_batch,
+                head_stride: g.d * tkp,
+                elem_stride: tkp,
+            }
+        }),
+    };
     // Heads `heads` of query row r, written into `out` (those heads' D
     // values each).
     let run = |r: usize, heads: std::ops::Range<usize>, out: &mut [f32]| {
@@ -140,11 +174,9 @@ fn cached_with(
         simd::dispatch(CachedRow {
             q: &q[r * hd..(r + 1) * hd],
             k,
-            v,
+            v_rows,
+            v_t,
             keys_t: keys_t.as_ref().map(|kt| &kt[b * per_batch..][..per_batch]),
-            values_t: values_t
-                .as_ref()
-                .map(|vt| &vt[b * per_batch..][..per_batch]),
             b,
             keys: g.past + r % t + 1,
             wide,
@@ -449,6 +481,64 @@ mod wide {
         }
     }
 
+    /// As `weighted_sum`, in `ggml_vec_dot_f32`'s order over positions (one
+    /// query row): position j into lane j % 16 of accumulator (j % 64) / 16,
+    /// the four summed pairwise, then `reduce16`. Four outputs at a time
+    /// (16 accumulators), their sums collected and reduced 16 at once.
+    ///
+    /// # Safety
+    /// As `weighted_sum`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weighted_sum_t64(
+        p: &[f32],
+        keys: usize,
+        vt: &[f32],
+        stride: usize,
+        out: &mut [f32],
+    ) {
+        let d = out.len();
+        assert!(d.is_multiple_of(16) && keys <= p.len());
+        assert!(keys == 0 || (d - 1) * stride + keys <= vt.len());
+        let (pp, vp) = (p.as_ptr(), vt.as_ptr());
+        let mask = |base: usize| -> __mmask16 {
+            let live = keys - base;
+            if live >= 16 {
+                0xFFFF
+            } else {
+                (1u16 << live) - 1
+            }
+        };
+        for e0 in (0..d).step_by(16) {
+            let mut sums = [_mm512_setzero_ps(); 16];
+            for g in (0..16).step_by(4) {
+                let rows: [*const f32; 4] = std::array::from_fn(|i| vp.add((e0 + g + i) * stride));
+                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+                let mut base = 0;
+                while base < keys {
+                    for c in 0..4 {
+                        let at = base + 16 * c;
+                        if at >= keys {
+                            break;
+                        }
+                        let m = mask(at);
+                        let pv = _mm512_maskz_loadu_ps(m, pp.add(at));
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let x = _mm512_maskz_loadu_ps(m, rows[i].add(at));
+                            a[c] = _mm512_fmadd_ps(pv, x, a[c]);
+                        }
+                    }
+                    base += 64;
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    sums[g + i] =
+                        _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                }
+            }
+            _mm512_storeu_ps(out.as_mut_ptr().add(e0), reduce16_each(sums));
+        }
+    }
+
     /// `out[e] = Σ_j p[j]·vt[e][j]` in tinyBLAS's order: position j into
     /// lane j % 16 of one accumulator per output element, then each
     /// accumulator's 16 lanes summed as `reduce16` sums them. `vt [d, tkp]`
@@ -458,14 +548,14 @@ mod wide {
     /// transposed as they go, into one vector.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `out.len()` is a multiple of 16, `p.len()` a
-    /// multiple of 16 and at most `tkp`, and `vt.len() >= out.len() * tkp`.
+    /// The CPU has AVX-512F; `out.len()` is a multiple of 16. (Lanes past
+    /// `keys` are masked off: neither `p` nor `vt` is read there.)
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn weighted_sum(p: &[f32], keys: usize, vt: &[f32], tkp: usize, out: &mut [f32]) {
         let d = out.len();
-        assert!(d.is_multiple_of(16) && p.len().is_multiple_of(16) && p.len() <= tkp);
-        assert!(keys <= p.len() && vt.len() >= d * tkp);
+        assert!(d.is_multiple_of(16) && keys <= p.len() && keys <= tkp);
+        assert!(keys == 0 || (d - 1) * tkp + keys <= vt.len());
         let (pp, vp) = (p.as_ptr(), vt.as_ptr());
         // Lanes of the last block past `keys` read 0 (masked cells).
         let blocks = keys.div_ceil(16);
@@ -511,6 +601,11 @@ mod wide {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
+    pub unsafe fn weighted_sum_t64(_: &[f32], _: usize, _: &[f32], _: usize, _: &mut [f32]) {
+        unreachable!("AVX-512 only")
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
     pub unsafe fn weighted_sum(_: &[f32], _: usize, _: &[f32], _: usize, _: &mut [f32]) {
         unreachable!("AVX-512 only")
     }
@@ -521,11 +616,12 @@ mod wide {
 struct CachedRow<'a> {
     q: &'a [f32],
     k: &'a KvView<'a>,
-    v: &'a KvView<'a>,
-    /// This row's batch element from `transpose_keys` and
-    /// `transpose_values` on the wide path.
+    /// The values by rows, or else transposed (`v_t` may also hold the
+    /// wide path's transposed copy of the rows).
+    v_rows: Option<&'a KvView<'a>>,
+    v_t: Option<ValuesT<'a>>,
+    /// This row's batch element from `transpose_keys` on the wide path.
     keys_t: Option<&'a [f32]>,
-    values_t: Option<&'a [f32]>,
     b: usize,
     keys: usize,
     /// AVX-512 kernels allowed (`cached`'s choice).
@@ -543,9 +639,9 @@ impl simd::Kernel for CachedRow<'_> {
         let CachedRow {
             q,
             k,
-            v,
+            v_rows,
+            v_t,
             keys_t,
-            values_t,
             b,
             keys,
             wide,
@@ -639,18 +735,28 @@ impl simd::Kernel for CachedRow<'_> {
             for x in &mut s[..keys] {
                 *x *= inv;
             }
-            if let Some(vt) = values_t {
-                // SAFETY: built with `keys_t` (AVX-512 available), d a
-                // multiple of 16; each head's rows are `head_t` long.
-                let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
-                let tkp = head_t / d;
-                unsafe { wide::weighted_sum(&s, keys, &vt[kvh * head_t..][..head_t], tkp, o) };
+            let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
+            if let Some(vt) = v_t {
+                let base = &vt.data[b * vt.batch_stride + kvh * vt.head_stride..];
+                if wide {
+                    // SAFETY: `wide` holds only with AVX-512 and d a multiple
+                    // of 16; element e's values start at `base[e * elem_stride]`.
+                    unsafe {
+                        if lanes == 16 {
+                            wide::weighted_sum(&s, keys, base, vt.elem_stride, o)
+                        } else {
+                            wide::weighted_sum_t64(&s, keys, base, vt.elem_stride, o)
+                        }
+                    }
+                } else {
+                    weighted_sum_t(&s[..keys], base, vt.elem_stride, lanes, o);
+                }
                 continue;
             }
+            let v = v_rows.expect("values by rows when not transposed");
             if wide {
                 // SAFETY: `wide` holds only with AVX-512 and d a multiple of
                 // 16; value j of this head starts at `at(v, j, kvh)`.
-                let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
                 let base = &v.data[at(v, 0, kvh)..];
                 unsafe { wide::weighted_sum_in_place(&s, keys, base, v.pos_stride, lanes, o) };
                 continue;
@@ -690,11 +796,33 @@ impl simd::Kernel for CachedRow<'_> {
                     *x = *y + *x;
                 }
             }
-            let o = &mut out[(h - h0) * d..(h - h0 + 1) * d];
             for (i, o) in o.iter_mut().enumerate() {
                 *o = (t[i] + t[2 * d + i]) + (t[d + i] + t[3 * d + i]);
             }
         }
+    }
+}
+
+/// The portable weighted sum of transposed values (`vt[e * stride + j]`,
+/// positions j < p.len()): for each output element, position j into lane
+/// j % `lanes` of its accumulators, the lanes summed as ggml sums them
+/// (64: its four 16-lane accumulators pairwise, then `reduce16`; 16: `reduce16`).
+#[inline(always)]
+fn weighted_sum_t(p: &[f32], vt: &[f32], stride: usize, lanes: usize, out: &mut [f32]) {
+    let mut acc = [0f32; 64];
+    for (e, o) in out.iter_mut().enumerate() {
+        let row = &vt[e * stride..][..p.len()];
+        acc.fill(0.0);
+        for (j, (&pj, &x)) in p.iter().zip(row).enumerate() {
+            let a = &mut acc[j % lanes];
+            *a = pj.mul_add(x, *a);
+        }
+        let s: [f32; 16] = if lanes == 64 {
+            std::array::from_fn(|l| (acc[l] + acc[l + 32]) + (acc[l + 16] + acc[l + 48]))
+        } else {
+            std::array::from_fn(|l| acc[l])
+        };
+        *o = ggml_order::reduce16(&s);
     }
 }
 
@@ -862,7 +990,7 @@ mod tests {
     }
 
     #[test]
-    fn the_wide_path_gives_the_portable_path_s_bits() {
+    fn every_path_gives_the_portable_path_s_bits() {
         if !wide::available() {
             eprintln!("skipped: this CPU (or KINDLING_SIMD) has no AVX-512");
             return;
@@ -901,19 +1029,45 @@ mod tests {
                 batch_stride,
                 pos_stride,
             };
-            let vv = KvView {
+            let vv = Values::Rows(KvView {
                 data: &v,
                 batch_stride,
                 pos_stride,
-            };
+            });
+            // The same values transposed, as a cache with spare room holds
+            // them: [B, H_kv, d, capacity], zeros past Tk.
+            let cap = tk + 7;
+            let mut vt = vec![0f32; batch * kv_heads * d * cap];
+            for b in 0..batch {
+                for j in 0..tk {
+                    for h in 0..kv_heads {
+                        for e in 0..d {
+                            vt[((b * kv_heads + h) * d + e) * cap + j] =
+                                v[b * batch_stride + j * pos_stride + h * d + e];
+                        }
+                    }
+                }
+            }
+            let vtt = Values::Transposed(ValuesT {
+                data: &vt,
+                batch_stride: kv_heads * d * cap,
+                head_stride: d * cap,
+                elem_stride: cap,
+            });
             let portable = cached_with(&q, &kv, &vv, &g, false);
-            let wide = cached_with(&q, &kv, &vv, &g, true);
-            for (j, (a, b)) in portable.iter().zip(&wide).enumerate() {
-                assert_eq!(
-                    a.to_bits(),
-                    b.to_bits(),
-                    "case {i}, element {j}: {a} vs {b}"
-                );
+            for (name, values, wide) in [
+                ("wide", &vv, true),
+                ("transposed, portable", &vtt, false),
+                ("transposed, wide", &vtt, true),
+            ] {
+                let y = cached_with(&q, &kv, values, &g, wide);
+                for (j, (a, b)) in portable.iter().zip(&y).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "case {i} {name}, element {j}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

@@ -53,6 +53,28 @@ fn kv_view<'a>(
     })
 }
 
+/// Cached values read in place: `[B, Tk, H_kv, d]` by rows like `kv_view`,
+/// or with positions contiguous (`[B, H_kv, d, capacity]` permuted),
+/// llama.cpp's layout of its value cache.
+fn values_view<'a>(
+    s: &'a Storage,
+    t: &Tensor,
+    d: usize,
+    op: &'static str,
+) -> Result<attention::Values<'a>> {
+    let l = t.layout();
+    let st = l.strides();
+    if l.rank() == 4 && st[1] == 1 && st[3] > 0 {
+        return Ok(attention::Values::Transposed(attention::ValuesT {
+            data: &s.cpu().f32(op)?[l.offset()..],
+            batch_stride: st[0],
+            head_stride: st[2],
+            elem_stride: st[3],
+        }));
+    }
+    Ok(attention::Values::Rows(kv_view(s, t, d, op)?))
+}
+
 /// The contiguous f32 elements of `t` in its (write-locked) storage.
 fn owned_slice<'a>(s: &'a mut Storage, t: &Tensor, op: &'static str) -> Result<&'a mut [f32]> {
     let r = t
@@ -442,7 +464,7 @@ impl Backend for CpuBackend {
     ) -> Result<Storage> {
         let op = "attention_cached";
         let (sq, sk, sv) = (q.storage(), k.storage(), v.storage());
-        let (kv, vv) = (kv_view(&sk, k, g.d, op)?, kv_view(&sv, v, g.d, op)?);
+        let (kv, vv) = (kv_view(&sk, k, g.d, op)?, values_view(&sv, v, g.d, op)?);
         Ok(f32s(attention::cached(slice(&sq, q, op)?, &kv, &vv, g)))
     }
 
