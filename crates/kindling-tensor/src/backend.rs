@@ -382,11 +382,11 @@ pub(crate) trait Backend: Send + Sync {
         probs: &Tensor,
         g: &AttentionGeometry,
     ) -> Result<Storage>;
-    /// `y [B, T, H·D]` of `q` (contiguous) over the views `k` and `v`,
-    /// whose `[kv_heads, d]` rows are contiguous and whose batch and
-    /// position strides are the layout's (a KV cache's buffer read in
-    /// place). No backward: the op falls back to composite ops when a
-    /// gradient is needed.
+    /// `y [B, T, H·D]` of `q` (contiguous) over the views `k` and `v` (a
+    /// KV cache's buffers read in place): `k`'s `[kv_heads, d]` rows are
+    /// contiguous, with any batch and position strides; `v`'s too, or else
+    /// its positions are contiguous (values kept transposed). No backward:
+    /// the op falls back to composite ops when a gradient is needed.
     fn attention_cached(
         &self,
         q: &Tensor,

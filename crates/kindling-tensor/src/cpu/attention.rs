@@ -129,11 +129,11 @@ pub fn cached(q: &[f32], k: &KvView, v: &Values, g: &CachedAttentionGeometry) ->
 }
 
 /// From this many query rows per call, the AVX-512 path (`wide`) lays the
-/// keys and values out transposed once: 16 scores at a time with the key
-/// in the lane, the values' sums over contiguous positions. Below it (a
-/// decoding step), keys and values are read in place: 16 keys' scores at a
-/// time with their lane sums done together (head sizes a multiple of 64).
-/// Same bits as the portable path either way.
+/// keys out transposed once (and values that come by rows): 16 scores at a
+/// time with the key in the lane, the values' sums over contiguous
+/// positions. Below it (a decoding step), keys and values are read in
+/// place: 16 keys' scores at a time with their lane sums done together
+/// (head sizes a multiple of 64). Same bits as the portable path either way.
 const WIDE_MIN_ROWS: usize = 4;
 
 fn cached_with(
@@ -145,6 +145,8 @@ fn cached_with(
 ) -> Vec<f32> {
     let (t, hd) = (g.t, g.heads * g.d);
     assert_eq!(q.len(), g.batch * t * hd, "attention_cached: q size");
+    // The wide kernels' safety rests on this (`cached` checks it first).
+    assert!(!wide || (wide::available() && g.d.is_multiple_of(16)));
     let mut y = vec![0f32; g.batch * t * hd];
     let transposed = wide && t >= WIDE_MIN_ROWS;
     let keys_t = transposed.then(|| transpose_keys(k, g));
@@ -244,8 +246,9 @@ fn transpose_values(v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
     out
 }
 
-/// The AVX-512 kernels of `cached` for several query rows, in intrinsics
-/// (written as portable loops, LLVM kept the 16 accumulators in memory).
+/// The AVX-512 kernels of `cached` (prompts and decoding steps), in
+/// intrinsics (written as portable loops, LLVM kept the 16 accumulators in
+/// memory).
 mod wide {
     #[cfg(target_arch = "x86_64")]
     use std::arch::x86_64::*;
@@ -499,7 +502,7 @@ mod wide {
     ) {
         let d = out.len();
         assert!(d.is_multiple_of(16) && keys <= p.len());
-        assert!(keys == 0 || (d - 1) * stride + keys <= vt.len());
+        assert!(keys > 0 && (d - 1) * stride + keys <= vt.len());
         let (pp, vp) = (p.as_ptr(), vt.as_ptr());
         let mask = |base: usize| -> __mmask16 {
             let live = keys - base;
@@ -539,11 +542,11 @@ mod wide {
         }
     }
 
-    /// `out[e] = Σ_j p[j]·vt[e][j]` in tinyBLAS's order: position j into
-    /// lane j % 16 of one accumulator per output element, then each
-    /// accumulator's 16 lanes summed as `reduce16` sums them. `vt [d, tkp]`
-    /// is one head's transposed values (`transpose_values`), `p` the
-    /// probabilities, zero from `keys` on, padded to a multiple of 16.
+    /// `out[e] = Σ_j p[j]·vt[e·stride + j]` over positions j < `keys`, in
+    /// tinyBLAS's order: position j into lane j % 16 of one accumulator per
+    /// output element, then each accumulator's 16 lanes summed as
+    /// `reduce16` sums them. `vt` is one head's transposed values (a cache's
+    /// value buffer, or `transpose_values`' copy), `p` the probabilities.
     /// Sixteen outputs at a time: their accumulators are reduced together,
     /// transposed as they go, into one vector.
     ///
@@ -552,10 +555,10 @@ mod wide {
     /// `keys` are masked off: neither `p` nor `vt` is read there.)
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn weighted_sum(p: &[f32], keys: usize, vt: &[f32], tkp: usize, out: &mut [f32]) {
+    pub unsafe fn weighted_sum(p: &[f32], keys: usize, vt: &[f32], stride: usize, out: &mut [f32]) {
         let d = out.len();
-        assert!(d.is_multiple_of(16) && keys <= p.len() && keys <= tkp);
-        assert!(keys == 0 || (d - 1) * tkp + keys <= vt.len());
+        assert!(d.is_multiple_of(16) && keys <= p.len() && keys <= stride);
+        assert!(keys > 0 && (d - 1) * stride + keys <= vt.len());
         let (pp, vp) = (p.as_ptr(), vt.as_ptr());
         // Lanes of the last block past `keys` read 0 (masked cells).
         let blocks = keys.div_ceil(16);
@@ -570,7 +573,7 @@ mod wide {
                 let mask = if n + 1 == blocks { tail } else { 0xFFFF };
                 let pv = _mm512_maskz_loadu_ps(mask, pp.add(16 * n));
                 for (e, a) in acc.iter_mut().enumerate() {
-                    let v = _mm512_maskz_loadu_ps(mask, vp.add((e0 + e) * tkp + 16 * n));
+                    let v = _mm512_maskz_loadu_ps(mask, vp.add((e0 + e) * stride + 16 * n));
                     *a = _mm512_fmadd_ps(pv, v, *a);
                 }
             }
@@ -1036,8 +1039,10 @@ mod tests {
             });
             // The same values transposed, as a cache with spare room holds
             // them: [B, H_kv, d, capacity], zeros past Tk.
+            // The spare cells hold NaN: a kernel that read past the
+            // positions held would show it.
             let cap = tk + 7;
-            let mut vt = vec![0f32; batch * kv_heads * d * cap];
+            let mut vt = vec![f32::NAN; batch * kv_heads * d * cap];
             for b in 0..batch {
                 for j in 0..tk {
                     for h in 0..kv_heads {

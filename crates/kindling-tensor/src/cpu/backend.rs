@@ -43,7 +43,7 @@ fn kv_view<'a>(
     let st = l.strides();
     if l.rank() != 4 || st[3] != 1 || st[2] != d {
         return Err(Error::msg(format!(
-            "{op}: keys and values need contiguous [kv_heads, d] rows, got strides {st:?}"
+            "{op}: keys need contiguous [kv_heads, d] rows (values those or contiguous positions), got strides {st:?}"
         )));
     }
     Ok(attention::KvView {

@@ -82,8 +82,9 @@ impl Tensor {
     ///
     /// `k` and `v` may be views of a KV cache's buffers (any batch and
     /// position strides, contiguous `[H_kv, D]` rows; or, for `v`,
-    /// contiguous positions — a permuted `[B, H_kv, D, capacity]` buffer, as
-    /// `KvCache` and llama.cpp keep values): the kernel reads them in place. When a gradient is to be recorded it runs as composite ops
+    /// contiguous positions: a permuted `[B, H_kv, D, capacity]` buffer,
+    /// as `KvCache` and llama.cpp keep values). The kernel reads them in
+    /// place. When a gradient is to be recorded it runs as composite ops
     /// (heads repeated, a product, a mask, a softmax) whose backward the
     /// autograd derives, so the fused kernel needs none.
     pub fn attend_kv(&self, k: &Tensor, v: &Tensor, past: usize) -> Result<Tensor> {
@@ -118,10 +119,10 @@ impl Tensor {
         let (kst, vst) = (k.layout().strides(), v.layout().strides());
         // Keys by contiguous [H_kv, D] rows; values so too, or with their
         // positions contiguous (llama.cpp's transposed value cache).
-        let rows_contiguous = kst[3] == 1
+        let in_place = kst[3] == 1
             && kst[2] == g.d
             && ((vst[3] == 1 && vst[2] == g.d) || (vst[1] == 1 && vst[3] > 0));
-        if records || !rows_contiguous {
+        if records || !in_place {
             return attend_kv_composite(self, k, v, &g);
         }
         let q = self.contiguous()?;

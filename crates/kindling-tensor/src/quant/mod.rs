@@ -36,7 +36,7 @@
 //! `tiles::min_rows`) runs `tiles.rs` with tiles packed per call: 16 (VNNI)
 //! or 8 (AVX2) weight rows rearranged so a vector lane is a row and a block
 //! costs one conversion and one FMA per 16 outputs.
-
+//!
 //! Kernels are chosen at run time from what the CPU has ([`isa`]), never by
 //! build flags; `KINDLING_SIMD=baseline|avx2` caps the choice as it does for
 //! the f32 kernels. Measured with `cargo run --release -p kindling-tensor
