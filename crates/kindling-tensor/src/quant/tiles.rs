@@ -220,6 +220,16 @@ fn packed_block(ty: GgmlType) -> Option<usize> {
     }
 }
 
+/// Where a packed format's quants sit in the file's blocks: (block bytes,
+/// offset of the quants, 4-byte groups per block).
+fn packed_source(ty: GgmlType) -> (usize, usize, usize) {
+    match ty {
+        GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2, 8),
+        GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2, 4),
+        _ => (q4_1::BLOCK_BYTES, 4, 4),
+    }
+}
+
 /// `out[r * ld + j]` for the `tiles` packed tiles from `first_tile` on
 /// (`pack`'s layout), all activation rows: llama.cpp's order for each
 /// format, the same bits as the row kernels.
@@ -273,11 +283,7 @@ mod vnni {
         out: &mut [u8],
     ) {
         let block = packed_block(ty).expect("a packed format");
-        let (block_bytes, quants, groups) = match ty {
-            GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2, 8),
-            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2, 4),
-            _ => (q4_1::BLOCK_BYTES, 4, 4),
-        };
+        let (block_bytes, quants, groups) = packed_source(ty);
         assert!(w.len() >= ROWS * row_bytes && out.len() >= nb * block);
         let rows = _mm512_mullo_epi32(
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -850,11 +856,7 @@ mod avx2 {
         out: &mut [u8],
     ) {
         let block = packed_block(ty).expect("a packed format");
-        let (block_bytes, quants, groups) = match ty {
-            GgmlType::Q8_0 => (q8_0::BLOCK_BYTES, 2, 8),
-            GgmlType::Q4_0 => (q4_0::BLOCK_BYTES, 2, 4),
-            _ => (q4_1::BLOCK_BYTES, 4, 4),
-        };
+        let (block_bytes, quants, groups) = packed_source(ty);
         assert!(w.len() >= 2 * ROWS * row_bytes && out.len() >= nb * block);
         assert!(row_bytes * 2 * ROWS < i32::MAX as usize);
         let rows = row_offsets(row_bytes);
