@@ -812,19 +812,38 @@ impl simd::Kernel for CachedRow<'_> {
 /// (64: its four 16-lane accumulators pairwise, then `reduce16`; 16: `reduce16`).
 #[inline(always)]
 fn weighted_sum_t(p: &[f32], vt: &[f32], stride: usize, lanes: usize, out: &mut [f32]) {
-    let mut acc = [0f32; 64];
+    if lanes == 64 {
+        weighted_sum_t_lanes::<64>(p, vt, stride, out)
+    } else {
+        weighted_sum_t_lanes::<16>(p, vt, stride, out)
+    }
+}
+
+/// `weighted_sum_t` with `L` lanes: chunks of L positions added lane by
+/// lane (a fixed-size loop that vectorizes), so lane l gets positions
+/// j ≡ l (mod L) in order.
+#[inline(always)]
+fn weighted_sum_t_lanes<const L: usize>(p: &[f32], vt: &[f32], stride: usize, out: &mut [f32]) {
     for (e, o) in out.iter_mut().enumerate() {
         let row = &vt[e * stride..][..p.len()];
-        acc.fill(0.0);
-        for (j, (&pj, &x)) in p.iter().zip(row).enumerate() {
-            let a = &mut acc[j % lanes];
-            *a = pj.mul_add(x, *a);
+        let mut acc = [0f32; L];
+        let (pc, rc) = (p.chunks_exact(L), row.chunks_exact(L));
+        let (ptail, rtail) = (pc.remainder(), rc.remainder());
+        for (pj, xj) in pc.zip(rc) {
+            for l in 0..L {
+                acc[l] = pj[l].mul_add(xj[l], acc[l]);
+            }
         }
-        let s: [f32; 16] = if lanes == 64 {
-            std::array::from_fn(|l| (acc[l] + acc[l + 32]) + (acc[l + 16] + acc[l + 48]))
-        } else {
-            std::array::from_fn(|l| acc[l])
-        };
+        for (a, (&pj, &xj)) in acc.iter_mut().zip(ptail.iter().zip(rtail)) {
+            *a = pj.mul_add(xj, *a);
+        }
+        let s: [f32; 16] = std::array::from_fn(|l| {
+            if L == 64 {
+                (acc[l] + acc[l + 32]) + (acc[l + 16] + acc[l + 48])
+            } else {
+                acc[l]
+            }
+        });
         *o = ggml_order::reduce16(&s);
     }
 }
