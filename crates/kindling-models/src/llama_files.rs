@@ -79,10 +79,22 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<LlamaConfig> {
 /// A LLaMA model from a GGUF file, every tensor dequantized to f32 and Q/K
 /// rows put back in Hugging Face's order.
 pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
+    llama_from_gguf_with(g, false)
+}
+
+/// `llama_from_gguf`; with `skip_blocks`, the linear weights stored in a
+/// block format are not dequantized: each is a stride-0 placeholder of its
+/// shape (no memory) until `llama_from_gguf_quantized` puts the blocks in
+/// its place, so loading never holds the f32 copy of the model.
+fn llama_from_gguf_with(g: &GgufFile, skip_blocks: bool) -> Result<Llama> {
     let config = config_from_gguf(g)?;
     let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
     let mut model = Llama::from_named(config, &mut |hf| {
         let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
+        if skip_blocks && hf.ends_with("_proj.weight") && block_quantized(g, &name) {
+            let shape = g.info(&name).map(|t| t.shape()).unwrap_or_default();
+            return Tensor::zeros(&[1, 1]).expand(&shape);
+        }
         let t = g.tensor(&name)?;
         if hf.ends_with("q_proj.weight") {
             permute_rope_rows(&t, h, true)
@@ -107,7 +119,7 @@ pub fn llama_from_gguf(g: &GgufFile) -> Result<Llama> {
 /// read as f32. A head tied to the embedding multiplies by the embedding's
 /// blocks (the lookup itself reads the f32 rows).
 pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
-    let mut model = llama_from_gguf(g)?;
+    let mut model = llama_from_gguf_with(g, true)?;
     let (h, kvh) = (
         model.config.num_attention_heads,
         model.config.num_key_value_heads,
@@ -125,6 +137,21 @@ pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
     if let Some(e) = failed {
         return Err(e);
     }
+    // Every placeholder must have been replaced by its blocks.
+    let mut left = None;
+    model.map_linears(&mut |name, lin| {
+        if let LinearWeight::Dense(w) = &lin.weight {
+            if left.is_none() && w.numel() > 1 && w.layout().strides().iter().all(|&s| s == 0) {
+                left = Some(name.to_string());
+            }
+        }
+    });
+    if let Some(name) = left {
+        return Err(msg(
+            &g.path,
+            format!("`{name}.weight`: stored in blocks, but its blocks were not loaded"),
+        ));
+    }
     if model.lm_head.is_none() {
         if let Some(q) = quantized_weight(g, "model.embed_tokens.weight", h, kvh)? {
             model.lm_head = Some(Linear {
@@ -137,17 +164,22 @@ pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
     Ok(model)
 }
 
-/// The blocks of the GGUF tensor behind Hugging Face name `hf`, when it is
-/// stored quantized; Q and K rows put in Hugging Face's order.
-fn quantized_weight(g: &GgufFile, hf: &str, h: usize, kvh: usize) -> Result<Option<QMatrix>> {
-    let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
-    let quantized = g.info(&name).and_then(|t| t.ggml_type()).is_some_and(|ty| {
+/// Whether GGUF tensor `name` is stored in a block format the quantized
+/// kernels multiply by.
+fn block_quantized(g: &GgufFile, name: &str) -> bool {
+    g.info(name).and_then(|t| t.ggml_type()).is_some_and(|ty| {
         matches!(
             ty,
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q4_K | GgmlType::Q6_K
         )
-    });
-    if !quantized {
+    })
+}
+
+/// The blocks of the GGUF tensor behind Hugging Face name `hf`, when it is
+/// stored quantized; Q and K rows put in Hugging Face's order.
+fn quantized_weight(g: &GgufFile, hf: &str, h: usize, kvh: usize) -> Result<Option<QMatrix>> {
+    let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
+    if !block_quantized(g, &name) {
         return Ok(None);
     }
     let (info, ty, bytes) = g.tensor_bytes(&name)?;
