@@ -136,6 +136,10 @@ pub struct Llama {
     pub norm: RmsNorm,
     /// `None` when tied to `embed_tokens`.
     pub lm_head: Option<Linear>,
+    /// The token embedding's blocks, when a quantized GGUF is read on its
+    /// blocks: tokens are looked up in them (`embed_tokens` then holds a
+    /// memory-less placeholder of its shape).
+    pub embed_blocks: Option<std::sync::Arc<kindling_tensor::quant::QMatrix>>,
     /// How the rotation angles are computed: as the reference
     /// implementation of the file the model came from computes them.
     pub rope_angles: RopeAngles,
@@ -554,6 +558,7 @@ impl Llama {
             lm_head,
             config,
             rope_angles: RopeAngles::default(),
+            embed_blocks: None,
         })
     }
 
@@ -632,6 +637,7 @@ impl Llama {
             norm,
             lm_head,
             rope_angles: RopeAngles::default(),
+            embed_blocks: None,
         })
     }
 
@@ -655,6 +661,18 @@ impl Llama {
             RopeAngles::Transformers => rope_tables(start, t, d, base),
             RopeAngles::Ggml => rope_tables_ggml(start, t, d, base),
         }
+    }
+
+    /// Token ids → embeddings `ids.shape + [C]`: from `embed_blocks` when
+    /// the model runs on a quantized file's blocks, else `embed_tokens`.
+    fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let Some(q) = &self.embed_blocks else {
+            return self.embed_tokens.forward_ids(ids);
+        };
+        let rows = q.dequantize_rows(&ids.to_vec_i64()?)?;
+        let mut shape = ids.shape().to_vec();
+        shape.push(q.cols());
+        Tensor::from_vec(rows, &shape)
     }
 
     pub fn new_cache(&self) -> KvCache {
@@ -684,7 +702,7 @@ impl Llama {
             )));
         }
         let rope = self.rope(start, t)?;
-        let mut x = self.embed_tokens.forward_ids(ids)?;
+        let mut x = self.embed(ids)?;
         for (l, block) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| (c, l));
             x = block.forward(&x, &rope, slot, None)?;
@@ -726,7 +744,7 @@ impl Llama {
         let cos: Vec<&Tensor> = tables.iter().map(|(c, _)| c).collect();
         let sin: Vec<&Tensor> = tables.iter().map(|(_, s)| s).collect();
         let rope = (cat(&cos, 0)?, cat(&sin, 0)?);
-        let mut x = self.embed_tokens.forward_ids(ids)?;
+        let mut x = self.embed(ids)?;
         for block in &self.layers {
             x = block.forward(&x, &rope, None, Some(lengths))?;
         }
@@ -784,7 +802,7 @@ impl Llama {
         let sin: Vec<&Tensor> = tables.iter().map(|(_, s)| s).collect();
         let rope = (cat(&cos, 0)?, cat(&sin, 0)?);
         let ids = Tensor::from_vec_i64(tokens.iter().map(|&t| t as i64).collect(), &[1, n])?;
-        let mut x = self.embed_tokens.forward_ids(&ids)?;
+        let mut x = self.embed(&ids)?;
         for (l, block) in self.layers.iter().enumerate() {
             x = block.forward_decode(&x, &rope, caches, l)?;
         }

@@ -91,7 +91,8 @@ fn llama_from_gguf_with(g: &GgufFile, skip_blocks: bool) -> Result<Llama> {
     let (h, kvh) = (config.num_attention_heads, config.num_key_value_heads);
     let mut model = Llama::from_named(config, &mut |hf| {
         let name = gguf_name(hf).ok_or_else(|| Error::msg(format!("no GGUF name for `{hf}`")))?;
-        if skip_blocks && hf.ends_with("_proj.weight") && block_quantized(g, &name) {
+        let linear_or_embedding = hf.ends_with("_proj.weight") || hf == "model.embed_tokens.weight";
+        if skip_blocks && linear_or_embedding && block_quantized(g, &name) {
             let shape = g.info(&name).map(|t| t.shape()).unwrap_or_default();
             return Tensor::zeros(&[1, 1]).expand(&shape);
         }
@@ -116,8 +117,9 @@ fn llama_from_gguf_with(g: &GgufFile, skip_blocks: bool) -> Result<Llama> {
 /// A LLaMA from a GGUF file for inference on its own blocks: every linear
 /// layer stored in a block format (Q8_0, Q4_0, Q4_1, Q4_K, Q6_K) keeps it and
 /// is multiplied by the quantized kernels, as llama.cpp does; the rest is
-/// read as f32. A head tied to the embedding multiplies by the embedding's
-/// blocks (the lookup itself reads the f32 rows).
+/// read as f32. An embedding stored in blocks stays in them: tokens are
+/// looked up by dequantizing their rows (llama.cpp's `get_rows`), and a
+/// head tied to it multiplies by the same blocks.
 pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
     let mut model = llama_from_gguf_with(g, true)?;
     let (h, kvh) = (
@@ -137,6 +139,21 @@ pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
     if let Some(e) = failed {
         return Err(e);
     }
+    // The embedding's blocks serve the lookup, and the tied head's product.
+    if let Some(q) = quantized_weight(g, "model.embed_tokens.weight", h, kvh)? {
+        let q = std::sync::Arc::new(q);
+        if model.lm_head.is_none() {
+            model.lm_head = Some(Linear {
+                weight: LinearWeight::Quantized {
+                    shape: [q.rows(), q.cols()],
+                    matrix: q.clone(),
+                },
+                bias: None,
+                lora: None,
+            });
+        }
+        model.embed_blocks = Some(q);
+    }
     // Every placeholder must have been replaced by its blocks.
     let mut left = None;
     model.map_linears(&mut |name, lin| {
@@ -152,14 +169,13 @@ pub fn llama_from_gguf_quantized(g: &GgufFile) -> Result<Llama> {
             format!("`{name}.weight`: stored in blocks, but its blocks were not loaded"),
         ));
     }
-    if model.lm_head.is_none() {
-        if let Some(q) = quantized_weight(g, "model.embed_tokens.weight", h, kvh)? {
-            model.lm_head = Some(Linear {
-                weight: LinearWeight::quantized(q),
-                bias: None,
-                lora: None,
-            });
-        }
+    let w = &model.embed_tokens.weight;
+    if model.embed_blocks.is_none() && w.numel() > 1 && w.layout().strides().iter().all(|&s| s == 0)
+    {
+        return Err(msg(
+            &g.path,
+            "`token_embd.weight`: stored in blocks, but its blocks were not loaded".to_string(),
+        ));
     }
     Ok(model)
 }

@@ -274,6 +274,26 @@ impl QMatrix {
         dequantize(self.ty, &self.bytes)
     }
 
+    /// Rows `ids` as f32, `[ids.len(), cols]` (an embedding lookup on the
+    /// blocks, as llama.cpp's `get_rows`: the same values as `dequantize`'s
+    /// rows). An id past the last row is an `Error::Index`.
+    pub fn dequantize_rows(&self, ids: &[i64]) -> Result<Vec<f32>> {
+        let rb = row_bytes(self.ty, self.cols);
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            if id < 0 || id as usize >= self.rows {
+                return Err(Error::Index {
+                    op: "QMatrix::dequantize_rows",
+                    index: id,
+                    size: self.rows,
+                });
+            }
+            let r = id as usize;
+            out.extend(dequantize(self.ty, &self.bytes[r * rb..(r + 1) * rb]));
+        }
+        Ok(out)
+    }
+
     /// `y[m, rows] = x[m, cols] · Wᵀ`, without dequantizing W: each row of
     /// `x` is quantized to 8 bits per block as llama.cpp does, then every
     /// output is a sum of integer block dot products.
