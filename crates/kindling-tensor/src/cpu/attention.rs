@@ -129,11 +129,11 @@ pub fn cached(q: &[f32], k: &KvView, v: &Values, g: &CachedAttentionGeometry) ->
 }
 
 /// From this many query rows per call, the AVX-512 path (`wide`) lays the
-/// keys out transposed once (and values that come by rows): 16 scores at a
-/// time with the key in the lane, the values' sums over contiguous
-/// positions. Below it (a decoding step), keys and values are read in
-/// place: 16 keys' scores at a time with their lane sums done together
-/// (head sizes a multiple of 64). Same bits as the portable path either way.
+/// keys out transposed once: 16 scores at a time with the key in the lane.
+/// Below it (a decoding step), the keys are read in place: 16 keys' scores
+/// at a time with their lane sums done together (head sizes a multiple of
+/// 64). Values are always read in place, by rows or transposed as the KV
+/// cache keeps them. Same bits as the portable path either way.
 const WIDE_MIN_ROWS: usize = 4;
 
 fn cached_with(
@@ -151,23 +151,10 @@ fn cached_with(
     let transposed = wide && t >= WIDE_MIN_ROWS;
     let keys_t = transposed.then(|| transpose_keys(k, g));
     let per_batch = g.kv_heads * (g.past + t).next_multiple_of(16) * g.d;
-    // Values by rows are laid out transposed for the wide prompt path;
-    // values that come transposed are read as they are.
-    let (v_rows, copied) = match v {
-        Values::Rows(rows) => (Some(rows), transposed.then(|| transpose_values(rows, g))),
-        Values::Transposed(_) => (None, None),
-    };
-    let v_t = match v {
-        Values::Transposed(vt) => Some(*vt),
-        Values::Rows(_) => copied.as_deref().map(|data| {
-            let tkp = (g.past + t).next_multiple_of(16);
-            ValuesT {
-                data,
-                batch_stride: per_batch,
-                head_stride: g.d * tkp,
-                elem_stride: tkp,
-            }
-        }),
+    // Values are read in place, by rows or transposed (the KV cache's).
+    let (v_rows, v_t) = match v {
+        Values::Rows(rows) => (Some(rows), None),
+        Values::Transposed(vt) => (None, Some(*vt)),
     };
     // Heads `heads` of query row r, written into `out` (those heads' D
     // values each).
@@ -221,25 +208,6 @@ fn transpose_keys(k: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
             let blk = &mut dst[(j / 16) * d * 16..][..d * 16];
             for (e, &x) in k.data[a..a + d].iter().enumerate() {
                 blk[e * 16 + j % 16] = x;
-            }
-        }
-    }
-    out
-}
-
-/// Values `[B, Tk, H_kv, d]` as `[B, H_kv, d, Tk']` (Tk' = Tk rounded up to
-/// 16, zeros past Tk): each output element's values over positions in a row,
-/// as llama.cpp keeps its value cache when flash attention is off.
-fn transpose_values(v: &KvView, g: &CachedAttentionGeometry) -> Vec<f32> {
-    let (d, tk) = (g.d, g.past + g.t);
-    let tkp = tk.next_multiple_of(16);
-    let mut out = vec![0f32; g.batch * g.kv_heads * d * tkp];
-    for (bh, dst) in out.chunks_exact_mut(d * tkp).enumerate() {
-        let (b, h) = (bh / g.kv_heads, bh % g.kv_heads);
-        for j in 0..tk {
-            let a = b * v.batch_stride + j * v.pos_stride + h * d;
-            for (e, &x) in v.data[a..a + d].iter().enumerate() {
-                dst[e * tkp + j] = x;
             }
         }
     }
@@ -484,16 +452,40 @@ mod wide {
         }
     }
 
-    /// As `weighted_sum`, in `ggml_vec_dot_f32`'s order over positions (one
-    /// query row): position j into lane j % 16 of accumulator (j % 64) / 16,
-    /// the four summed pairwise, then `reduce16`. Four outputs at a time
-    /// (16 accumulators), their sums collected and reduced 16 at once.
+    /// `out[e] = Σ_j p[j]·vt[e·stride + j]` over positions j < `keys`, `vt`
+    /// one head's transposed values, `p` the probabilities. `lanes` = 64:
+    /// `ggml_vec_dot_f32`'s order over positions (one query row): position
+    /// j into lane j % 16 of accumulator (j % 64) / 16, the four summed
+    /// pairwise, then `reduce16`; 16: tinyBLAS's (several rows), lane j % 16
+    /// of one accumulator, then `reduce16`. Sixteen accumulators at a time
+    /// (16 / (lanes / 16) outputs), the outputs' sums reduced 16 at once.
     ///
     /// # Safety
-    /// As `weighted_sum`.
+    /// The CPU has AVX-512F; `out.len()` is a multiple of 16. (Lanes past
+    /// `keys` are masked off: neither `p` nor `vt` is read there.)
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn weighted_sum_t64(
+    pub unsafe fn weighted_sum_t(
+        p: &[f32],
+        keys: usize,
+        vt: &[f32],
+        stride: usize,
+        lanes: usize,
+        out: &mut [f32],
+    ) {
+        match lanes {
+            64 => weighted_sum_groups::<4, 4>(p, keys, vt, stride, out),
+            16 => weighted_sum_groups::<1, 16>(p, keys, vt, stride, out),
+            _ => unreachable!("16 or 64 lanes"),
+        }
+    }
+
+    /// `weighted_sum_t` with `G` accumulators of 16 lanes per output, `N`
+    /// outputs at a time (G·N = 16 accumulators).
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn weighted_sum_groups<const G: usize, const N: usize>(
         p: &[f32],
         keys: usize,
         vt: &[f32],
@@ -501,25 +493,22 @@ mod wide {
         out: &mut [f32],
     ) {
         let d = out.len();
-        assert!(d.is_multiple_of(16) && keys <= p.len());
+        assert!(G * N == 16 && d.is_multiple_of(16) && keys <= p.len());
         assert!(keys > 0 && (d - 1) * stride + keys <= vt.len());
         let (pp, vp) = (p.as_ptr(), vt.as_ptr());
-        let mask = |base: usize| -> __mmask16 {
-            let live = keys - base;
-            if live >= 16 {
-                0xFFFF
-            } else {
-                (1u16 << live) - 1
+        let mask = |at: usize| -> __mmask16 {
+            match keys - at {
+                live if live >= 16 => 0xFFFF,
+                live => (1u16 << live) - 1,
             }
         };
         for e0 in (0..d).step_by(16) {
             let mut sums = [_mm512_setzero_ps(); 16];
-            for g in (0..16).step_by(4) {
-                let rows: [*const f32; 4] = std::array::from_fn(|i| vp.add((e0 + g + i) * stride));
-                let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            for g in (0..16).step_by(N) {
+                let mut acc = [[_mm512_setzero_ps(); G]; N];
                 let mut base = 0;
                 while base < keys {
-                    for c in 0..4 {
+                    for c in 0..G {
                         let at = base + 16 * c;
                         if at >= keys {
                             break;
@@ -527,57 +516,21 @@ mod wide {
                         let m = mask(at);
                         let pv = _mm512_maskz_loadu_ps(m, pp.add(at));
                         for (i, a) in acc.iter_mut().enumerate() {
-                            let x = _mm512_maskz_loadu_ps(m, rows[i].add(at));
+                            let x = _mm512_maskz_loadu_ps(m, vp.add((e0 + g + i) * stride + at));
                             a[c] = _mm512_fmadd_ps(pv, x, a[c]);
                         }
                     }
-                    base += 64;
+                    base += 16 * G;
                 }
                 for (i, a) in acc.iter().enumerate() {
-                    sums[g + i] =
-                        _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                    sums[g + i] = if G == 4 {
+                        _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
+                    } else {
+                        a[0]
+                    };
                 }
             }
             _mm512_storeu_ps(out.as_mut_ptr().add(e0), reduce16_each(sums));
-        }
-    }
-
-    /// `out[e] = Σ_j p[j]·vt[e·stride + j]` over positions j < `keys`, in
-    /// tinyBLAS's order: position j into lane j % 16 of one accumulator per
-    /// output element, then each accumulator's 16 lanes summed as
-    /// `reduce16` sums them. `vt` is one head's transposed values (a cache's
-    /// value buffer, or `transpose_values`' copy), `p` the probabilities.
-    /// Sixteen outputs at a time: their accumulators are reduced together,
-    /// transposed as they go, into one vector.
-    ///
-    /// # Safety
-    /// The CPU has AVX-512F; `out.len()` is a multiple of 16. (Lanes past
-    /// `keys` are masked off: neither `p` nor `vt` is read there.)
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn weighted_sum(p: &[f32], keys: usize, vt: &[f32], stride: usize, out: &mut [f32]) {
-        let d = out.len();
-        assert!(d.is_multiple_of(16) && keys <= p.len() && keys <= stride);
-        assert!(keys > 0 && (d - 1) * stride + keys <= vt.len());
-        let (pp, vp) = (p.as_ptr(), vt.as_ptr());
-        // Lanes of the last block past `keys` read 0 (masked cells).
-        let blocks = keys.div_ceil(16);
-        let tail: __mmask16 = if keys.is_multiple_of(16) {
-            0xFFFF
-        } else {
-            (1u16 << (keys % 16)) - 1
-        };
-        for e0 in (0..d).step_by(16) {
-            let mut acc = [_mm512_setzero_ps(); 16];
-            for n in 0..blocks {
-                let mask = if n + 1 == blocks { tail } else { 0xFFFF };
-                let pv = _mm512_maskz_loadu_ps(mask, pp.add(16 * n));
-                for (e, a) in acc.iter_mut().enumerate() {
-                    let v = _mm512_maskz_loadu_ps(mask, vp.add((e0 + e) * stride + 16 * n));
-                    *a = _mm512_fmadd_ps(pv, v, *a);
-                }
-            }
-            _mm512_storeu_ps(out.as_mut_ptr().add(e0), reduce16_each(acc));
         }
     }
 
@@ -604,12 +557,14 @@ mod wide {
     }
 
     #[cfg(not(target_arch = "x86_64"))]
-    pub unsafe fn weighted_sum_t64(_: &[f32], _: usize, _: &[f32], _: usize, _: &mut [f32]) {
-        unreachable!("AVX-512 only")
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub unsafe fn weighted_sum(_: &[f32], _: usize, _: &[f32], _: usize, _: &mut [f32]) {
+    pub unsafe fn weighted_sum_t(
+        _: &[f32],
+        _: usize,
+        _: &[f32],
+        _: usize,
+        _: usize,
+        _: &mut [f32],
+    ) {
         unreachable!("AVX-512 only")
     }
 }
@@ -619,8 +574,7 @@ mod wide {
 struct CachedRow<'a> {
     q: &'a [f32],
     k: &'a KvView<'a>,
-    /// The values by rows, or else transposed (`v_t` may also hold the
-    /// wide path's transposed copy of the rows).
+    /// The values by rows, or else transposed.
     v_rows: Option<&'a KvView<'a>>,
     v_t: Option<ValuesT<'a>>,
     /// This row's batch element from `transpose_keys` on the wide path.
@@ -744,13 +698,7 @@ impl simd::Kernel for CachedRow<'_> {
                 if wide {
                     // SAFETY: `wide` holds only with AVX-512 and d a multiple
                     // of 16; element e's values start at `base[e * elem_stride]`.
-                    unsafe {
-                        if lanes == 16 {
-                            wide::weighted_sum(&s, keys, base, vt.elem_stride, o)
-                        } else {
-                            wide::weighted_sum_t64(&s, keys, base, vt.elem_stride, o)
-                        }
-                    }
+                    unsafe { wide::weighted_sum_t(&s, keys, base, vt.elem_stride, lanes, o) };
                 } else {
                     weighted_sum_t(&s[..keys], base, vt.elem_stride, lanes, o);
                 }

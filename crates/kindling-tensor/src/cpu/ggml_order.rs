@@ -47,11 +47,12 @@ pub fn dot(x: &[f32], y: &[f32]) -> f32 {
     sum
 }
 
-/// `ggml_v_expf` of the AVX-512 build, one lane: n = round(x/ln 2), a
-/// two-constant Cody–Waite remainder b, a degree-5 polynomial j, then
-/// `_mm512_scalef_ps(j, n)` = j·2ⁿ rounded once; |n| > 192 gives 0 or ∞.
+/// `ggml_v_expf`'s range reduction and polynomial, one lane: `(z, n, j)`
+/// with z = x/ln 2 + 0x1.8p23 rounded (so n = z − 0x1.8p23 = round(x/ln 2)
+/// exactly, and z's low bits hold n), and j ≈ e^(x − n·ln 2) from a
+/// two-constant Cody–Waite remainder b and a degree-5 polynomial.
 #[inline(always)]
-pub fn expf(x: f32) -> f32 {
+fn expf_parts(x: f32) -> (f32, f32, f32) {
     const R: f32 = 12_582_912.0; // 0x1.8p23
     let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), R); // 0x1.715476p+0
     let n = z - R;
@@ -67,6 +68,14 @@ pub fn expf(x: f32) -> f32 {
             f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)), // 0x1.555e66p-3, 0x1.fffdb6p-2
         )
         .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0)); // 0x1.ffffecp-1
+    (z, n, j)
+}
+
+/// `ggml_v_expf` of the AVX-512 build, one lane: `expf_parts`, then
+/// `_mm512_scalef_ps(j, n)` = j·2ⁿ rounded once; |n| > 192 gives 0 or ∞.
+#[inline(always)]
+pub fn expf(x: f32) -> f32 {
+    let (_, n, j) = expf_parts(x);
     if (-126.0..=127.0).contains(&n) {
         // 2ⁿ is a normal f32: j·2ⁿ rounded once, as scalef rounds it.
         return j * f32::from_bits(((n as i32 + 127) as u32) << 23);
@@ -81,30 +90,15 @@ pub fn expf(x: f32) -> f32 {
 
 /// `expf` on 16 lanes, as `ggml_v_expf` computes a vector: the same bits
 /// as `expf` lane by lane. The common case (every 2ⁿ a normal f32) runs
-/// without a branch per lane, so it vectorizes; 2ⁿ is built from `z`'s bits
-/// (z = 0x1.8p23 + n exactly, so its low bits hold n). A lane outside that
-/// range (or NaN) sends the whole vector through `expf`.
+/// without a branch per lane, so it vectorizes; 2ⁿ is built from `z`'s low
+/// bits. A lane outside that range (or NaN) sends the whole vector through
+/// `expf`.
 #[inline(always)]
 pub fn expf16(x: &[f32; 16]) -> [f32; 16] {
-    const R: f32 = 12_582_912.0;
     let mut out = [0f32; 16];
     let mut normal = true;
     for l in 0..16 {
-        let x = x[l];
-        let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), R);
-        let n = z - R;
-        let b = (-n).mul_add(
-            f32::from_bits(0x35bf_be8e),
-            (-n).mul_add(f32::from_bits(0x3f31_7200), x),
-        );
-        let u = b * b;
-        let j = f32::from_bits(0x3c07_2010)
-            .mul_add(b, f32::from_bits(0x3d2b_9f17))
-            .mul_add(
-                u,
-                f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb)),
-            )
-            .mul_add(u, f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0));
+        let (z, n, j) = expf_parts(x[l]);
         normal &= (-126.0..=127.0).contains(&n);
         out[l] = j * f32::from_bits(z.to_bits().wrapping_add(127) << 23);
     }

@@ -405,13 +405,26 @@ mod vnni {
                 }
             }
         }
+        sum_lanes(&acc, &mins, q4_1)
+    }
+
+    /// Each row's 8 lane accumulators added as llama.cpp's Q8_0/Q4_1 dot
+    /// adds its lanes (`hsum_float_8`'s pairing, 16 rows at once), plus the
+    /// minimums' sum when the format has one.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn sum_lanes<const R: usize>(
+        acc: &[[__m512; 8]; R],
+        mins: &[__m512; R],
+        min: bool,
+    ) -> [__m512; R] {
         std::array::from_fn(|r| {
             let l = &acc[r];
             let v = _mm512_add_ps(
                 _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
                 _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
             );
-            if q4_1 {
+            if min {
                 _mm512_add_ps(v, mins[r])
             } else {
                 v
@@ -762,18 +775,7 @@ mod vnni {
                 }
             }
         }
-        std::array::from_fn(|r| {
-            let l = &acc[r];
-            let v = _mm512_add_ps(
-                _mm512_add_ps(_mm512_add_ps(l[0], l[4]), _mm512_add_ps(l[2], l[6])),
-                _mm512_add_ps(_mm512_add_ps(l[1], l[5]), _mm512_add_ps(l[3], l[7])),
-            );
-            if min {
-                _mm512_add_ps(v, mins[r])
-            } else {
-                v
-            }
-        })
+        sum_lanes(&acc, &mins, min)
     }
 
     /// Activation rows r0..r0+R against the tile: per block, the 8 groups
